@@ -1,0 +1,196 @@
+"""The drift gate: does the product's recent data still look like the data its served model learned from?
+
+Evidently 0.7 runs fully offline. The reference is the training data of the product's promoted model when it
+has one, otherwise an older window of history; the current data is the most recent window. A time index (the
+invoice date, year, month) always differs between windows, so only the columns named in params are monitored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+
+log = logging.getLogger(__name__)
+
+TIME_COLUMNS = frozenset({"invoice_date", "invoice_no", "year", "month", "month_sin", "month_cos"})
+
+
+class DriftError(ValueError):
+    """The drift check cannot be run as configured."""
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """``params.yaml: data_drift_check``."""
+
+    numerical_columns: tuple[str, ...]
+    categorical_columns: tuple[str, ...]
+    num_method: str = "wasserstein"
+    cat_method: str = "jensenshannon"
+    num_threshold: float = 0.3
+    cat_threshold: float = 0.2
+    drift_share: float = 0.5
+    current_window_days: int = 60
+    reference_window_days: int = 120
+    min_rows_per_window: int = 30
+
+    def __post_init__(self) -> None:
+        monitored = self.numerical_columns + self.categorical_columns
+        if not monitored:
+            raise DriftError("data_drift_check monitors no columns: list numerical_columns or categorical_columns")
+        timeish = sorted(set(monitored) & TIME_COLUMNS)
+        if timeish:
+            raise DriftError(f"data_drift_check must not monitor time columns {timeish}: they always differ "
+                             "between windows")
+        if not 0 < self.drift_share <= 1:
+            raise DriftError(f"data_drift_check.drift_share={self.drift_share!r} must be in (0, 1]")
+        for name in ("current_window_days", "reference_window_days", "min_rows_per_window"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise DriftError(f"data_drift_check.{name}={value!r} must be a whole number >= 1")
+
+    @classmethod
+    def from_params(cls, drift: Mapping[str, Any]) -> DriftSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(drift) - known)
+        if unknown:
+            raise DriftError(f"params.yaml data_drift_check has unknown keys {unknown}; accepted: {sorted(known)}")
+        values = dict(drift)
+        for key in ("numerical_columns", "categorical_columns"):
+            values[key] = tuple(values.get(key) or ())
+        return cls(**values)
+
+    @property
+    def monitored(self) -> list[str]:
+        return [*self.numerical_columns, *self.categorical_columns]
+
+
+@dataclass
+class DriftResult:
+    drift_detected: bool
+    drifted_columns: list[str]
+    drifted_share: float
+    per_column: dict[str, dict[str, Any]]
+    reference: dict[str, Any] = field(default_factory=dict)
+    current: dict[str, Any] = field(default_factory=dict)
+    snapshot: Any = None  # evidently Snapshot, for the HTML report
+
+    def to_metrics(self, settings: DriftSettings) -> dict[str, Any]:
+        return {
+            "drift_detected": self.drift_detected,
+            "drifted_columns": self.drifted_columns,
+            "drifted_count": len(self.drifted_columns),
+            "drifted_share": self.drifted_share,
+            "drift_share_threshold": settings.drift_share,
+            "monitored_columns": settings.monitored,
+            "per_column": self.per_column,
+            "reference": self.reference,
+            "current": self.current,
+        }
+
+    def reason(self) -> str:
+        return (f"{len(self.drifted_columns)} of {len(self.per_column)} monitored columns drifted "
+                f"({', '.join(self.drifted_columns)})")
+
+
+def bootstrap_windows(features: pd.DataFrame, settings: DriftSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reference, current) for a product with no promoted model: an older window against the latest one."""
+    dates = pd.to_datetime(features["invoice_date"])
+    end = dates.max().normalize() + pd.Timedelta(days=1)
+    current_start = end - pd.Timedelta(days=settings.current_window_days)
+    reference_start = current_start - pd.Timedelta(days=settings.reference_window_days)
+    current = features[dates >= current_start]
+    reference = features[(dates >= reference_start) & (dates < current_start)]
+    return reference, current
+
+
+def current_window(features: pd.DataFrame, settings: DriftSettings) -> pd.DataFrame:
+    return bootstrap_windows(features, settings)[1]
+
+
+def _describe(frame: pd.DataFrame, source: str) -> dict[str, Any]:
+    dates = pd.to_datetime(frame["invoice_date"]) if "invoice_date" in frame else None
+    return {
+        "source": source,
+        "rows": len(frame),
+        "first_date": str(dates.min().date()) if dates is not None and len(frame) else None,
+        "last_date": str(dates.max().date()) if dates is not None and len(frame) else None,
+    }
+
+
+def check_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: DriftSettings, *,
+                reference_source: str) -> DriftResult:
+    """Compare ``current`` against ``reference`` on the monitored columns."""
+    for name, frame in (("reference", reference), ("current", current)):
+        missing = [column for column in settings.monitored if column not in frame.columns]
+        if missing:
+            raise DriftError(f"monitored columns {missing} are not in the {name} data; it has {list(frame.columns)}")
+        if len(frame) < settings.min_rows_per_window:
+            raise DriftError(f"the {name} window has {len(frame)} rows, fewer than "
+                             f"data_drift_check.min_rows_per_window={settings.min_rows_per_window}; "
+                             "widen the windows or lower the minimum")
+    definition = DataDefinition(numerical_columns=list(settings.numerical_columns),
+                                categorical_columns=list(settings.categorical_columns))
+
+    def dataset(frame: pd.DataFrame) -> Dataset:
+        data = frame[settings.monitored].copy()
+        for column in settings.categorical_columns:
+            data[column] = data[column].astype("str")  # booleans and codes compared as categories
+        for column in settings.numerical_columns:
+            data[column] = data[column].astype("float64")
+        return Dataset.from_pandas(data, data_definition=definition)
+
+    report = Report([DataDriftPreset(num_method=settings.num_method, cat_method=settings.cat_method,
+                                     num_threshold=settings.num_threshold, cat_threshold=settings.cat_threshold,
+                                     drift_share=settings.drift_share)], include_tests=True)
+    snapshot = report.run(dataset(current), dataset(reference))  # evidently 0.7: current first
+    per_column = _per_column(snapshot.dict(), settings)
+    drifted = [column for column, info in per_column.items() if info["drifted"]]
+    share = len(drifted) / len(per_column)
+    return DriftResult(
+        drift_detected=share >= settings.drift_share,
+        drifted_columns=drifted,
+        drifted_share=share,
+        per_column=per_column,
+        reference=_describe(reference, reference_source),
+        current=_describe(current, "most recent window"),
+        snapshot=snapshot,
+    )
+
+
+def _per_column(snapshot: dict[str, Any], settings: DriftSettings) -> dict[str, dict[str, Any]]:
+    """Score, method, threshold and verdict per monitored column, from the snapshot's ValueDrift tests."""
+    scores = {}
+    for metric in snapshot["metrics"]:
+        config = metric.get("config", {})
+        if config.get("type", "").endswith("ValueDrift"):
+            scores[config["column"]] = (float(metric["value"]), config["method"], config.get("threshold"))
+    statuses = {}
+    for test in snapshot.get("tests", []):
+        params = test.get("metric_config", {}).get("params", {})
+        if params.get("type", "").endswith("ValueDrift"):
+            statuses[params["column"]] = test["status"]
+    result = {}
+    for column in settings.monitored:
+        if column not in scores or column not in statuses:
+            raise DriftError(f"evidently returned no drift score for column {column!r}")
+        score, method, threshold = scores[column]
+        result[column] = {"score": score, "method": method, "threshold": threshold,
+                          "drifted": statuses[column] != "SUCCESS"}
+    return result
+
+
+def save_report(result: DriftResult, path: Path) -> None:
+    from pricetrail.config import atomic_path
+
+    with atomic_path(path) as tmp:
+        html = tmp.with_suffix(".html")
+        result.snapshot.save_html(str(html))
+        html.replace(tmp)

@@ -1,0 +1,171 @@
+"""Chronological splits and the fitted column transformer, persisted without pickle.
+
+The preprocessor is saved with skops, whose loader refuses any type outside an allow-list: a served model loads
+it from storage, and unpickling a file from a bucket would run whatever code the file carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from pricetrail.config import atomic_path
+from pricetrail.etl import TARGET
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+class PreprocessError(ValueError):
+    """Splits or the preprocessor cannot be built or loaded as asked."""
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """``params.yaml: preprocess``."""
+
+    numerical_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    min_split_rows: int = 50
+    category_min_frequency: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 < value < 0.5:
+                raise PreprocessError(f"preprocess.{name}={value!r} makes no sense: use a fraction in (0, 0.5)")
+        if self.validation_fraction + self.test_fraction >= 0.7:
+            raise PreprocessError(
+                f"preprocess.validation_fraction + test_fraction = {self.validation_fraction + self.test_fraction}"
+                " leaves less than 30% of the rows to train on; use a smaller sum")
+        if not isinstance(self.min_split_rows, int) or self.min_split_rows < 1:
+            raise PreprocessError(f"preprocess.min_split_rows={self.min_split_rows!r} must be a whole number >= 1")
+        if not self.numerical_features and not self.categorical_features:
+            raise PreprocessError("preprocess lists no features: set numerical_features or categorical_features")
+        overlap = sorted(set(self.numerical_features) & set(self.categorical_features))
+        if overlap:
+            raise PreprocessError(f"features {overlap} are listed as both numerical and categorical")
+        if TARGET in self.numerical_features + self.categorical_features:
+            raise PreprocessError(f"the target {TARGET!r} cannot be a feature")
+
+    @classmethod
+    def from_params(cls, preprocess: Mapping[str, Any]) -> PreprocessSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(preprocess) - known)
+        if unknown:
+            raise PreprocessError(f"params.yaml preprocess has unknown keys {unknown}; accepted: {sorted(known)}")
+        values = dict(preprocess)
+        for key in ("numerical_features", "categorical_features"):
+            values[key] = tuple(values.get(key) or ())
+        return cls(**values)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numerical_features, *self.categorical_features]
+
+
+def chronological_split(features: pd.DataFrame, settings: PreprocessSettings) -> dict[str, pd.DataFrame]:
+    """Oldest rows train, the next validate, the newest test: the model is always scored on its future."""
+    missing = [column for column in [*settings.features, TARGET, "invoice_date"] if column not in features.columns]
+    if missing:
+        raise PreprocessError(f"feature table lacks columns {missing}; it has {list(features.columns)}")
+    ordered = features.sort_values("invoice_date", kind="stable")
+    ordered = ordered.reset_index(drop=True)
+    n = len(ordered)
+    n_test = math.ceil(n * settings.test_fraction)
+    n_validation = math.ceil(n * settings.validation_fraction)
+    n_train = n - n_test - n_validation
+    sizes = {"train": n_train, "validation": n_validation, "test": n_test}
+    small = {name: size for name, size in sizes.items() if size < settings.min_split_rows}
+    if small:
+        raise PreprocessError(f"splits {small} of {n} rows are smaller than preprocess.min_split_rows="
+                              f"{settings.min_split_rows}; lower the fractions' effect or add data")
+    return {
+        "train": ordered.iloc[:n_train],
+        "validation": ordered.iloc[n_train:n_train + n_validation],
+        "test": ordered.iloc[n_train + n_validation:],
+    }
+
+
+def fit_preprocessor(train: pd.DataFrame, settings: PreprocessSettings) -> ColumnTransformer:
+    transformer = ColumnTransformer(
+        [
+            ("num", StandardScaler(), list(settings.numerical_features)),
+            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
+                                  min_frequency=settings.category_min_frequency), list(settings.categorical_features)),
+        ],
+        verbose_feature_names_out=True,
+    )
+    transformer.fit(model_inputs(train, settings.numerical_features, settings.categorical_features))
+    return transformer
+
+
+def model_inputs(frame: pd.DataFrame, numerical: tuple[str, ...] | list[str],
+                 categorical: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """The raw input columns in the dtypes the transformer expects (booleans as 0/1, categories as text)."""
+    missing = [column for column in [*numerical, *categorical] if column not in frame.columns]
+    if missing:
+        raise PreprocessError(f"input lacks feature columns {missing}")
+    data = pd.DataFrame(index=frame.index)
+    for column in numerical:
+        data[column] = frame[column].astype("float64")
+    for column in categorical:
+        data[column] = frame[column].astype("str")
+    return data
+
+
+def transform(preprocessor: ColumnTransformer, frame: pd.DataFrame) -> np.ndarray:
+    numerical, categorical = input_columns(preprocessor)
+    matrix = preprocessor.transform(model_inputs(frame, numerical, categorical))
+    matrix = np.asarray(matrix, dtype="float32")
+    if not np.all(np.isfinite(matrix)):
+        bad = sorted({str(name) for name, ok in zip(preprocessor.get_feature_names_out(),
+                                                    np.isfinite(matrix).all(axis=0), strict=True) if not ok})
+        raise PreprocessError(f"features {bad} have missing or infinite values after preprocessing")
+    return matrix
+
+
+def input_columns(preprocessor: ColumnTransformer) -> tuple[list[str], list[str]]:
+    columns = {name: list(cols) for name, _, cols in preprocessor.transformers_ if name in ("num", "cat")}
+    return columns.get("num", []), columns.get("cat", [])
+
+
+def feature_names(preprocessor: ColumnTransformer) -> list[str]:
+    return [str(name) for name in preprocessor.get_feature_names_out()]
+
+
+def save_preprocessor(preprocessor: ColumnTransformer, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        sio.dump(preprocessor, tmp)
+
+
+def load_preprocessor(path: Path) -> ColumnTransformer:
+    """Load a preprocessor saved by :func:`save_preprocessor`, refusing any type skops does not trust by default."""
+    if not path.is_file():
+        raise PreprocessError(f"preprocessor {path} does not exist")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as error:  # noqa: BLE001 - skops raises many kinds (zip, json, key) for a damaged file
+        raise PreprocessError(f"preprocessor {path} is not a readable skops file: {error}") from error
+    if untrusted:
+        raise PreprocessError(f"preprocessor {path} contains types that are not trusted: {untrusted}; refusing to load")
+    try:
+        loaded = sio.load(path, trusted=[])
+    except Exception as error:  # noqa: BLE001 - as above; the message names the file and the cause
+        raise PreprocessError(f"preprocessor {path} cannot be loaded: {error}") from error
+    if not isinstance(loaded, ColumnTransformer):
+        raise PreprocessError(f"preprocessor {path} holds a {type(loaded).__name__}, not a ColumnTransformer")
+    return loaded

@@ -1,0 +1,41 @@
+"""Stage data_drift_check@<code>: the drift gate. Always writes the report and metrics; on drift it exits 1
+without writing the gate file, so the product's chain stops here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pricetrail import registry, stage
+from pricetrail.config import load_params, section, write_json
+from pricetrail.drift import DriftSettings, bootstrap_windows, check_drift, current_window, save_report
+from pricetrail.hashing import file_md5
+from pricetrail.paths import ProductPaths
+
+
+def main(root: Path) -> None:
+    paths = ProductPaths(CODE)
+    settings = DriftSettings.from_params(section(load_params(root), "data_drift_check"))
+    features = pd.read_parquet(root / paths.lines)
+    served_reference = registry.drift_reference(root, CODE)
+    if served_reference is None:
+        reference, current = bootstrap_windows(features, settings)
+        source = "older window of history (no served model yet)"
+    else:
+        reference, source = served_reference
+        current = current_window(features, settings)
+    result = check_drift(reference, current, settings, reference_source=source)
+    save_report(result, root / paths.drift_report)
+    write_json(root / paths.drift_metrics, result.to_metrics(settings))
+    if result.drift_detected:
+        raise stage.GateFailed(f"{CODE}: {result.reason()} against the {source}; see {paths.drift_report}")
+    # The gate file depends only on the data that passed, so re-checking against a newly promoted model's
+    # reference rewrites the same bytes and nothing downstream reruns.
+    write_json(root / paths.drift_gate, {"stockcode": CODE, "passed": True,
+                                          "features_md5": file_md5(root / paths.lines)})
+
+
+if __name__ == "__main__":
+    CODE = stage.stockcode_argument(__doc__ or "")
+    stage.run(f"data_drift_check@{CODE}", main)

@@ -1,0 +1,34 @@
+"""Stage etl_pipeline@<code>: one product's cleaned lines and leakage-free features (DuckDB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pricetrail import stage
+from pricetrail.config import atomic_path, load_params, section, write_json
+from pricetrail.etl import CleaningRules, run_etl
+from pricetrail.paths import INTERIM_TRANSACTIONS, ProductPaths
+
+
+def main(root: Path) -> None:
+    paths = ProductPaths(CODE)
+    rules = CleaningRules.from_params(section(load_params(root), "etl"))
+    features, daily, report = run_etl(root / INTERIM_TRANSACTIONS, CODE, rules)
+    with atomic_path(root / paths.lines) as tmp:
+        features.to_parquet(tmp, index=False)
+    with atomic_path(root / paths.daily) as tmp:
+        daily.to_parquet(tmp, index=False)
+    dates = features["invoice_date"]
+    write_json(root / paths.etl_metrics, {
+        "cleaning": report.to_dict(),
+        "rows": len(features),
+        "trading_days": len(daily),
+        "first_date": str(dates.min().date()),
+        "last_date": str(dates.max().date()),
+        "distinct_prices": int(features["unit_price"].nunique()),
+    })
+
+
+if __name__ == "__main__":
+    CODE = stage.stockcode_argument(__doc__ or "")
+    stage.run(f"etl_pipeline@{CODE}", main)

@@ -1,0 +1,76 @@
+"""Drift gate: passes on same-distribution data, fails on constructed drift, refuses bad settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pricetrail.drift import DriftError, DriftSettings, bootstrap_windows, check_drift
+
+SETTINGS = DriftSettings(numerical_columns=("unit_price", "log_quantity"),
+                         categorical_columns=("is_registered", "country"))
+
+
+def window(seed: int, n: int, *, price: float = 2.95, quantity: float = 6.0, uk_share: float = 0.9,
+           start: str = "2011-01-01") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "invoice_date": pd.Timestamp(start) + pd.to_timedelta(rng.uniform(0, 60, n), unit="D"),
+        "unit_price": rng.choice([price * 0.85, price, price], n),
+        "log_quantity": np.log1p(rng.poisson(quantity, n)),
+        "is_registered": rng.random(n) < 0.75,
+        "country": np.where(rng.random(n) < uk_share, "United Kingdom", "Germany"),
+    })
+
+
+def test_same_distribution_passes() -> None:
+    result = check_drift(window(1, 800), window(2, 400), SETTINGS, reference_source="test")
+    assert not result.drift_detected, result.per_column
+    metrics = result.to_metrics(SETTINGS)
+    assert metrics["drifted_count"] == 0 and metrics["reference"]["rows"] == 800
+    assert set(metrics["per_column"]) == {"unit_price", "log_quantity", "is_registered", "country"}
+
+
+def test_constructed_drift_fails_and_names_the_columns() -> None:
+    drifted = window(2, 400, price=4.5, quantity=20.0, uk_share=0.3)
+    result = check_drift(window(1, 800), drifted, SETTINGS, reference_source="test")
+    assert result.drift_detected
+    assert {"unit_price", "log_quantity", "country"} <= set(result.drifted_columns)
+    assert "drifted (" in result.reason() and "unit_price" in result.reason()
+
+
+def test_one_drifted_column_is_below_the_share() -> None:
+    result = check_drift(window(1, 800), window(2, 400, price=5.0), SETTINGS, reference_source="test")
+    assert result.drifted_columns == ["unit_price"] and not result.drift_detected
+
+
+def test_bootstrap_windows_split_by_date() -> None:
+    frame = pd.concat([window(1, 300, start="2011-01-01"), window(2, 300, start="2011-03-05")])
+    reference, current = bootstrap_windows(frame, DriftSettings(numerical_columns=("unit_price",),
+                                                                categorical_columns=(), current_window_days=60,
+                                                                reference_window_days=60))
+    assert reference["invoice_date"].max() < current["invoice_date"].min()
+    assert len(reference) + len(current) <= len(frame)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"numerical_columns": [], "categorical_columns": []}, "monitors no columns"),
+        ({"numerical_columns": ["invoice_date"]}, r"must not monitor time columns \['invoice_date'\]"),
+        ({"numerical_columns": ["x"], "drift_share": 0}, "drift_share=0 must be in"),
+        ({"numerical_columns": ["x"], "current_window_days": 0}, "current_window_days=0"),
+        ({"numerical_columns": ["x"], "windows": 3}, r"unknown keys \['windows'\]"),
+    ],
+)
+def test_settings_are_validated(values: dict, message: str) -> None:
+    with pytest.raises(DriftError, match=message):
+        DriftSettings.from_params(values)
+
+
+def test_missing_column_and_small_window_are_clear_errors() -> None:
+    with pytest.raises(DriftError, match=r"monitored columns \['country'\] are not in the current data"):
+        check_drift(window(1, 100), window(2, 100).drop(columns="country"), SETTINGS, reference_source="t")
+    with pytest.raises(DriftError, match="the current window has 5 rows"):
+        check_drift(window(1, 100), window(2, 5), SETTINGS, reference_source="t")

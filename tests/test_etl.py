@@ -1,0 +1,228 @@
+"""ETL: every cleaning rule and feature on tiny frames, and a test that fails if a feature sees the future."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import lines
+
+from pricetrail.config import ConfigError
+from pricetrail.etl import (
+    FEATURE_DOCS,
+    TARGET,
+    CleaningRules,
+    ETLError,
+    build_features,
+    clean_lines,
+    daily_aggregates,
+    price_features,
+    run_etl,
+    state_features,
+)
+
+RULES = CleaningRules(min_rows=1)
+
+
+def features_of(frame: pd.DataFrame) -> pd.DataFrame:
+    clean, _ = clean_lines(frame, RULES)
+    return build_features(clean, daily_aggregates(clean))
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "rule"),
+    [
+        ({"invoice_no": "C500001", "quantity": -6}, "cancellation"),
+        ({"invoice_no": "c500001", "quantity": 6}, "cancellation"),
+        ({"quantity": 0}, "non_positive_quantity"),
+        ({"quantity": -3, "unit_price": 0.0}, "non_positive_quantity"),
+        ({"unit_price": 0.0}, "non_positive_price"),
+        ({"unit_price": -11062.06}, "non_positive_price"),
+        ({"quantity": 80995}, "extreme_outlier"),
+    ],
+)
+def test_each_cleaning_rule_removes_its_rows(bad_row: dict, rule: str) -> None:
+    good = [{"invoice_no": f"5{i:05d}", "quantity": 6} for i in range(5)]
+    kept, report = clean_lines(lines([*good, bad_row]), RULES)
+    assert len(kept) == 5
+    assert report.removed[rule] == 1
+    assert sum(report.removed.values()) == 1 and report.rows_out == 5
+
+
+def test_exact_duplicates_are_removed_but_distinct_lines_kept() -> None:
+    frame = lines([{"invoice_no": "1"}, {"invoice_no": "1"}, {"invoice_no": "1", "quantity": 12}])
+    kept, report = clean_lines(frame, RULES)
+    assert report.removed["exact_duplicate"] == 1 and len(kept) == 2
+
+
+def test_relative_outlier_rule_uses_the_products_median() -> None:
+    frame = lines([{"invoice_no": str(i), "quantity": 2} for i in range(9)] + [{"invoice_no": "x", "quantity": 500}])
+    kept, report = clean_lines(frame, CleaningRules(min_rows=1, outlier_median_factor=100))
+    assert report.removed["extreme_outlier"] == 1 and kept["quantity"].max() == 2
+
+
+def test_missing_column_is_named() -> None:
+    with pytest.raises(ETLError, match=r"lacks columns \['unit_price'\]"):
+        clean_lines(lines([{}]).drop(columns="unit_price"), RULES)
+
+
+def test_state_features_use_only_earlier_days() -> None:
+    frame = lines([
+        {"invoice_no": "1", "invoice_date": "2011-01-03 09:00", "unit_price": 3.0, "quantity": 4},
+        {"invoice_no": "2", "invoice_date": "2011-01-03 15:00", "unit_price": 5.0, "quantity": 2},  # same day
+        {"invoice_no": "3", "invoice_date": "2011-02-01 10:00", "unit_price": 2.0, "quantity": 10},
+        {"invoice_no": "4", "invoice_date": "2011-03-10 10:00", "unit_price": 4.0, "quantity": 1},
+    ])
+    feats = features_of(frame)
+    # Day one: nothing earlier, so the reference prices fall back to the line's own price.
+    assert math.isnan(feats.loc[0, "max_price_before"]) and feats.loc[0, "reference_max_price"] == 3.0
+    assert feats.loc[1, "price_to_max"] == 1.0  # 5.0 is not compared with a later or same-day price
+    assert feats.loc[2, "max_price_before"] == 5.0 and feats.loc[2, "price_to_max"] == pytest.approx(0.4)
+    # Previous calendar month: January sold 6 units in 2 lines at a mean price of 4.0.
+    assert feats.loc[2, "prev_month_quantity"] == 6 and feats.loc[2, "prev_month_lines"] == 2
+    assert feats.loc[2, "prev_month_mean_price"] == 4.0
+    assert feats.loc[2, "price_to_prev_month_mean"] == pytest.approx(0.5)
+    # March: previous month February (10 units); 28 days before March 10 covers Feb 10 - Mar 9: nothing.
+    assert feats.loc[3, "prev_month_quantity"] == 10 and feats.loc[3, "quantity_28d_before"] == 0
+    assert feats.loc[2, "quantity_28d_before"] == 0  # Jan 3 is 29 days before Feb 1
+    assert feats[TARGET].tolist() == pytest.approx(np.log1p([4, 2, 10, 1]).tolist())
+
+
+def test_rolling_28_days_excludes_the_day_itself() -> None:
+    frame = lines([
+        {"invoice_no": "1", "invoice_date": "2011-01-03", "quantity": 4},
+        {"invoice_no": "2", "invoice_date": "2011-01-20", "quantity": 6},
+        {"invoice_no": "3", "invoice_date": "2011-01-31", "quantity": 7},
+    ])
+    feats = features_of(frame)
+    assert feats["quantity_28d_before"].tolist() == [0, 4, 10]
+
+
+def test_prev_month_mean_price_carries_forward_over_a_month_without_sales() -> None:
+    frame = lines([
+        {"invoice_no": "1", "invoice_date": "2011-01-05", "unit_price": 2.0},
+        {"invoice_no": "2", "invoice_date": "2011-03-05", "unit_price": 3.0},
+    ])
+    feats = features_of(frame)
+    assert feats.loc[1, "prev_month_quantity"] == 0  # February had no sales
+    assert feats.loc[1, "prev_month_mean_price"] == 2.0  # the latest earlier month with sales
+
+
+def test_calendar_and_customer_features() -> None:
+    frame = lines([
+        {"invoice_no": "1", "invoice_date": "2011-11-06 14:30", "customer_id": float("nan"), "country": "France"},
+        {"invoice_no": "2", "invoice_date": "2011-11-07 09:00"},
+    ])
+    feats = features_of(frame)
+    assert feats["is_registered"].tolist() == [False, True]
+    assert feats["day_of_week"].tolist() == [7, 1]  # Sunday, Monday
+    assert feats["month"].tolist() == [11, 11] and feats["year"].tolist() == [2011, 2011]
+    assert feats["hour"].tolist() == [14, 9]
+    assert feats.loc[0, "month_sin"] == pytest.approx(math.sin(2 * math.pi * 11 / 12))
+    assert feats["country"].tolist() == ["France", "United Kingdom"]
+
+
+def test_every_feature_is_documented() -> None:
+    feats = features_of(lines([{"invoice_no": "1"}]))
+    engineered = set(feats.columns) - {"invoice_no", "invoice_date", "quantity", TARGET, "max_price_before",
+                                       "prev_month_mean_price"}
+    assert engineered <= set(FEATURE_DOCS), engineered - set(FEATURE_DOCS)
+
+
+def random_history(seed: int, n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    dates = pd.Timestamp("2011-01-03") + pd.to_timedelta(np.sort(rng.uniform(0, 200, n)), unit="D")
+    return lines([
+        {"invoice_no": str(600000 + i), "invoice_date": str(date), "quantity": int(rng.integers(1, 30)),
+         "unit_price": float(rng.choice([1.95, 2.55, 2.95, 3.25])),
+         "customer_id": float("nan") if rng.random() < 0.25 else 12345.0}
+        for i, date in enumerate(dates)
+    ])
+
+
+@pytest.mark.parametrize("cut_day", [20, 75, 150])
+def test_no_feature_looks_into_the_future(cut_day: int) -> None:
+    """Features of the lines before a cut must not change when the data after the cut is removed or altered."""
+    history = random_history(seed=cut_day)
+    cut = pd.Timestamp("2011-01-03") + pd.Timedelta(days=cut_day)
+    full = features_of(history)
+    past_only = features_of(history[history["invoice_date"] < cut])
+    altered = history.copy()
+    after = altered["invoice_date"] >= cut
+    altered.loc[after, "unit_price"] *= 10  # a very different future
+    altered.loc[after, "quantity"] *= 7
+    with_other_future = features_of(altered)
+    n = len(past_only)
+    assert n > 10
+    pd.testing.assert_frame_equal(full.iloc[:n].reset_index(drop=True), past_only)
+    pd.testing.assert_frame_equal(with_other_future.iloc[:n].reset_index(drop=True), past_only)
+
+
+def test_price_features_are_one_function_of_price_and_state() -> None:
+    table = price_features(np.array([2.0, 4.0]), 3.0, float("nan"))
+    assert table["reference_max_price"].tolist() == [3.0, 4.0]
+    assert table["price_to_max"].tolist() == pytest.approx([2 / 3, 1.0])
+    assert table["price_to_prev_month_mean"].tolist() == [1.0, 1.0]  # no earlier month: ratio 1
+    assert table["log_price"].tolist() == pytest.approx([math.log(2), math.log(4)])
+    assert table["price_squared"].tolist() == [4.0, 16.0]
+    with pytest.raises(ETLError, match="finite and positive"):
+        price_features(np.array([0.0]), 1.0, 1.0)
+
+
+def test_etl_features_equal_price_features_at_the_line_price() -> None:
+    feats = features_of(random_history(seed=3))
+    again = price_features(feats["unit_price"], feats["max_price_before"], feats["prev_month_mean_price"])
+    pd.testing.assert_frame_equal(feats[list(again.columns)].reset_index(drop=True), again)
+
+
+def test_state_features_for_a_date_after_the_history() -> None:
+    clean, _ = clean_lines(random_history(seed=5), RULES)
+    daily = daily_aggregates(clean)
+    state = state_features(daily, ["2012-06-01"])
+    assert state.loc[0, "max_price_before"] == clean["unit_price"].max()
+
+
+@pytest.fixture
+def transactions(tmp_path: Path) -> Path:
+    frame = random_history(seed=9)
+    path = tmp_path / "transactions.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_run_etl_on_ingested_parquet(transactions: Path) -> None:
+    feats, daily, report = run_etl(transactions, "85123A", CleaningRules(min_rows=100))
+    assert len(feats) == report.rows_out == 300 and daily["quantity"].sum() == feats["quantity"].sum()
+
+
+@pytest.mark.parametrize(
+    ("code", "rules", "error", "message"),
+    [
+        ("99999", RULES, ETLError, "stockcode 99999 is not in the data"),
+        ("85123A", CleaningRules(min_rows=1000), ETLError, "stockcode 85123A has 300 clean rows, fewer than"),
+        ("851-23A", RULES, ConfigError, "stockcode '851-23A' is not accepted: use letters and digits only"),
+        ("../etc", RULES, ConfigError, "letters and digits only"),
+        ("POST", RULES, ETLError, "stockcode POST is a non-product code"),
+    ],
+)
+def test_run_etl_errors(transactions: Path, code: str, rules: CleaningRules, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        run_etl(transactions, code, rules)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"min_rows": 0}, "etl.min_rows=0 makes no sense"),
+        ({"min_rows": "ten"}, "etl.min_rows='ten' makes no sense"),
+        ({"max_quantity": -1}, "etl.max_quantity=-1"),
+        ({"outlier_median_factor": 0.5}, "outlier_median_factor=0.5"),
+        ({"min_row": 5}, r"unknown keys \['min_row'\]"),
+    ],
+)
+def test_cleaning_rules_validate_params(values: dict, message: str) -> None:
+    with pytest.raises(ETLError, match=message):
+        CleaningRules.from_params(values)

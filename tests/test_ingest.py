@@ -1,0 +1,108 @@
+"""Ingest: schema and type checks, file kinds, atomic output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from pricetrail.ingest import IngestError, ingest
+
+HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+GOOD = (
+    "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
+    "536366,22423,REGENCY CAKESTAND 3 TIER,2,2010-12-01 08:28:00,12.75,,France\n"
+    "C536367,85123A,WHITE HANGING HEART T-LIGHT HOLDER,-6,2010-12-02 09:00:00,2.55,17850.0,United Kingdom\n"
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_ingest_csv_types_and_sort(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    summary = ingest(write(tmp_path / "a.csv", HEADER + GOOD), out)
+    frame = pd.read_parquet(out)
+    assert summary.rows == 3 and summary.stockcodes == 2
+    assert list(frame["stockcode"]) == ["22423", "85123A", "85123A"]  # sorted by stockcode, then date
+    assert frame["quantity"].dtype == "int64"
+    assert str(frame["invoice_date"].dtype).startswith("datetime64")
+    assert frame["customer_id"].isna().sum() == 1
+    assert frame.loc[0, "customer_id"] != frame.loc[0, "customer_id"]  # NaN for the guest
+
+
+def test_ingest_us_dates_like_the_uci_csv(tmp_path: Path) -> None:
+    text = HEADER + "536365,85123A,WHITE HANGING HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom\n"
+    out = tmp_path / "out.parquet"
+    ingest(write(tmp_path / "a.csv", text), out)
+    assert str(pd.read_parquet(out)["invoice_date"][0]) == "2010-12-01 08:26:00"
+
+
+def test_ingest_folder_of_csvs_and_parquet(tmp_path: Path) -> None:
+    folder = tmp_path / "days"
+    folder.mkdir()
+    write(folder / "2010-12-01.csv", HEADER + GOOD.splitlines(keepends=True)[0])
+    write(folder / "2010-12-02.csv", HEADER + "".join(GOOD.splitlines(keepends=True)[1:]))
+    first = ingest(folder, tmp_path / "a.parquet")
+    assert first.rows == 3 and first.files == 2
+    # Parquet input (e.g. the synthetic data) goes through the same checks.
+    raw = pd.read_csv(tmp_path / "days" / "2010-12-01.csv")
+    raw.to_parquet(tmp_path / "raw.parquet")
+    assert ingest(tmp_path / "raw.parquet", tmp_path / "b.parquet").rows == 1
+
+
+def test_ingest_xlsx(tmp_path: Path) -> None:
+    raw = pd.read_csv(write(tmp_path / "a.csv", HEADER + GOOD))
+    raw.to_excel(tmp_path / "Online Retail.xlsx", index=False)
+    assert ingest(tmp_path / "Online Retail.xlsx", tmp_path / "x.parquet").rows == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (HEADER.replace("Quantity", "Qty") + GOOD, r"missing columns \['Quantity'\] and unexpected columns \['Qty'\]"),
+        (HEADER + GOOD.replace(",6,", ",six,", 1), "Quantity: 1 values are not a whole number, e.g. \\['six'\\]"),
+        (HEADER + GOOD.replace("2.55", "cheap", 1), "UnitPrice: 1 values are not a number"),
+        (HEADER + GOOD.replace("2010-12-01 08:26:00", "yesterday"), "InvoiceDate: 1 values are not a date"),
+        (HEADER, "has a header but no rows"),
+    ],
+)
+def test_ingest_rejects_bad_input_and_writes_nothing(tmp_path: Path, text: str, message: str) -> None:
+    out = tmp_path / "out.parquet"
+    with pytest.raises(IngestError, match=message):
+        ingest(write(tmp_path / "a.csv", text), out)
+    assert not out.exists()
+    assert list(tmp_path.glob(".out.parquet*")) == []  # no temporary file left behind
+
+
+def test_ingest_rejects_empty_missing_and_unknown_files(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="is empty"):
+        ingest(write(tmp_path / "empty.csv", ""), tmp_path / "o.parquet")
+    with pytest.raises(IngestError, match="does not exist"):
+        ingest(tmp_path / "nope.csv", tmp_path / "o.parquet")
+    with pytest.raises(IngestError, match="suffix '.txt'"):
+        ingest(write(tmp_path / "a.txt", HEADER + GOOD), tmp_path / "o.parquet")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(IngestError, match="holds no files matching"):
+        ingest(tmp_path / "empty_dir", tmp_path / "o.parquet")
+
+
+def test_ingest_keeps_previous_output_on_failure(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    ingest(write(tmp_path / "a.csv", HEADER + GOOD), out)
+    before = out.read_bytes()
+    with pytest.raises(IngestError):
+        ingest(write(tmp_path / "b.csv", HEADER + GOOD.replace(",6,", ",x,", 1)), out)
+    assert out.read_bytes() == before
+
+
+def test_ingested_parquet_lets_duckdb_skip_other_products(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    ingest(write(tmp_path / "a.csv", HEADER + GOOD), out)
+    con = duckdb.connect()
+    groups = con.execute(f"SELECT count(*) FROM parquet_metadata('{out}')").fetchall()[0][0]
+    assert groups >= 1

@@ -1,0 +1,116 @@
+"""Preprocess: chronological splits, the transformer's safe save/load round trip, bad settings."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+
+from pricetrail.preprocess import (
+    PreprocessError,
+    PreprocessSettings,
+    chronological_split,
+    feature_names,
+    fit_preprocessor,
+    load_preprocessor,
+    save_preprocessor,
+    transform,
+)
+
+SETTINGS = PreprocessSettings(numerical_features=("unit_price", "is_registered"),
+                              categorical_features=("country",), min_split_rows=5, category_min_frequency=2)
+
+
+def frame(n: int = 100) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    dates = pd.Timestamp("2011-01-01") + pd.to_timedelta(rng.permutation(n), unit="D")  # shuffled on purpose
+    return pd.DataFrame({
+        "invoice_date": dates,
+        "unit_price": rng.uniform(1, 5, n),
+        "is_registered": rng.random(n) < 0.7,
+        "country": rng.choice(["United Kingdom", "France", "EIRE"], n),
+        "log_quantity": rng.uniform(0, 3, n),
+    })
+
+
+def test_split_is_chronological_and_sized() -> None:
+    splits = chronological_split(frame(), SETTINGS)
+    assert [len(splits[name]) for name in ("train", "validation", "test")] == [70, 15, 15]
+    assert splits["train"]["invoice_date"].max() < splits["validation"]["invoice_date"].min()
+    assert splits["validation"]["invoice_date"].max() < splits["test"]["invoice_date"].min()
+
+
+def test_round_trip_without_pickle(tmp_path: Path) -> None:
+    splits = chronological_split(frame(), SETTINGS)
+    fitted = fit_preprocessor(splits["train"], SETTINGS)
+    path = tmp_path / "preprocessor.skops"
+    save_preprocessor(fitted, path)
+    loaded = load_preprocessor(path)
+    np.testing.assert_array_equal(transform(fitted, splits["test"]), transform(loaded, splits["test"]))
+    assert feature_names(loaded) == feature_names(fitted)
+    assert feature_names(fitted)[:2] == ["num__unit_price", "num__is_registered"]
+    assert transform(loaded, splits["test"]).dtype == np.float32
+
+
+def test_unknown_country_is_encoded_not_fatal() -> None:
+    splits = chronological_split(frame(), SETTINGS)
+    fitted = fit_preprocessor(splits["train"], SETTINGS)
+    unseen = splits["test"].assign(country="Japan")
+    assert np.isfinite(transform(fitted, unseen)).all()
+
+
+def test_load_refuses_damaged_and_foreign_files(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.skops"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(PreprocessError, match="is not a readable skops file"):
+        load_preprocessor(garbage)
+    with pytest.raises(PreprocessError, match="does not exist"):
+        load_preprocessor(tmp_path / "missing.skops")
+    other = tmp_path / "other.skops"
+    sio.dump({"a": 1}, other)
+    with pytest.raises(PreprocessError, match="holds a dict, not a ColumnTransformer"):
+        load_preprocessor(other)
+    # A truncated file
+    good = tmp_path / "good.skops"
+    save_preprocessor(fit_preprocessor(frame(), SETTINGS), good)
+    truncated = tmp_path / "truncated.skops"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(PreprocessError, match="truncated.skops"):
+        load_preprocessor(truncated)
+    assert zipfile.is_zipfile(good)
+
+
+def test_nan_feature_is_named() -> None:
+    splits = chronological_split(frame(), SETTINGS)
+    fitted = fit_preprocessor(splits["train"], SETTINGS)
+    with pytest.raises(PreprocessError, match=r"features \['num__unit_price'\] have missing"):
+        transform(fitted, splits["test"].assign(unit_price=np.nan))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"validation_fraction": 0.0}, r"validation_fraction=0.0 makes no sense"),
+        ({"test_fraction": 0.6}, r"test_fraction=0.6 makes no sense"),
+        ({"validation_fraction": 0.4, "test_fraction": 0.4}, "leaves less than 30%"),
+        ({"min_split_rows": 0}, "min_split_rows=0"),
+        ({"numerical_features": ["log_quantity"]}, "the target 'log_quantity' cannot be a feature"),
+        ({"categorical_features": ["unit_price"]}, r"\['unit_price'\] are listed as both"),
+        ({"test_size": 3}, r"unknown keys \['test_size'\]"),
+    ],
+)
+def test_settings_are_validated(values: dict, message: str) -> None:
+    base = {"numerical_features": ["unit_price"], "categorical_features": ["country"]}
+    with pytest.raises(PreprocessError, match=message):
+        PreprocessSettings.from_params({**base, **values})
+
+
+def test_split_too_small_and_missing_columns() -> None:
+    with pytest.raises(PreprocessError, match="smaller than preprocess.min_split_rows=5"):
+        chronological_split(frame(20), SETTINGS)
+    with pytest.raises(PreprocessError, match=r"lacks columns \['country'\]"):
+        chronological_split(frame().drop(columns="country"), SETTINGS)

@@ -1,0 +1,279 @@
+"""Unit tests for the model risk gate (pricetrail.risk) on tiny inline frames."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from pricetrail.risk import (
+    Check,
+    baseline_prediction,
+    fairness_checks,
+    group_metrics,
+    risk_checks,
+    verdict,
+)
+
+
+def frame(actual: list[float], predicted: list[float], groups: list[object]) -> pd.DataFrame:
+    """A test-set frame from quantities (the model works in log1p units)."""
+    return pd.DataFrame(
+        {"y_true": np.log1p(actual), "y_pred": np.log1p(predicted), "is_registered": groups}
+    )
+
+
+# Group True: actual 1, 3, 5; predicted 2, 3, 2 -> errors 1, 0, 3.
+# Group False: actual 2, 4, 6; predicted 2, 6, 7 -> errors 0, 2, 1.
+HAND = frame([1, 3, 5, 2, 4, 6], [2, 3, 2, 2, 6, 7], [True, True, True, False, False, False])
+LOOSE = {"max_mae_difference": 10.0, "max_mean_outcome_difference": 10.0, "min_group_size": 1}
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+# --- hand-computed values ---------------------------------------------------------------------------------
+
+
+def test_group_metrics_hand_computed() -> None:
+    table = group_metrics(HAND, "is_registered")
+    assert list(table.columns) == ["group", "n", "mae", "mean_prediction", "mean_actual"]
+    assert table["group"].tolist() == ["False", "True"]
+    assert table["n"].tolist() == [3, 3]
+    assert table["mae"].tolist() == pytest.approx([1.0, 4 / 3])
+    assert table["mean_prediction"].tolist() == pytest.approx([5.0, 7 / 3])
+    assert table["mean_actual"].tolist() == pytest.approx([4.0, 3.0])
+
+
+def test_fairness_differences_hand_computed_relative() -> None:
+    checks, _ = fairness_checks(HAND, sensitive="is_registered", **LOOSE)
+    found = by_name(checks)
+    assert found["fairness_computable"].passed
+    # Overall mean actual quantity = 21 / 6 = 3.5.
+    assert found["fairness_mae_difference"].value == pytest.approx((4 / 3 - 1) / 3.5)  # 2/21
+    assert found["fairness_mean_outcome_difference"].value == pytest.approx((5 - 7 / 3) / 3.5)  # 16/21
+
+
+def test_fairness_differences_hand_computed_absolute() -> None:
+    checks, _ = fairness_checks(HAND, sensitive="is_registered", relative=False, **LOOSE)
+    found = by_name(checks)
+    assert found["fairness_mae_difference"].value == pytest.approx(1 / 3)
+    assert found["fairness_mean_outcome_difference"].value == pytest.approx(8 / 3)
+
+
+def test_risk_metrics_hand_computed_with_clipping() -> None:
+    # Actual quantity 0 everywhere; predictions +-0.5 in log units, the negative ones clip to quantity 0.
+    test = pd.DataFrame({"y_true": [0.0] * 4, "y_pred": [0.5, -0.5, 0.5, -0.5]})
+    baseline = math.e - 1  # log1p(baseline) == 1 -> baseline RMSLE 1
+    checks, metrics = risk_checks(test, baseline_quantity=baseline, min_improvement=0.5)
+    assert metrics["baseline_rmsle"] == pytest.approx(1.0)
+    assert metrics["model_rmsle"] == pytest.approx(math.sqrt(0.125))
+    assert metrics["improvement"] == pytest.approx(1 - math.sqrt(0.125))
+    assert metrics["model_mae"] == pytest.approx((math.exp(0.5) - 1) / 2)
+    assert metrics["baseline_mae"] == pytest.approx(math.e - 1)
+    assert by_name(checks)["beats_baseline"].passed
+
+
+def test_baseline_prediction_is_median_quantity() -> None:
+    assert baseline_prediction(np.array([1, 3, 4, 10])) == 3.5
+    assert baseline_prediction(np.array([7.0])) == 7.0
+
+
+# --- the gate matrix --------------------------------------------------------------------------------------
+
+# HAND: model RMSLE ~0.35 against a baseline of quantity 100 (RMSLE ~3): improvement ~0.88.
+BEATS = {True: 0.5, False: 0.95}
+FAIRNESS = {
+    "ok": (HAND, LOOSE, []),
+    "mae_too_large": (HAND, {**LOOSE, "max_mae_difference": 0.05}, ["fairness_mae_difference"]),
+    "outcome_too_large": (
+        HAND, {**LOOSE, "max_mean_outcome_difference": 0.5}, ["fairness_mean_outcome_difference"]
+    ),
+    "single_group": (
+        HAND.assign(is_registered=True),
+        LOOSE,
+        ["fairness_computable", "fairness_mae_difference", "fairness_mean_outcome_difference"],
+    ),
+}
+
+
+@pytest.mark.parametrize("beats", [True, False])
+@pytest.mark.parametrize("fairness", list(FAIRNESS))
+def test_gate_matrix(beats: bool, fairness: str) -> None:
+    test, params, fairness_failures = FAIRNESS[fairness]
+    risk, _ = risk_checks(test, baseline_quantity=100.0, min_improvement=BEATS[beats])
+    fair, _ = fairness_checks(test, sensitive="is_registered", **params)
+    result = verdict([*risk, *fair])
+
+    expected = ([] if beats else ["beats_baseline"]) + fairness_failures
+    assert result["passed"] == (beats and fairness == "ok")
+    assert result["failed_checks"] == expected
+    dicts = {d["name"]: d for d in result["checks"]}
+    assert set(dicts) == {
+        "predictions_finite", "beats_baseline", "fairness_computable",
+        "fairness_mae_difference", "fairness_mean_outcome_difference",
+    }
+    for name, d in dicts.items():
+        assert d["threshold"] is not None
+        # Uncomputable checks carry None; every computed one carries its value.
+        assert (d["value"] is None) == (fairness == "single_group" and name.startswith("fairness_") and
+                                        name != "fairness_computable")
+    assert dicts["beats_baseline"]["threshold"] == BEATS[beats]
+    json.dumps(result, allow_nan=False)  # plain JSON, no NaN
+
+
+# --- non-finite predictions -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1000.0])
+def test_non_finite_predictions_never_promote(bad: float) -> None:
+    test = HAND.copy()
+    test.loc[2, "y_pred"] = bad  # 1000 is finite in log units but overflows to inf quantity
+    risk, metrics = risk_checks(test, baseline_quantity=100.0, min_improvement=-1.0)
+    fair, table = fairness_checks(test, sensitive="is_registered", **LOOSE)
+    found = by_name([*risk, *fair])
+    assert not found["predictions_finite"].passed
+    assert found["predictions_finite"].value == 1.0
+    assert not found["beats_baseline"].passed and found["beats_baseline"].value is None
+    assert metrics["model_rmsle"] is None and metrics["improvement"] is None
+    assert not found["fairness_computable"].passed
+    assert "NaN or infinite" in found["fairness_computable"].detail
+    result = verdict([*risk, *fair])
+    assert result["passed"] is False
+    assert "predictions_finite" in result["failed_checks"]
+    json.dumps(result, allow_nan=False)
+    assert len(table) == 2
+
+
+def test_baseline_with_zero_error_fails_instead_of_dividing_by_zero() -> None:
+    test = pd.DataFrame({"y_true": np.log1p([2.0, 2.0]), "y_pred": np.log1p([2.0, 2.0])})
+    checks, metrics = risk_checks(test, baseline_quantity=2.0, min_improvement=0.0)
+    beats = by_name(checks)["beats_baseline"]
+    assert not beats.passed and beats.value is None and "zero RMSLE" in beats.detail
+    assert metrics["improvement"] is None
+
+
+# --- groups -----------------------------------------------------------------------------------------------
+
+
+def test_single_group_is_a_failed_check_naming_group_and_size() -> None:
+    test = HAND.assign(is_registered=True)
+    checks, table = fairness_checks(test, sensitive="is_registered", **LOOSE)
+    computable = by_name(checks)["fairness_computable"]
+    assert not computable.passed
+    assert "only one customer group" in computable.detail
+    assert "True (6 rows)" in computable.detail
+    assert table["group"].tolist() == ["True"]
+
+
+def test_small_group_fails_and_is_named() -> None:
+    test = frame([1, 2, 3, 4], [1, 2, 3, 4], ["guest", "registered", "registered", "registered"])
+    checks, _ = fairness_checks(test, sensitive="is_registered", **{**LOOSE, "min_group_size": 2})
+    found = by_name(checks)
+    assert not found["fairness_computable"].passed
+    assert "guest (1 rows)" in found["fairness_computable"].detail
+    assert found["fairness_computable"].value == 1.0
+    assert found["fairness_mae_difference"].value is None
+    assert not verdict(checks)["passed"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([True, False, True, False], ["False", "True"]),
+        (["registered", "guest", "registered", "guest"], ["guest", "registered"]),
+        (pd.array(["b", "a", "b", "a"], dtype="str"), ["a", "b"]),
+        ([1, 0, 1, 0], ["0", "1"]),
+        (pd.array([True, None, True, False], dtype="boolean"), ["<missing>", "False", "True"]),
+    ],
+)
+def test_group_values_come_from_the_data_as_strings(values: object, expected: list[str]) -> None:
+    test = frame([1, 2, 3, 4], [1, 2, 3, 4], list(values))
+    table = group_metrics(test, "is_registered")
+    assert table["group"].tolist() == expected
+    assert all(isinstance(g, str) for g in table["group"])
+    assert table["n"].sum() == 4
+
+
+def test_other_sensitive_column() -> None:
+    test = HAND.rename(columns={"is_registered": "country"})
+    checks, table = fairness_checks(test, sensitive="country", **LOOSE)
+    assert all(c.passed for c in checks)
+    assert len(table) == 2
+
+
+# --- verdict and Check ------------------------------------------------------------------------------------
+
+
+def test_verdict_shape() -> None:
+    good = Check("a", True, 1.0, 0.0, "value >= threshold", "fine")
+    bad = Check("b", False, None, 0.5, "value >= threshold", "not computable")
+    result = verdict([good, bad])
+    assert result == {
+        "passed": False,
+        "failed_checks": ["b"],
+        "checks": [good.to_dict(), bad.to_dict()],
+    }
+    assert verdict([good])["passed"] is True
+
+
+def test_check_to_dict_has_plain_types() -> None:
+    check = Check("a", np.bool_(True), np.float64(0.25), np.float32(0.5), "value >= threshold", "ok")
+    d = check.to_dict()
+    assert type(d["passed"]) is bool and type(d["value"]) is float and type(d["threshold"]) is float
+
+
+# --- errors -----------------------------------------------------------------------------------------------
+
+
+def fair(test: pd.DataFrame = HAND, **overrides: object) -> object:
+    sensitive = overrides.pop("sensitive", "is_registered")
+    return fairness_checks(test, sensitive=sensitive, **{**LOOSE, **overrides})
+
+
+def risk(test: pd.DataFrame = HAND, **overrides: object) -> object:
+    return risk_checks(test, **{"baseline_quantity": 3.0, "min_improvement": 0.1, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: risk(HAND.drop(columns="y_pred")), r"missing column\(s\) \['y_pred'\].*present: \['y_true'"),
+        (lambda: fair(HAND.drop(columns="y_true")), r"missing column\(s\) \['y_true'\]"),
+        (lambda: group_metrics(HAND.drop(columns="y_true"), "is_registered"), r"\['y_true'\]"),
+        (lambda: risk(HAND.iloc[0:0]), "empty"),
+        (lambda: fair(HAND.iloc[0:0]), "empty"),
+        (lambda: fair(sensitive="country"), r"sensitive column 'country'.*is_registered"),
+        (lambda: group_metrics(HAND, "country"), "'country'"),
+        (lambda: fair(max_mae_difference=-0.1), r"max_mae_difference=-0.1.*>= 0"),
+        (lambda: fair(max_mae_difference=float("nan")), "max_mae_difference=nan"),
+        (lambda: fair(max_mean_outcome_difference=-1), r"max_mean_outcome_difference=-1"),
+        (lambda: fair(max_mean_outcome_difference=float("nan")), "max_mean_outcome_difference=nan"),
+        (lambda: fair(max_mean_outcome_difference=float("inf")), "max_mean_outcome_difference=inf"),
+        (lambda: fair(min_group_size=0), r"min_group_size=0.*integer >= 1"),
+        (lambda: fair(min_group_size=2.5), r"min_group_size=2.5"),
+        (lambda: fair(relative="yes"), "relative='yes'"),
+        (lambda: risk(min_improvement=1.0), r"min_improvement=1.0.*\[-1, 1\)"),
+        (lambda: risk(min_improvement=-1.5), r"min_improvement=-1.5"),
+        (lambda: risk(min_improvement=float("nan")), "min_improvement=nan"),
+        (lambda: risk(baseline_quantity=-2.0), "baseline_quantity=-2.0"),
+        (lambda: risk(baseline_quantity=float("nan")), "baseline_quantity=nan"),
+        (lambda: risk(HAND.assign(y_true=np.nan)), r"column 'y_true' has 6 value"),
+        (lambda: risk(HAND.assign(y_true=-0.5)), r"column 'y_true'.*>= 0"),
+        (lambda: risk(HAND.assign(y_pred="high")), r"column 'y_pred' has dtype"),
+        (lambda: group_metrics(HAND.assign(is_registered=[True, "True"] * 3), "is_registered"),
+         "distinct"),
+        (lambda: baseline_prediction(np.array([])), "train_quantity has shape"),
+        (lambda: baseline_prediction(np.array([1.0, np.nan])), r"train_quantity.*NaN"),
+        (lambda: baseline_prediction(np.array([1.0, -3.0])), r"train_quantity.*-3.0"),
+        (lambda: verdict([]), "at least one Check"),
+        (lambda: Check("x", True, None, 1.0, "value >= threshold", ""), "'x' cannot pass"),
+        (lambda: Check("x", False, float("nan"), 1.0, "value >= threshold", ""), "value=nan"),
+    ],
+)
+def test_errors_name_the_bad_value(call: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()  # type: ignore[operator]
