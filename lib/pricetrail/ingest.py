@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pricetrail.config import ConfigError, atomic_path
+from pricetrail.config import atomic_path
 
 log = logging.getLogger(__name__)
 

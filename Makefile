@@ -1,0 +1,39 @@
+# pricetrail — the two commands a new user needs are `make run` and `make test`.
+# Every target installs what it needs first (into .venv, once per change of pyproject.toml).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install pricetrail with its dependencies
+
+run: $(STAMP)  ## the main job: every product's chain on the default (synthetic) data, promote, push to the local remote
+	$(BIN)/pricetrail run
+	$(BIN)/dvc push --quiet
+	@echo "cache pushed to the local DVC remote (.dvc-remote/); see README for S3"
+
+test: $(STAMP)  ## the whole test suite (unit, integration with real dvc repro, real-data tests when ../shared exists)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check lib stages tests bench
+
+bench-etl: $(STAMP)  ## DuckDB vs pandas ETL on the real data (needs ../shared)
+	$(BIN)/python bench/etl_benchmark.py
+
+bench-quality: $(STAMP)  ## price regret on synthetic data, model vs baselines on real data
+	$(BIN)/python bench/quality_benchmark.py
+
+.PHONY: help install run test lint bench-etl bench-quality

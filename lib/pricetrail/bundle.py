@@ -1,0 +1,68 @@
+"""A model bundle: the checkpoint, its preprocessor and the product history it needs, loaded and cross-checked.
+
+The same loader serves the pipeline (inference on the stage outputs) and the registry (a promoted version),
+so a server and the pipeline can never disagree on how a model is read. Nothing here unpickles: the checkpoint
+loads with ``torch.load(weights_only=True)``, the preprocessor with skops' allow-list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from torch import nn
+
+from pricetrail.hashing import file_md5
+from pricetrail.model import load_checkpoint, predict
+from pricetrail.preprocess import feature_names, load_preprocessor, transform
+
+
+class BundleError(ValueError):
+    """The parts of a model bundle do not belong together."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    stockcode: str
+    version: str
+    network: nn.Sequential
+    checkpoint: dict[str, Any]
+    preprocessor: ColumnTransformer
+    daily: pd.DataFrame | None = None
+    reference: pd.DataFrame | None = None
+
+    def predict_log_quantity(self, frame: pd.DataFrame) -> np.ndarray:
+        return predict(self.network, transform(self.preprocessor, frame))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.checkpoint.get("metadata", {}))
+
+
+def load_bundle(checkpoint: Path, preprocessor: Path, *, daily: Path | None = None,
+                reference: Path | None = None) -> ModelBundle:
+    """Load and cross-check a model and its preprocessor (and optionally the product's history and training rows)."""
+    network, record = load_checkpoint(checkpoint)
+    transformer = load_preprocessor(preprocessor)
+    metadata = record.get("metadata", {})
+    expected_md5 = metadata.get("preprocessor_md5")
+    if expected_md5 and file_md5(preprocessor) != expected_md5:
+        raise BundleError(f"preprocessor {preprocessor} does not match model {checkpoint}: the model was trained "
+                          f"with preprocessor md5 {expected_md5}, this file has {file_md5(preprocessor)}")
+    names = feature_names(transformer)
+    if list(record.get("feature_names", [])) != names:
+        raise BundleError(f"preprocessor {preprocessor} produces {len(names)} features that differ from the "
+                          f"{len(record.get('feature_names', []))} model {checkpoint} was trained on")
+    return ModelBundle(
+        stockcode=str(metadata.get("stockcode", "")),
+        version=str(metadata.get("model_version", "")),
+        network=network,
+        checkpoint=record,
+        preprocessor=transformer,
+        daily=pd.read_parquet(daily) if daily is not None else None,
+        reference=pd.read_parquet(reference) if reference is not None else None,
+    )

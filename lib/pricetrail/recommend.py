@@ -1,0 +1,158 @@
+"""Price recommendation: evaluate a demand model over a price grid and pick the revenue- or profit-maximising price.
+
+At every grid price, every price-derived feature is recomputed by :func:`pricetrail.etl.price_features` —
+the reference kept the sampled rows' old price features, so its curve moved only through the raw price column.
+By default the grid stays inside the prices the model saw for that customer group: outside it the model
+extrapolates, and the reference's grid stretched to 5x the highest price recommended exactly that corner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pricetrail.bundle import ModelBundle
+from pricetrail.etl import calendar_features, price_features, state_features
+
+
+class RecommendError(ValueError):
+    """A price recommendation cannot be made as asked."""
+
+
+@dataclass(frozen=True)
+class PriceContext:
+    """Who buys, where and when."""
+
+    date: str
+    country: str = "United Kingdom"
+    is_registered: bool = True
+    hour: int = 12
+
+    def __post_init__(self) -> None:
+        try:
+            pd.Timestamp(self.date)
+        except ValueError as error:
+            raise RecommendError(f"date {self.date!r} is not a date; use YYYY-MM-DD") from error
+        if not isinstance(self.is_registered, bool):
+            raise RecommendError(f"is_registered={self.is_registered!r} must be true or false")
+        if not isinstance(self.hour, int) or not 0 <= self.hour <= 23:
+            raise RecommendError(f"hour={self.hour!r} must be a whole number from 0 to 23")
+        if not isinstance(self.country, str) or not self.country.strip() or len(self.country) > 64:
+            raise RecommendError(f"country={self.country!r} must be a non-empty name of at most 64 characters")
+
+
+@dataclass
+class Recommendation:
+    stockcode: str
+    model_version: str
+    price: float
+    expected_quantity: float
+    expected_revenue: float
+    expected_profit: float | None
+    objective: str
+    price_range: tuple[float, float]
+    observed_range: tuple[float, float]
+    within_observed_range: bool
+    state_as_of: str
+    notes: list[str] = field(default_factory=list)
+    curve: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stockcode": self.stockcode, "model_version": self.model_version, "price": self.price,
+            "expected_quantity": self.expected_quantity, "expected_revenue": self.expected_revenue,
+            "expected_profit": self.expected_profit, "objective": self.objective,
+            "price_range": list(self.price_range), "observed_range": list(self.observed_range),
+            "within_observed_range": self.within_observed_range, "state_as_of": self.state_as_of,
+            "notes": list(self.notes), "curve": self.curve.round(6).to_dict(orient="records"),
+        }
+
+
+def observed_price_range(reference: pd.DataFrame, is_registered: bool) -> tuple[float, float]:
+    """Lowest and highest training price for the customer group (guests pay about twice the list price)."""
+    group = reference[reference["is_registered"] == is_registered]
+    if len(group) < 2:
+        group = reference
+    return float(group["unit_price"].min()), float(group["unit_price"].max())
+
+
+def grid_rows(bundle: ModelBundle, context: PriceContext, prices: np.ndarray) -> tuple[pd.DataFrame, str]:
+    """Model input rows, one per grid price, with state features as of the context date."""
+    if bundle.daily is None:
+        raise RecommendError(f"the bundle of {bundle.stockcode} has no daily history; cannot compute state features")
+    requested = pd.Timestamp(context.date).normalize()
+    last_day = pd.to_datetime(bundle.daily["day"]).max()
+    # Past the history, the state is the one right after it: the previous-month features of a far future date
+    # would read as "no sales", which the model never saw.
+    state_day = min(requested, last_day + pd.Timedelta(days=1))
+    state = state_features(bundle.daily, [state_day]).iloc[0]
+    n = len(prices)
+    timestamps = pd.Series([requested + pd.Timedelta(hours=context.hour)] * n)
+    rows = pd.concat([
+        price_features(prices, state["max_price_before"], state["prev_month_mean_price"]),
+        calendar_features(timestamps),
+        pd.DataFrame({
+            "country": [context.country] * n,
+            "is_registered": [context.is_registered] * n,
+            "prev_month_quantity": state["prev_month_quantity"],
+            "prev_month_lines": state["prev_month_lines"],
+            "quantity_28d_before": state["quantity_28d_before"],
+            "max_price_before": state["max_price_before"],
+            "prev_month_mean_price": state["prev_month_mean_price"],
+        }),
+    ], axis=1)
+    return rows, str(state_day.date())
+
+
+def recommend_price(bundle: ModelBundle, context: PriceContext, *, low: float | None = None,
+                    high: float | None = None, grid_size: int = 101, range_widening: float = 0.0,
+                    unit_cost: float | None = None) -> Recommendation:
+    """The price that maximises expected revenue (or profit, given a unit cost) per order line."""
+    if bundle.reference is None:
+        raise RecommendError(f"the bundle of {bundle.stockcode} has no training rows; cannot bound the price grid")
+    if not isinstance(grid_size, int) or not 3 <= grid_size <= 2001:
+        raise RecommendError(f"grid_size={grid_size!r} must be a whole number from 3 to 2001")
+    if not 0 <= range_widening <= 1:
+        raise RecommendError(f"range_widening={range_widening!r} must be a fraction from 0 to 1")
+    if unit_cost is not None and not (np.isfinite(unit_cost) and unit_cost >= 0):
+        raise RecommendError(f"unit_cost={unit_cost!r} must be a finite number >= 0")
+    observed = observed_price_range(bundle.reference, context.is_registered)
+    span = observed[1] - observed[0]
+    allowed = (max(observed[0] - range_widening * span, 0.01), observed[1] + range_widening * span)
+    lo = allowed[0] if low is None else float(low)
+    hi = allowed[1] if high is None else float(high)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or lo >= hi:
+        raise RecommendError(f"price range [{lo}, {hi}] is not accepted: need 0 < low < high")
+    notes = []
+    if lo < allowed[0] - 1e-9 or hi > allowed[1] + 1e-9:
+        raise RecommendError(
+            f"price range [{lo:g}, {hi:g}] leaves the allowed range [{allowed[0]:.4g}, {allowed[1]:.4g}] "
+            f"(observed {observed[0]:g}-{observed[1]:g}, widened by range_widening={range_widening:g}); "
+            "raise range_widening to extrapolate")
+    if range_widening > 0:
+        notes.append(f"grid widened by {range_widening:.0%} of the observed range: the model extrapolates there")
+    prices = np.linspace(lo, hi, grid_size)
+    rows, state_as_of = grid_rows(bundle, context, prices)
+    quantity = np.clip(np.expm1(bundle.predict_log_quantity(rows)), 0, None)
+    revenue = prices * quantity
+    curve = pd.DataFrame({"price": prices, "expected_quantity": quantity, "expected_revenue": revenue})
+    objective_values = revenue
+    if unit_cost is not None:
+        curve["expected_profit"] = (prices - unit_cost) * quantity
+        objective_values = curve["expected_profit"].to_numpy()
+    best = int(np.argmax(objective_values))
+    if best in (0, grid_size - 1):
+        notes.append("the best price is at the edge of the grid: the optimum may lie outside it")
+    if state_as_of != str(pd.Timestamp(context.date).date()):
+        notes.append(f"the date is after the product's history; state features are as of {state_as_of}")
+    return Recommendation(
+        stockcode=bundle.stockcode, model_version=bundle.version, price=float(prices[best]),
+        expected_quantity=float(quantity[best]), expected_revenue=float(revenue[best]),
+        expected_profit=None if unit_cost is None else float(curve["expected_profit"].iloc[best]),
+        objective="profit" if unit_cost is not None else "revenue", price_range=(lo, hi), observed_range=observed,
+        within_observed_range=observed[0] <= lo and hi <= observed[1], state_as_of=state_as_of, notes=notes,
+        curve=curve,
+    )

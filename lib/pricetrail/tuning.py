@@ -1,0 +1,310 @@
+"""Hyper-parameter search for the demand network with Optuna (TPE sampler, median pruner)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from torch import nn
+
+from pricetrail.model import (
+    OPTIMIZERS,
+    TrainingDivergedError,
+    TrainResult,
+    _is_int,
+    _is_real,
+    build_network,
+    set_seed,
+    to_plain_types,
+    train_network,
+)
+
+logger = logging.getLogger(__name__)
+
+# key -> kind: "int_range"/"float_range"/"log_range" take [low, high]; "choice" takes a list of options.
+SEARCH_SPACE_KINDS: dict[str, str] = {
+    "n_layers": "int_range",
+    "units": "int_range",
+    "dropout": "float_range",
+    "batch_norm": "choice",
+    "learning_rate": "log_range",
+    "optimizer": "choice",
+    "batch_size": "choice",
+}
+# The median pruner waits for this many complete trials before it prunes anything.
+PRUNER_STARTUP_TRIALS = 5
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """Outcome of :func:`tune`: the best configuration retrained from scratch and the study record."""
+
+    best_params: dict[str, Any]
+    network: nn.Sequential
+    train_result: TrainResult
+    n_trials_complete: int
+    n_trials_pruned: int
+    n_trials_failed: int
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _range(key: str, value: Any, kind: str) -> list[Any]:
+    form = {
+        "int_range": "[low, high] ints",
+        "float_range": "[low, high] numbers",
+        "log_range": "[low, high] numbers > 0",
+    }[kind]
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"search_space[{key!r}]={value!r} is invalid; expected {form}")
+    check = _is_int if kind == "int_range" else _is_real
+    if not all(check(bound) for bound in value):
+        # PyYAML reads 1e-4 (no dot) as a string; 1.0e-4 is a float.
+        hint = " (in YAML write 1.0e-4, not 1e-4)" if any(isinstance(b, str) for b in value) else ""
+        raise ValueError(f"search_space[{key!r}]={value!r} is invalid; expected {form}{hint}")
+    low, high = value
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise ValueError(f"search_space[{key!r}]={value!r} is invalid; expected {form} with low <= high")
+    return [int(low), int(high)] if kind == "int_range" else [float(low), float(high)]
+
+
+def _choices(key: str, value: Any) -> list[Any]:
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or len(value) == 0:
+        raise ValueError(f"search_space[{key!r}]={value!r} is invalid; expected a non-empty list of choices")
+    choices = to_plain_types(list(value), f"search_space[{key!r}]")
+    if len({repr(choice) for choice in choices}) != len(choices):
+        raise ValueError(f"search_space[{key!r}]={value!r} repeats a choice; list each option once")
+    return choices
+
+
+def validate_search_space(search_space: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Check ``search_space`` (as in params.yaml) and return it as plain lists.
+
+    Ranges are ``[low, high]`` (n_layers, units: ints; dropout: floats in [0, 1); learning_rate: > 0,
+    sampled log-uniformly); batch_norm, optimizer and batch_size are lists of choices.
+    """
+    if not isinstance(search_space, Mapping):
+        raise ValueError(f"search_space must be a mapping, got {type(search_space).__name__}")
+    unknown = sorted(set(search_space) - set(SEARCH_SPACE_KINDS))
+    if unknown:
+        raise ValueError(f"search_space has unknown keys {unknown}; accepted: {sorted(SEARCH_SPACE_KINDS)}")
+    missing = [key for key in SEARCH_SPACE_KINDS if key not in search_space]
+    if missing:
+        raise ValueError(f"search_space is missing keys {missing}; required: {sorted(SEARCH_SPACE_KINDS)}")
+
+    space: dict[str, list[Any]] = {}
+    for key, kind in SEARCH_SPACE_KINDS.items():
+        value = search_space[key]
+        space[key] = _choices(key, value) if kind == "choice" else _range(key, value, kind)
+
+    if space["n_layers"][0] < 1:
+        raise ValueError(f"search_space['n_layers']={space['n_layers']} is invalid; layers must be >= 1")
+    if space["units"][0] < 1:
+        raise ValueError(f"search_space['units']={space['units']} is invalid; units must be >= 1")
+    if not (0.0 <= space["dropout"][0] and space["dropout"][1] < 1.0):
+        raise ValueError(f"search_space['dropout']={space['dropout']} is invalid; dropout must lie in [0, 1)")
+    if space["learning_rate"][0] <= 0.0:
+        raise ValueError(
+            f"search_space['learning_rate']={space['learning_rate']} is invalid; it is sampled "
+            "log-uniformly, so low must be > 0"
+        )
+    if not all(isinstance(choice, bool) for choice in space["batch_norm"]):
+        raise ValueError(
+            f"search_space['batch_norm']={space['batch_norm']} is invalid; choices are true/false"
+        )
+    bad_optimizers = [choice for choice in space["optimizer"] if choice not in OPTIMIZERS]
+    if bad_optimizers:
+        raise ValueError(
+            f"search_space['optimizer'] holds {bad_optimizers}; accepted: {', '.join(OPTIMIZERS)}"
+        )
+    if not all(_is_int(choice) and choice >= 1 for choice in space["batch_size"]):
+        raise ValueError(
+            f"search_space['batch_size']={space['batch_size']} is invalid; choices are ints >= 1"
+        )
+    return space
+
+
+def _suggest(trial: optuna.Trial, space: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """Sample one configuration; units and dropout are drawn per layer (``units_l0``, ``dropout_l0`` ...)."""
+    n_layers = trial.suggest_int("n_layers", *space["n_layers"])
+    return {
+        "n_layers": n_layers,
+        "units": [trial.suggest_int(f"units_l{layer}", *space["units"]) for layer in range(n_layers)],
+        "dropout": [trial.suggest_float(f"dropout_l{layer}", *space["dropout"]) for layer in range(n_layers)],
+        "batch_norm": trial.suggest_categorical("batch_norm", space["batch_norm"]),
+        "learning_rate": trial.suggest_float("learning_rate", *space["learning_rate"], log=True),
+        "optimizer": trial.suggest_categorical("optimizer", space["optimizer"]),
+        "batch_size": trial.suggest_categorical("batch_size", space["batch_size"]),
+    }
+
+
+def _params_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Expand Optuna's flat per-layer parameters into the config used by build_network/train_network."""
+    n_layers = int(flat["n_layers"])
+    return to_plain_types(
+        {
+            "n_layers": n_layers,
+            "units": [flat[f"units_l{layer}"] for layer in range(n_layers)],
+            "dropout": [flat[f"dropout_l{layer}"] for layer in range(n_layers)],
+            "batch_norm": flat["batch_norm"],
+            "learning_rate": flat["learning_rate"],
+            "optimizer": flat["optimizer"],
+            "batch_size": flat["batch_size"],
+        },
+        "best_params",
+    )
+
+
+def _fit(
+    params: Mapping[str, Any],
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple[nn.Sequential, TrainResult]:
+    # Same seed for every trial and for the final refit: the refit of the best trial reproduces it exactly.
+    set_seed(seed)
+    network = build_network(int(np.asarray(X_train).shape[1]), params)
+    result = train_network(
+        network,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        learning_rate=params["learning_rate"],
+        optimizer=params["optimizer"],
+        batch_size=params["batch_size"],
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=seed,
+        on_epoch=on_epoch,
+    )
+    return network, result
+
+
+def tune(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    search_space: Mapping[str, Any],
+    n_trials: int,
+    max_epochs: int,
+    patience: int,
+    timeout_seconds: float | None,
+    seed: int,
+) -> TuningResult:
+    """Search the space with a seeded TPE sampler and median pruning, then retrain the best config.
+
+    Each trial trains with early stopping and reports its validation loss per epoch to the pruner;
+    its value is the best validation loss. Trials whose loss diverges are recorded as failed. The
+    study runs one trial at a time (``n_jobs=1``), which is what makes a seed reproducible.
+    ``timeout_seconds`` is checked between trials; a running trial is not interrupted.
+    """
+    space = validate_search_space(search_space)
+    if not _is_int(n_trials) or n_trials < 1:
+        raise ValueError(f"n_trials={n_trials!r} is invalid; expected an int >= 1")
+    for name, value in (("max_epochs", max_epochs), ("patience", patience)):
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"{name}={value!r} is invalid; expected an int >= 1")
+    if timeout_seconds is not None and not (_is_real(timeout_seconds) and timeout_seconds > 0):
+        raise ValueError(f"timeout_seconds={timeout_seconds!r} is invalid; expected a number > 0 or null")
+    if not _is_int(seed):
+        raise ValueError(f"seed={seed!r} is invalid; expected an int")
+
+    def objective(trial: optuna.Trial) -> float:
+        params = _suggest(trial, space)
+
+        def report(epoch: int, val_loss: float) -> None:
+            trial.report(val_loss, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} with val_loss={val_loss:.6f}")
+
+        _, result = _fit(
+            params,
+            X_train,
+            y_train,
+            X_val,
+            y_val,
+            max_epochs=max_epochs,
+            patience=patience,
+            seed=seed,
+            on_epoch=report,
+        )
+        return result.best_val_loss
+
+    def log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        logger.info(
+            "trial %d %s value=%s params=%s", trial.number, trial.state.name, trial.value, trial.params
+        )
+
+    previous_verbosity = optuna.logging.get_verbosity()
+    # Optuna logs every trial at INFO; our own callback logs one line per trial instead.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            # No pruning before a trial has had `patience` epochs: early stopping would not stop it either.
+            pruner=optuna.pruners.MedianPruner(
+                n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=patience
+            ),
+        )
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            timeout=timeout_seconds,
+            n_jobs=1,
+            catch=(TrainingDivergedError,),
+            callbacks=[log_trial],
+            gc_after_trial=False,
+        )
+    finally:
+        optuna.logging.set_verbosity(previous_verbosity)
+
+    states = optuna.trial.TrialState
+    counts = {state: sum(1 for trial in study.trials if trial.state == state) for state in states}
+    if counts[states.COMPLETE] == 0:
+        raise RuntimeError(
+            f"no tuning trial completed ({counts[states.PRUNED]} pruned, {counts[states.FAIL]} failed "
+            f"of {len(study.trials)}); widen the search space, lower the learning rate range or raise "
+            "n_trials/timeout_seconds"
+        )
+    best_params = _params_from_flat(study.best_trial.params)
+    logger.info(
+        "best trial %d val_loss=%.6f params=%s; retraining it from scratch",
+        study.best_trial.number,
+        study.best_value,
+        best_params,
+    )
+    network, train_result = _fit(
+        best_params, X_train, y_train, X_val, y_val, max_epochs=max_epochs, patience=patience, seed=seed
+    )
+    trials = [
+        {
+            "number": trial.number,
+            "state": trial.state.name,
+            "value": None if trial.value is None else float(trial.value),
+            "params": to_plain_types(trial.params, f"trial {trial.number} params"),
+        }
+        for trial in study.trials
+    ]
+    return TuningResult(
+        best_params=best_params,
+        network=network,
+        train_result=train_result,
+        n_trials_complete=counts[states.COMPLETE],
+        n_trials_pruned=counts[states.PRUNED],
+        n_trials_failed=counts[states.FAIL],
+        trials=trials,
+    )

@@ -1,0 +1,67 @@
+"""Stage assess_model_risk@<code>: the risk and fairness gate. Writes one verdict per product; a model whose
+verdict fails is never promoted (``pricetrail promote`` reads the verdict)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from pricetrail import stage
+from pricetrail.config import load_params, read_json, section, write_json
+from pricetrail.hashing import file_md5, value_hash
+from pricetrail.paths import ProductPaths
+from pricetrail.risk import baseline_prediction, fairness_checks, risk_checks, verdict
+
+log = logging.getLogger("pricetrail.assess")
+
+LINEAGE_PARAMS = ("base", "etl", "data_drift_check", "preprocess", "tune_primary_model", "assess_model_risk")
+
+
+def main(root: Path) -> None:
+    paths = ProductPaths(CODE)
+    params = load_params(root)
+    settings = section(params, "assess_model_risk")
+    sensitive = str(settings["sensitive_feature"])
+    predictions = pd.read_parquet(root / paths.predictions)
+    train = pd.read_parquet(root / paths.split("train"))
+    baseline = baseline_prediction(train["quantity"].to_numpy(dtype="float64"))
+    risk, risk_metrics = risk_checks(predictions, baseline_quantity=baseline,
+                                     min_improvement=float(settings["min_improvement_over_baseline"]))
+    fairness, groups = fairness_checks(predictions, sensitive=sensitive,
+                                       max_mae_difference=float(settings["max_mae_difference"]),
+                                       max_mean_outcome_difference=float(settings["max_mean_outcome_difference"]),
+                                       min_group_size=int(settings["min_group_size"]),
+                                       relative=bool(settings.get("relative", True)))
+    outcome = verdict([*risk, *fairness])
+    model_version = str(read_json(root / paths.test_metrics)["model_version"])
+    record = {
+        "stockcode": CODE,
+        "promoted": outcome["passed"],
+        "model_version": model_version,
+        "failed_checks": outcome["failed_checks"],
+        "checks": outcome["checks"],
+        "risk": risk_metrics,
+        "baseline_quantity": baseline,
+        "groups": groups.to_dict(orient="records"),
+        "sensitive_feature": sensitive,
+        "lineage": {
+            "features_md5": file_md5(root / paths.lines),
+            "daily_md5": file_md5(root / paths.daily),
+            "preprocessor_md5": file_md5(root / paths.preprocessor),
+            "checkpoint_md5": file_md5(root / paths.checkpoint),
+            "predictions_md5": file_md5(root / paths.predictions),
+            "params_hash": value_hash({name: params.get(name) for name in LINEAGE_PARAMS}),
+        },
+    }
+    write_json(root / paths.verdict, record)
+    if outcome["passed"]:
+        log.info("%s: model %s passed every check", CODE, model_version)
+    else:
+        log.warning("%s: model %s NOT promotable; failed: %s", CODE, model_version, ", ".join(outcome["failed_checks"]))
+
+
+if __name__ == "__main__":
+    CODE = stage.stockcode_argument(__doc__ or "")
+    stage.run(f"assess_model_risk@{CODE}", main)

@@ -1,0 +1,61 @@
+"""Stage tune_primary_model@<code>: Optuna tunes the feed-forward demand model; the best config is retrained
+with early stopping (best weights restored) and saved as a weights-only checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pricetrail import stage
+from pricetrail.config import load_params, section, write_json
+from pricetrail.etl import TARGET
+from pricetrail.hashing import file_md5
+from pricetrail.model import model_version, predict, regression_metrics, save_checkpoint, set_seed
+from pricetrail.paths import ProductPaths
+from pricetrail.preprocess import feature_names, load_preprocessor, transform
+from pricetrail.tuning import tune
+
+
+def main(root: Path) -> None:
+    paths = ProductPaths(CODE)
+    params = load_params(root)
+    settings = section(params, "tune_primary_model")
+    seed = int(section(params, "base")["seed"])
+    preprocessor = load_preprocessor(root / paths.preprocessor)
+    train = pd.read_parquet(root / paths.split("train"))
+    validation = pd.read_parquet(root / paths.split("validation"))
+    x_train, x_val = transform(preprocessor, train), transform(preprocessor, validation)
+    y_train, y_val = train[TARGET].to_numpy(dtype="float32"), validation[TARGET].to_numpy(dtype="float32")
+    set_seed(seed)
+    result = tune(x_train, y_train, x_val, y_val, search_space=settings["search_space"],
+                  n_trials=int(settings["n_trials"]), max_epochs=int(settings["max_epochs"]),
+                  patience=int(settings["patience"]), timeout_seconds=settings.get("timeout_seconds"), seed=seed)
+    version = model_version(result.network, result.best_params)
+    save_checkpoint(root / paths.checkpoint, result.network, config=result.best_params,
+                    feature_names=feature_names(preprocessor), metadata={
+                        "stockcode": CODE,
+                        "model_version": version,
+                        "features_md5": file_md5(root / paths.lines),
+                        "preprocessor_md5": file_md5(root / paths.preprocessor),
+                        "train_rows": len(train),
+                        "best_epoch": result.train_result.best_epoch,
+                        "seed": seed,
+                    })
+    metrics = regression_metrics(y_val, predict(result.network, x_val))
+    write_json(root / paths.tuning_record, {"best_params": result.best_params, "trials": result.trials,
+                                            "history": result.train_result.history})
+    write_json(root / paths.validation_metrics, {
+        **metrics,
+        "model_version": version,
+        "best_epoch": result.train_result.best_epoch,
+        "epochs_run": result.train_result.epochs_run,
+        "trials_complete": result.n_trials_complete,
+        "trials_pruned": result.n_trials_pruned,
+        "trials_failed": result.n_trials_failed,
+    })
+
+
+if __name__ == "__main__":
+    CODE = stage.stockcode_argument(__doc__ or "")
+    stage.run(f"tune_primary_model@{CODE}", main)

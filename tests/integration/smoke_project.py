@@ -1,0 +1,73 @@
+"""A throwaway copy of the project for integration tests: real git, real DVC, a local remote."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stockcodes.yaml", "stages", "lib", "profiles", "registry", ".dvcignore",
+                 ".gitignore"]
+
+
+def run(args: list[str], cwd: Path, *, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    # The copy's stages must find this interpreter's dvc and python first.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\nSTDOUT:\n{result.stdout[-4000:]}\n"
+                             f"STDERR:\n{result.stderr[-6000:]}")
+    return result
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], cwd, check=check)
+
+
+def pricetrail(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "pricetrail.cli", *args], cwd, check=check)
+
+
+def make_copy(target: Path, profile: str | None = "smoke") -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, target / name)
+    for stale in (target / "registry").iterdir():  # start with no promoted models
+        if stale.is_dir():
+            shutil.rmtree(stale)
+    run(["git", "init", "-q"], target)
+    run(["git", "config", "user.email", "ci@example.invalid"], target)
+    run(["git", "config", "user.name", "ci"], target)
+    dvc("init", "-q", cwd=target)
+    dvc("config", "core.analytics", "false", cwd=target)
+    dvc("remote", "add", "-d", "local", str(target.parent / f"{target.name}-remote"), cwd=target)
+    if profile:
+        pricetrail("profile", profile, cwd=target)
+    run(["git", "add", "-A"], target)
+    run(["git", "commit", "-qm", "copy"], target)
+    return target
+
+
+def set_params(root: Path, values: dict) -> None:
+    """Set dotted keys in params.yaml, keeping its comments (``{"assess_model_risk.min_group_size": 5}``)."""
+    yaml = YAML()
+    path = root / "params.yaml"
+    params = yaml.load(path)
+    for dotted, value in values.items():
+        node = params
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    with path.open("w", encoding="utf-8") as handle:
+        yaml.dump(params, handle)
