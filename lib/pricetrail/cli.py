@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,10 @@ def _out(text: str = "") -> None:
 def _dvc(*args: str, root: Path) -> int:
     command = [sys.executable, "-m", "dvc", *args]
     _out(f"$ dvc {' '.join(args)}")
-    return subprocess.run(command, cwd=root, check=False).returncode
+    # Stage commands say `python`: make that this interpreter, whose environment has pricetrail installed,
+    # whether or not the user activated the virtual environment.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(command, cwd=root, env=env, check=False).returncode
 
 
 def cmd_profile(args: argparse.Namespace, root: Path) -> int:
