@@ -41,7 +41,8 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 def test_group_metrics_hand_computed() -> None:
     table = group_metrics(HAND, "is_registered")
-    assert list(table.columns) == ["group", "n", "mae", "mean_prediction", "mean_actual", "relative_mae", "relative_bias"]
+    assert list(table.columns) == ["group", "n", "mae", "mean_prediction", "mean_actual", "relative_mae",
+                                   "relative_bias"]
     assert table["group"].tolist() == ["False", "True"]
     assert table["n"].tolist() == [3, 3]
     assert table["mae"].tolist() == pytest.approx([1.0, 4 / 3])
