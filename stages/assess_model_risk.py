@@ -33,7 +33,7 @@ def main(root: Path) -> None:
                                        max_mae_difference=float(settings["max_mae_difference"]),
                                        max_mean_outcome_difference=float(settings["max_mean_outcome_difference"]),
                                        min_group_size=int(settings["min_group_size"]),
-                                       relative=bool(settings.get("relative", True)))
+                                       scale=str(settings.get("fairness_scale", "log")))
     outcome = verdict([*risk, *fairness])
     model_version = str(read_json(root / paths.test_metrics)["model_version"])
     record = {

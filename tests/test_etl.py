@@ -226,3 +226,18 @@ def test_run_etl_errors(transactions: Path, code: str, rules: CleaningRules, err
 def test_cleaning_rules_validate_params(values: dict, message: str) -> None:
     with pytest.raises(ETLError, match=message):
         CleaningRules.from_params(values)
+
+
+def test_output_order_is_total_whatever_the_input_order(transactions: Path, tmp_path: Path) -> None:
+    """Lines tied on time and invoice (two lines of one product on one invoice) must not swap between runs."""
+    frame = pd.read_parquet(transactions)
+    tied = frame.iloc[:1].assign(quantity=frame["quantity"].iloc[0] + 1)
+    frame = pd.concat([frame, tied], ignore_index=True)
+    outputs = []
+    for seed in range(4):
+        path = tmp_path / f"shuffled{seed}.parquet"
+        frame.sample(frac=1, random_state=seed).to_parquet(path, index=False)
+        features, daily, _ = run_etl(path, "85123A", CleaningRules(min_rows=1))
+        outputs.append(features)
+    for other in outputs[1:]:
+        pd.testing.assert_frame_equal(outputs[0], other)

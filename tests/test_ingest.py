@@ -106,3 +106,11 @@ def test_ingested_parquet_lets_duckdb_skip_other_products(tmp_path: Path) -> Non
     con = duckdb.connect()
     groups = con.execute(f"SELECT count(*) FROM parquet_metadata('{out}')").fetchall()[0][0]
     assert groups >= 1
+
+
+def test_ingest_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
+    text = HEADER + GOOD + GOOD.splitlines(keepends=True)[0].replace(",6,", ",12,")  # ties on invoice and time
+    source = write(tmp_path / "a.csv", text)
+    ingest(source, tmp_path / "one.parquet")
+    ingest(source, tmp_path / "two.parquet")
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "two.parquet").read_bytes()

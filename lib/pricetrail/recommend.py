@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pricetrail.bundle import ModelBundle
-from pricetrail.etl import calendar_features, price_features, state_features
+from pricetrail.etl import STATE_COLUMNS, calendar_features, price_features, state_features
 
 
 class RecommendError(ValueError):
@@ -97,11 +97,7 @@ def grid_rows(bundle: ModelBundle, context: PriceContext, prices: np.ndarray) ->
         pd.DataFrame({
             "country": [context.country] * n,
             "is_registered": [context.is_registered] * n,
-            "prev_month_quantity": state["prev_month_quantity"],
-            "prev_month_lines": state["prev_month_lines"],
-            "quantity_28d_before": state["quantity_28d_before"],
-            "max_price_before": state["max_price_before"],
-            "prev_month_mean_price": state["prev_month_mean_price"],
+            **{column: [state[column]] * n for column in STATE_COLUMNS},
         }),
     ], axis=1)
     return rows, str(state_day.date())

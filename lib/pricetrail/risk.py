@@ -32,7 +32,14 @@ Y_PRED = "y_pred"
 DEFAULT_SENSITIVE = "is_registered"
 # Label of rows whose sensitive value is missing: they form their own group rather than vanish from the table.
 MISSING_GROUP = "<missing>"
-GROUP_COLUMNS = ["group", "n", "mae", "mean_prediction", "mean_actual", "relative_mae", "relative_bias"]
+GROUP_COLUMNS = ["group", "n", "mae", "mean_prediction", "mean_actual", "relative_mae", "relative_bias", "log_mae",
+                 "log_bias"]
+# scale -> (error column, outcome column, their descriptions)
+FAIRNESS_SCALES: dict[str, tuple[str, str, str, str]] = {
+    "log": ("log_mae", "log_bias", "mean |log error|", "mean log error (prediction - actual)"),
+    "relative": ("relative_mae", "relative_bias", "MAE / mean actual", "mean prediction / mean actual - 1"),
+    "quantity": ("mae", "mean_prediction", "MAE", "mean predicted quantity"),
+}
 
 
 @dataclass(frozen=True)
@@ -296,6 +303,7 @@ def group_metrics(test: pd.DataFrame, sensitive: str = DEFAULT_SENSITIVE) -> pd.
             "abs_error": np.abs(pred_q - true_q),
             "prediction": pred_q,
             "actual": true_q,
+            "log_error": _numeric(test, Y_PRED) - _actual_log(test),
         }
     )
     table = (
@@ -305,6 +313,8 @@ def group_metrics(test: pd.DataFrame, sensitive: str = DEFAULT_SENSITIVE) -> pd.
             mae=("abs_error", "mean"),
             mean_prediction=("prediction", "mean"),
             mean_actual=("actual", "mean"),
+            log_mae=("log_error", lambda errors: float(np.mean(np.abs(errors)))),
+            log_bias=("log_error", "mean"),
         )
         .reset_index()
     )
@@ -336,21 +346,21 @@ def fairness_checks(
     max_mae_difference: float,
     max_mean_outcome_difference: float,
     min_group_size: int,
-    relative: bool = True,
+    scale: str = "log",
 ) -> tuple[list[Check], pd.DataFrame]:
     """Checks that the customer groups of ``sensitive`` get alike errors and alike predicted demand.
 
-    With ``relative=True`` (the default) each group is measured against its own demand, so the checks compare
-    how the model treats the groups rather than how much they buy:
+    Customer groups differ in how much they buy (guests pay about twice the list price and buy a fraction of
+    what registered customers buy), and a demand model must say so: a raw demographic-parity gap in predicted
+    quantity would fail every product for telling the truth. So each group is measured against its own demand,
+    on the ``scale`` the differences are taken on:
 
-    - MAE difference = max - min over groups of ``group MAE / group mean actual quantity``
-      (0.1 = "the model's typical error is 10 points of demand worse for one group");
-    - mean outcome difference = max - min over groups of ``group mean prediction / group mean actual - 1``
-      (0.1 = "one group's demand is over- or under-stated by 10 points more than the other's").
-
-    A plain demographic-parity gap on predicted quantity would fail every product: guests pay about twice the
-    list price and buy a fraction of what registered customers buy, and a demand model must say so.
-    With ``relative=False`` the differences are raw gaps in quantity units (group MAE; group mean prediction).
+    - ``"log"`` (default, the model's own scale, log1p of quantity): MAE difference = spread of the groups' mean
+      absolute log error; mean outcome difference = spread of the groups' mean log error (prediction - actual),
+      i.e. how much more one group's demand is over- or under-stated (0.1 ~ 10%). Unaffected by the bias of
+      turning a mean log prediction back into quantities, which differs between groups of different spread.
+    - ``"relative"``: spreads of group MAE / group mean actual and of group mean prediction / mean actual - 1.
+    - ``"quantity"``: raw spreads of group MAE and group mean predicted quantity (quantity units).
 
     Fewer than two groups, a group smaller than ``min_group_size``, non-finite predictions or (relative) a
     group whose mean actual quantity is 0 fail ``fairness_computable``; the two difference checks then fail
@@ -362,8 +372,8 @@ def fairness_checks(
     max_mae = _require_threshold("max_mae_difference", max_mae_difference)
     max_outcome = _require_threshold("max_mean_outcome_difference", max_mean_outcome_difference)
     min_group_size = _require_min_group_size(min_group_size)
-    if not isinstance(relative, bool):
-        raise ValueError(f"relative={relative!r} is not accepted; use True or False")
+    if scale not in FAIRNESS_SCALES:
+        raise ValueError(f"scale={scale!r} is not accepted; use one of {sorted(FAIRNESS_SCALES)}")
 
     table = group_metrics(test, sensitive)
     groups = _describe_groups(table)
@@ -377,12 +387,14 @@ def fairness_checks(
     small = table[table["n"] < min_group_size]
     if len(small):
         reasons.append(f"group(s) smaller than min_group_size={min_group_size}: {_describe_groups(small)}")
-    if relative and (table["mean_actual"] == 0.0).any():
+    if scale == "relative" and (table["mean_actual"] == 0.0).any():
         zero = table[table["mean_actual"] == 0.0]
         reasons.append(f"group(s) with a mean actual quantity of 0, so relative differences are undefined: "
                        f"{_describe_groups(zero)}")
     smallest = int(table["n"].min())
-    unit = "(relative to each group's own mean demand)" if relative else "quantity units"
+    unit = {"log": "log1p units", "relative": "(relative to each group's own mean demand)",
+            "quantity": "quantity units"}[scale]
+    error_column, outcome_column, error_what, outcome_what = FAIRNESS_SCALES[scale]
 
     if reasons:
         detail = f"{'; '.join(reasons)}; fairness cannot be computed (groups: {groups})"
@@ -402,10 +414,8 @@ def fairness_checks(
                        f"{len(table)} groups, each with at least {min_group_size} rows: {groups}")
     checks = [computable]
     for name, column, threshold, what in (
-        ("fairness_mae_difference", "relative_mae" if relative else "mae", max_mae,
-         "MAE / mean actual" if relative else "MAE"),
-        ("fairness_mean_outcome_difference", "relative_bias" if relative else "mean_prediction", max_outcome,
-         "mean prediction / mean actual - 1" if relative else "mean predicted quantity"),
+        ("fairness_mae_difference", error_column, max_mae, error_what),
+        ("fairness_mean_outcome_difference", outcome_column, max_outcome, outcome_what),
     ):
         spread, high, low = _spread(table, column)
         lowest, highest = float(table[column].min()), float(table[column].max())

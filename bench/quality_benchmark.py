@@ -1,0 +1,162 @@
+"""Quality benchmark: how good are the promoted models and their price recommendations?
+
+1. Synthetic data (known demand curves): for every default product, the revenue regret of the recommended price
+   against the true revenue-optimal price over the same price range. Target: <= 3% for every product.
+2. Real data (UCI Online Retail, ../shared): test RMSLE and MAE of the promoted model next to the naive median
+   baseline and a scikit-learn HistGradientBoostingRegressor on the same features and split.
+   Target: the promoted model at least as good as gradient boosting on RMSLE for most default products.
+
+Each part runs the real pipeline (`pricetrail run`) in a throwaway copy of the project, with the default params,
+and times it. Usage:
+
+    python bench/quality_benchmark.py                 # both parts (about 2 x 10 minutes on 2 cores)
+    python bench/quality_benchmark.py --part synthetic
+    python bench/quality_benchmark.py --keep /tmp/q   # keep the copies for inspection
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT / "tests" / "integration"))
+
+from smoke_project import make_copy, run, set_params  # noqa: E402
+
+from pricetrail import registry  # noqa: E402
+from pricetrail.bundle import load_bundle  # noqa: E402
+from pricetrail.config import load_stockcodes  # noqa: E402
+from pricetrail.etl import TARGET  # noqa: E402
+from pricetrail.model import regression_metrics  # noqa: E402
+from pricetrail.preprocess import load_preprocessor, transform  # noqa: E402
+from pricetrail.recommend import PriceContext, recommend_price  # noqa: E402
+from pricetrail.synthetic import optimal_price, revenue_regret  # noqa: E402
+
+
+def run_pipeline(root: Path) -> float:
+    started = time.perf_counter()
+    result = run([sys.executable, "-m", "pricetrail.cli", "run"], root, check=False, timeout=3600)
+    elapsed = time.perf_counter() - started
+    (root / "pricetrail-run.log").write_text(result.stdout + "\n" + result.stderr, encoding="utf-8")
+    print(f"  pricetrail run: exit {result.returncode} in {elapsed:.0f} s (log: {root / 'pricetrail-run.log'})")
+    return elapsed
+
+
+def served_bundle(root: Path, code: str):
+    served = registry.served_model(root, code)
+    if served is None:
+        return None
+    return load_bundle(served.file("model.pt"), served.file("preprocessor.skops"),
+                       daily=served.file("daily.parquet"), reference=served.file("reference.parquet"))
+
+
+def synthetic_part(root: Path) -> list[dict]:
+    truth = json.loads((root / "data/raw/synthetic/ground_truth.json").read_text())
+    rows = []
+    for code in load_stockcodes(root):
+        bundle = served_bundle(root, code)
+        if bundle is None:
+            rows.append({"stockcode": code, "note": "no promoted model"})
+            continue
+        date = str((pd.to_datetime(bundle.daily["day"]).max() + pd.Timedelta(days=3)).date())
+        result = recommend_price(bundle, PriceContext(date=date, is_registered=True), grid_size=201)
+        low, high = result.price_range
+        product = truth["products"][code]
+        best, _ = optimal_price(product, low, high, is_registered=True, date=date)
+        regret = revenue_regret(product, result.price, low, high, is_registered=True, date=date)
+        rows.append({"stockcode": code, "range": f"{low:.2f}-{high:.2f}", "true_optimum": round(best, 3),
+                     "recommended": round(result.price, 3), "regret_pct": round(100 * regret, 2)})
+    return rows
+
+
+def real_part(root: Path) -> list[dict]:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rows = []
+    for code in load_stockcodes(root):
+        prefix = root / "data/preprocessed" / code
+        verdict_path = root / "metrics" / code / "verdict.json"
+        if not (prefix / "test.parquet").is_file() or not verdict_path.is_file():
+            rows.append({"stockcode": code, "note": "chain did not complete (see pricetrail-run.log)"})
+            continue
+        train, validation, test = (pd.read_parquet(prefix / f"{name}.parquet")
+                                   for name in ("train", "validation", "test"))
+        preprocessor = load_preprocessor(prefix / "preprocessor.skops")
+        x_train, x_val, x_test = (transform(preprocessor, frame) for frame in (train, validation, test))
+        y_test = test[TARGET].to_numpy()
+        model = load_bundle(root / "models" / code / "model.pt", prefix / "preprocessor.skops")
+        ours = regression_metrics(y_test, model.predict_log_quantity(test))
+        median = float(np.median(train["quantity"]))
+        baseline = regression_metrics(y_test, np.full(len(test), np.log1p(median)))
+        # Gradient boosting gets the same training and validation rows (validation for its early stopping).
+        hgb = HistGradientBoostingRegressor(random_state=0, early_stopping=True)
+        hgb.fit(np.vstack([x_train, x_val]), np.concatenate([train[TARGET], validation[TARGET]]))
+        boosted = regression_metrics(y_test, hgb.predict(x_test))
+        verdict = json.loads(verdict_path.read_text())
+        rows.append({"stockcode": code, "test_rows": len(test),
+                     "model_rmsle": round(ours["rmsle"], 3), "hgb_rmsle": round(boosted["rmsle"], 3),
+                     "median_rmsle": round(baseline["rmsle"], 3),
+                     "model_mae": round(ours["mae"], 2), "hgb_mae": round(boosted["mae"], 2),
+                     "median_mae": round(baseline["mae"], 2),
+                     "model_beats_hgb": ours["rmsle"] <= boosted["rmsle"],
+                     "promoted": verdict["promoted"], "failed_checks": ",".join(verdict["failed_checks"])})
+    return rows
+
+
+def show(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["synthetic", "real", "both"], default="both")
+    parser.add_argument("--keep", type=Path, help="build the copies here and keep them")
+    parser.add_argument("--shared", type=Path, default=PROJECT_ROOT.parent / "shared")
+    args = parser.parse_args()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="pricetrail-quality-"))
+    ok = True
+    try:
+        if args.part in ("synthetic", "both"):
+            root = make_copy(base / "synthetic", profile=None)
+            print("synthetic data, default params, 5 default products:")
+            elapsed = run_pipeline(root)
+            rows = synthetic_part(root)
+            show(f"Revenue regret of the recommended price (registered customers), pipeline {elapsed:.0f} s", rows)
+            worst = max((row.get("regret_pct", 100.0) for row in rows), default=100.0)
+            target = worst <= 3.0
+            ok &= target
+            print(f"target: regret <= 3% for every product: {'PASS' if target else 'FAIL'} (worst {worst}%)")
+        if args.part in ("real", "both"):
+            data = args.shared / "data" / "online-retail" / "by-day"
+            if not data.is_dir():
+                print(f"\nreal data skipped: {data} not found")
+            else:
+                root = make_copy(base / "real", profile=None)
+                set_params(root, {"ingest.input": str(data)})
+                print("\nreal data, default params, 5 default products:")
+                elapsed = run_pipeline(root)
+                rows = real_part(root)
+                show(f"Test-set RMSLE / MAE on the real data, pipeline {elapsed:.0f} s", rows)
+                wins = sum(bool(row.get("model_beats_hgb")) for row in rows)
+                target = wins > len(rows) / 2
+                ok &= target
+                print(f"target: model at least as good as gradient boosting on RMSLE for most products: "
+                      f"{wins} of {len(rows)} ({'PASS' if target else 'FAIL'})")
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
