@@ -230,7 +230,8 @@ def ingest(source: Path, output: Path, *, csv_glob: str = "*.csv") -> IngestSumm
                     SELECT invoice_no, stockcode, description, quantity, invoice_date, unit_price, customer_id, country
                     FROM typed
                     -- a total order: the same input always gives the same file
-                    ORDER BY stockcode, invoice_date, invoice_no, quantity, unit_price, customer_id, description, country
+                    ORDER BY stockcode, invoice_date, invoice_no, quantity, unit_price, customer_id, description,
+                             country
                 ) TO '{tmp}' (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_SIZE})"""
             )
         stockcodes, first, last = con.execute(
