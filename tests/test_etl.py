@@ -24,7 +24,7 @@ from pricetrail.etl import (
     state_features,
 )
 
-RULES = CleaningRules(min_rows=1)
+RULES = CleaningRules(min_rows=1, volume_tier_min_quantity=None)
 
 
 def features_of(frame: pd.DataFrame) -> pd.DataFrame:
@@ -50,6 +50,24 @@ def test_each_cleaning_rule_removes_its_rows(bad_row: dict, rule: str) -> None:
     assert len(kept) == 5
     assert report.removed[rule] == 1
     assert sum(report.removed.values()) == 1 and report.rows_out == 5
+
+
+def test_volume_tier_lines_are_left_out_of_the_demand_data() -> None:
+    day = "2011-01-03 {}"
+    frame = lines([
+        {"invoice_no": "1", "invoice_date": day.format("09:00:00"), "unit_price": 2.95, "quantity": 6},
+        {"invoice_no": "2", "invoice_date": day.format("10:00:00"), "unit_price": 2.55, "quantity": 48},  # tier
+        {"invoice_no": "3", "invoice_date": day.format("11:00:00"), "unit_price": 2.55, "quantity": 6},  # small
+        {"invoice_no": "4", "invoice_date": day.format("12:00:00"), "unit_price": 2.55, "quantity": 48,
+         "customer_id": float("nan")},  # guests get no tier
+        {"invoice_no": "5", "invoice_date": "2011-01-10 09:00:00", "unit_price": 2.55, "quantity": 48},  # markdown
+    ])
+    rules = CleaningRules(min_rows=1, volume_tier_min_quantity=24, volume_tier_min_discount=0.08)
+    kept, report = clean_lines(frame, rules)
+    assert report.removed["volume_tier"] == 1
+    assert sorted(kept["invoice_no"]) == ["1", "3", "4", "5"]
+    _, keep_all = clean_lines(frame, CleaningRules(min_rows=1, volume_tier_min_quantity=None))
+    assert keep_all.removed["volume_tier"] == 0
 
 
 def test_exact_duplicates_are_removed_but_distinct_lines_kept() -> None:
@@ -194,7 +212,7 @@ def transactions(tmp_path: Path) -> Path:
 
 
 def test_run_etl_on_ingested_parquet(transactions: Path) -> None:
-    feats, daily, report = run_etl(transactions, "85123A", CleaningRules(min_rows=100))
+    feats, daily, report = run_etl(transactions, "85123A", CleaningRules(min_rows=100, volume_tier_min_quantity=None))
     assert len(feats) == report.rows_out == 300 and daily["quantity"].sum() == feats["quantity"].sum()
 
 
@@ -202,7 +220,8 @@ def test_run_etl_on_ingested_parquet(transactions: Path) -> None:
     ("code", "rules", "error", "message"),
     [
         ("99999", RULES, ETLError, "stockcode 99999 is not in the data"),
-        ("85123A", CleaningRules(min_rows=1000), ETLError, "stockcode 85123A has 300 clean rows, fewer than"),
+        ("85123A", CleaningRules(min_rows=1000, volume_tier_min_quantity=None), ETLError,
+         "stockcode 85123A has 300 clean rows, fewer than"),
         ("851-23A", RULES, ConfigError, "stockcode '851-23A' is not accepted: use letters and digits only"),
         ("../etc", RULES, ConfigError, "letters and digits only"),
         ("POST", RULES, ETLError, "stockcode POST is a non-product code"),
@@ -221,6 +240,8 @@ def test_run_etl_errors(transactions: Path, code: str, rules: CleaningRules, err
         ({"max_quantity": -1}, "etl.max_quantity=-1"),
         ({"outlier_median_factor": 0.5}, "outlier_median_factor=0.5"),
         ({"min_row": 5}, r"unknown keys \['min_row'\]"),
+        ({"volume_tier_min_quantity": 1}, "volume_tier_min_quantity=1 must be a whole number >= 2"),
+        ({"volume_tier_min_discount": 1.5}, "volume_tier_min_discount=1.5"),
     ],
 )
 def test_cleaning_rules_validate_params(values: dict, message: str) -> None:

@@ -66,6 +66,11 @@ class CleaningRules:
     max_quantity: int = 10_000
     outlier_median_factor: float = 100.0
     min_rows: int = 200
+    # Volume-tier lines: their price is set by their quantity (big orders get a lower price), so they say nothing
+    # about how demand responds to price and would teach the model that a small discount brings 10x orders.
+    # None keeps them.
+    volume_tier_min_quantity: int | None = 24
+    volume_tier_min_discount: float = 0.08
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_rows, int) or self.min_rows < 1:
@@ -74,6 +79,13 @@ class CleaningRules:
             raise ETLError(f"etl.max_quantity={self.max_quantity!r} makes no sense: use a whole number >= 1")
         if not self.outlier_median_factor > 1:
             raise ETLError(f"etl.outlier_median_factor={self.outlier_median_factor!r} must be a number > 1")
+        tier = self.volume_tier_min_quantity
+        if tier is not None and (not isinstance(tier, int) or tier < 2):
+            raise ETLError(f"etl.volume_tier_min_quantity={tier!r} must be a whole number >= 2, or null to keep "
+                           "volume-tier lines")
+        if not 0 < self.volume_tier_min_discount < 1:
+            raise ETLError(f"etl.volume_tier_min_discount={self.volume_tier_min_discount!r} must be a fraction "
+                           "in (0, 1)")
 
     @classmethod
     def from_params(cls, etl: dict[str, Any]) -> CleaningRules:
@@ -149,16 +161,30 @@ def _clean(con: duckdb.DuckDBPyConnection, relation: str, rules: CleaningRules) 
                 f"WHERE {kept_by_rules}")
     deduplicated = _count(con, "dedup")
     report.removed["exact_duplicate"] = report.rows_in - previous - deduplicated
+    # Volume tier: a registered customer's big line priced clearly below the day's highest registered price.
+    tier_rule = "false" if rules.volume_tier_min_quantity is None else (
+        f"customer_id IS NOT NULL AND quantity >= {int(rules.volume_tier_min_quantity)} "
+        f"AND unit_price <= {1 - float(rules.volume_tier_min_discount)!r} * day_list_price")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE untiered AS
+            SELECT {', '.join(LINE_COLUMNS)} FROM (
+                SELECT *, max(unit_price) FILTER (WHERE customer_id IS NOT NULL)
+                          OVER (PARTITION BY CAST(invoice_date AS DATE)) AS day_list_price
+                FROM dedup)
+            WHERE NOT COALESCE({tier_rule}, false)"""
+    )
+    untiered = _count(con, "untiered")
+    report.removed["volume_tier"] = deduplicated - untiered
     # Extreme outliers: an absolute cap (the real data has an 80,995-unit line) and a cap relative to the
     # product's median sale, so one pallet-sized order does not dominate a product sold in sixes.
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE kept AS SELECT * FROM dedup
+        """CREATE OR REPLACE TEMP TABLE kept AS SELECT * FROM untiered
            WHERE quantity <= $max_quantity
-             AND quantity <= $factor * (SELECT median(quantity) FROM dedup)""",
+             AND quantity <= $factor * (SELECT median(quantity) FROM untiered)""",
         {"max_quantity": rules.max_quantity, "factor": rules.outlier_median_factor},
     )
     report.rows_out = _count(con, "kept")
-    report.removed["extreme_outlier"] = deduplicated - report.rows_out
+    report.removed["extreme_outlier"] = untiered - report.rows_out
     return report
 
 
