@@ -6,8 +6,6 @@ the observed range, as the truth does, and (minimum functionality) beat the naiv
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
