@@ -104,7 +104,7 @@ def test_drift_stops_only_that_products_chain(project: Path) -> None:
 def test_failed_risk_gate_keeps_the_earlier_model(project: Path) -> None:
     before = json.loads((project / "registry" / "22423" / "served.json").read_text())["version"]
     set_params(project, {"assess_model_risk.min_improvement_over_baseline": 0.99,
-                         "tune_primary_model.max_epochs": 12})
+                         "tune_primary_model.search_space.units": [8, 12]})  # a new model
     dvc("repro", "--keep-going", cwd=project)
     verdict = json.loads((project / "metrics" / "22423" / "verdict.json").read_text())
     assert not verdict["promoted"] and "beats_baseline" in verdict["failed_checks"]
