@@ -122,6 +122,13 @@ _RULES: list[tuple[str, str]] = [
 ]
 
 
+def _connect() -> duckdb.DuckDBPyConnection:
+    """One thread: a product's few thousand rows gain nothing from more, and float sums added in a fixed order
+    give the same bits every run (with several threads the monthly mean price varied in its last bits, so DVC
+    saw a new output for the same input)."""
+    return duckdb.connect(config={"threads": 1})
+
+
 def check_lines_frame(lines: pd.DataFrame) -> None:
     missing = [name for name in LINE_COLUMNS if name not in lines.columns]
     if missing:
@@ -136,7 +143,7 @@ _LINE_ORDER = "invoice_date, invoice_no, quantity, unit_price, customer_id, desc
 def clean_lines(lines: pd.DataFrame, rules: CleaningRules) -> tuple[pd.DataFrame, CleaningReport]:
     """Apply the cleaning rules to one product's lines; return the kept lines (sorted by time) and the counts."""
     check_lines_frame(lines)
-    con = duckdb.connect()
+    con = _connect()
     try:
         con.register("product_lines", lines[LINE_COLUMNS])
         report = _clean(con, "product_lines", rules)
@@ -201,7 +208,7 @@ FROM {source} GROUP BY 1 ORDER BY 1
 
 def daily_aggregates(clean: pd.DataFrame) -> pd.DataFrame:
     """One row per trading day of the product: units, lines, highest price and price sum (for monthly means)."""
-    con = duckdb.connect()
+    con = _connect()
     try:
         con.register("clean", clean[["invoice_date", "quantity", "unit_price"]])
         return con.execute(_DAILY_SQL.format(source="clean")).df()
@@ -246,7 +253,7 @@ def state_features(daily: pd.DataFrame, days: Sequence[Any] | pd.Series) -> pd.D
     Used for the training lines and, at serving time, for the date a price is asked for.
     """
     query = pd.DataFrame({"day": pd.to_datetime(pd.Series(list(days))).dt.normalize().dt.date}).drop_duplicates()
-    con = duckdb.connect()
+    con = _connect()
     try:
         con.register("daily", daily[["day", "quantity", "lines", "max_price", "price_sum"]])
         con.register("query_days", query)
@@ -323,7 +330,7 @@ def _assemble(lines: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
 
 def read_product_lines(transactions: Path, stockcode: str) -> pd.DataFrame:
     """One product's raw lines from the ingested Parquet (DuckDB skips the other products' row groups)."""
-    con = duckdb.connect()
+    con = _connect()
     try:
         return con.execute(
             f"SELECT {', '.join(LINE_COLUMNS)} FROM read_parquet($path) WHERE stockcode = $code",
@@ -343,7 +350,7 @@ def run_etl(transactions: Path, stockcode: str, rules: CleaningRules) -> tuple[p
     code = validate_stockcode(stockcode)
     if rules.is_non_product(code):
         raise ETLError(f"stockcode {code} is a non-product code (postage, fees, ...); choose a product")
-    con = duckdb.connect()
+    con = _connect()
     try:
         con.execute(f"CREATE TEMP TABLE product_lines AS SELECT {', '.join(LINE_COLUMNS)} "
                     "FROM read_parquet($path) WHERE stockcode = $code", {"path": str(transactions), "code": code})
