@@ -36,4 +36,7 @@ bench-etl: $(STAMP)  ## DuckDB vs pandas ETL on the real data (needs ../shared)
 bench-quality: $(STAMP)  ## price regret on synthetic data, model vs baselines on real data
 	$(BIN)/python bench/quality_benchmark.py
 
-.PHONY: help install run test lint bench-etl bench-quality
+bench-pipeline: $(STAMP)  ## wall time of the smoke and default pipelines, and of a no-op rerun
+	$(BIN)/python bench/pipeline_timing.py
+
+.PHONY: help install run test lint bench-etl bench-quality bench-pipeline

@@ -12,6 +12,7 @@ and times it. Usage:
     python bench/quality_benchmark.py                 # both parts (about 2 x 10 minutes on 2 cores)
     python bench/quality_benchmark.py --part synthetic
     python bench/quality_benchmark.py --keep /tmp/q   # keep the copies for inspection
+    python bench/quality_benchmark.py --part real --set etl.volume_tier_min_quantity=null   # keep tier lines
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT / "tests" / "integration"))
@@ -122,12 +124,21 @@ def main() -> int:
     parser.add_argument("--part", choices=["synthetic", "real", "both"], default="both")
     parser.add_argument("--keep", type=Path, help="build the copies here and keep them")
     parser.add_argument("--shared", type=Path, default=PROJECT_ROOT.parent / "shared")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a param in both copies, e.g. etl.volume_tier_min_quantity=null")
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: use KEY=VALUE, e.g. etl.volume_tier_min_quantity=null")
+        overrides[key] = yaml.safe_load(value)
     base = args.keep or Path(tempfile.mkdtemp(prefix="pricetrail-quality-"))
     ok = True
     try:
         if args.part in ("synthetic", "both"):
             root = make_copy(base / "synthetic", profile=None)
+            set_params(root, overrides)
             print("synthetic data, default params, 5 default products:")
             elapsed = run_pipeline(root)
             rows = synthetic_part(root)
@@ -142,7 +153,7 @@ def main() -> int:
                 print(f"\nreal data skipped: {data} not found")
             else:
                 root = make_copy(base / "real", profile=None)
-                set_params(root, {"ingest.input": str(data)})
+                set_params(root, {"ingest.input": str(data), **overrides})
                 print("\nreal data, default params, 5 default products:")
                 elapsed = run_pipeline(root)
                 rows = real_part(root)

@@ -6,6 +6,7 @@ products. Paths are rooted at the project root so stage scripts, tests and the C
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -13,9 +14,11 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 STOCKCODE_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
 
@@ -51,6 +54,19 @@ def section(params: Mapping[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"params.yaml has no section {name!r}; present sections: {sorted(params)}")
     return value
+
+
+def settings_from_params(cls: type[T], name: str, values: Mapping[str, Any], *, error: type[ValueError],
+                         list_fields: tuple[str, ...] = ()) -> T:
+    """Build the settings dataclass of params section ``name``; unknown keys are an error, not silently ignored."""
+    known = {item.name for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise error(f"params.yaml {name} has unknown keys {unknown}; accepted: {sorted(known)}")
+    data = dict(values)
+    for key in list_fields:  # YAML lists become tuples: settings are frozen and hashable
+        data[key] = tuple(str(item) for item in (data.get(key) or ()))
+    return cls(**data)
 
 
 def load_stockcodes(root: Path) -> dict[str, dict[str, Any]]:

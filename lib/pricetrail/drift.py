@@ -17,6 +17,8 @@ import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
+from pricetrail.config import atomic_path, settings_from_params
+
 log = logging.getLogger(__name__)
 
 TIME_COLUMNS = frozenset({"invoice_date", "invoice_no", "year", "month", "month_sin", "month_cos"})
@@ -58,14 +60,8 @@ class DriftSettings:
 
     @classmethod
     def from_params(cls, drift: Mapping[str, Any]) -> DriftSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(drift) - known)
-        if unknown:
-            raise DriftError(f"params.yaml data_drift_check has unknown keys {unknown}; accepted: {sorted(known)}")
-        values = dict(drift)
-        for key in ("numerical_columns", "categorical_columns"):
-            values[key] = tuple(values.get(key) or ())
-        return cls(**values)
+        return settings_from_params(cls, "data_drift_check", drift, error=DriftError,
+                                    list_fields=("numerical_columns", "categorical_columns"))
 
     @property
     def monitored(self) -> list[str]:
@@ -188,7 +184,6 @@ def _per_column(snapshot: dict[str, Any], settings: DriftSettings) -> dict[str, 
 
 
 def save_report(result: DriftResult, path: Path) -> None:
-    from pricetrail.config import atomic_path
 
     with atomic_path(path) as tmp:
         html = tmp.with_suffix(".html")

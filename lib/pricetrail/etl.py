@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pricetrail.config import validate_stockcode
+from pricetrail.config import settings_from_params, validate_stockcode
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +89,8 @@ class CleaningRules:
 
     @classmethod
     def from_params(cls, etl: dict[str, Any]) -> CleaningRules:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(etl) - known)
-        if unknown:
-            raise ETLError(f"params.yaml etl has unknown keys {unknown}; accepted: {sorted(known)}")
-        values = dict(etl)
-        for key in ("non_product_codes", "non_product_prefixes"):
-            if key in values:
-                values[key] = tuple(str(code) for code in values[key])
-        return cls(**values)
+        return settings_from_params(cls, "etl", etl, error=ETLError,
+                                    list_fields=("non_product_codes", "non_product_prefixes"))
 
     def is_non_product(self, code: str) -> bool:
         return code.upper() in {c.upper() for c in self.non_product_codes} or any(

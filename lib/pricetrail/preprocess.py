@@ -19,7 +19,7 @@ import skops.io as sio
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pricetrail.config import atomic_path
+from pricetrail.config import atomic_path, settings_from_params
 from pricetrail.etl import TARGET
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,8 @@ class PreprocessSettings:
 
     @classmethod
     def from_params(cls, preprocess: Mapping[str, Any]) -> PreprocessSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(preprocess) - known)
-        if unknown:
-            raise PreprocessError(f"params.yaml preprocess has unknown keys {unknown}; accepted: {sorted(known)}")
-        values = dict(preprocess)
-        for key in ("numerical_features", "categorical_features"):
-            values[key] = tuple(values.get(key) or ())
-        return cls(**values)
+        return settings_from_params(cls, "preprocess", preprocess, error=PreprocessError,
+                                    list_fields=("numerical_features", "categorical_features"))
 
     @property
     def features(self) -> list[str]:
