@@ -184,7 +184,6 @@ def _per_column(snapshot: dict[str, Any], settings: DriftSettings) -> dict[str, 
 
 
 def save_report(result: DriftResult, path: Path) -> None:
-
     with atomic_path(path) as tmp:
         html = tmp.with_suffix(".html")
         result.snapshot.save_html(str(html))
