@@ -1,0 +1,68 @@
+"""A model and its preprocessor are loaded together and must belong together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pricetrail.bundle import BundleError, load_bundle
+from pricetrail.hashing import file_md5
+from pricetrail.model import CheckpointError, build_network, save_checkpoint
+from pricetrail.preprocess import PreprocessSettings, feature_names, fit_preprocessor, save_preprocessor
+
+SETTINGS = PreprocessSettings(numerical_features=("unit_price",), categorical_features=("country",),
+                              category_min_frequency=1)
+CONFIG = {"n_layers": 1, "units": [4], "dropout": [0.0], "batch_norm": False}
+
+
+def train_frame(countries: list[str]) -> pd.DataFrame:
+    n = len(countries)
+    return pd.DataFrame({"unit_price": np.linspace(1, 3, n), "country": countries,
+                         "invoice_date": pd.date_range("2011-01-01", periods=n), "log_quantity": np.ones(n)})
+
+
+def write_model(folder: Path, countries: list[str], *, with_hash: bool = True) -> tuple[Path, Path]:
+    preprocessor = fit_preprocessor(train_frame(countries), SETTINGS)
+    pre_path = folder / "preprocessor.skops"
+    save_preprocessor(preprocessor, pre_path)
+    names = feature_names(preprocessor)
+    model_path = folder / "model.pt"
+    save_checkpoint(model_path, build_network(len(names), CONFIG), config=CONFIG, feature_names=names,
+                    metadata={"stockcode": "85123A", "model_version": "x",
+                              **({"preprocessor_md5": file_md5(pre_path)} if with_hash else {})})
+    return model_path, pre_path
+
+
+def test_matching_bundle_loads_and_predicts(tmp_path: Path) -> None:
+    model, pre = write_model(tmp_path, ["United Kingdom", "France"] * 5)
+    bundle = load_bundle(model, pre)
+    assert np.isfinite(bundle.predict_log_quantity(train_frame(["France"] * 3))).all()
+
+
+def test_a_preprocessor_from_another_run_is_refused(tmp_path: Path) -> None:
+    model, _ = write_model(tmp_path, ["United Kingdom", "France"] * 5)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_pre = write_model(other, ["United Kingdom", "France"] * 5 + ["United Kingdom"])  # same shape
+    with pytest.raises(BundleError, match="does not match model"):
+        load_bundle(model, other_pre)
+
+
+def test_a_preprocessor_with_other_features_is_refused(tmp_path: Path) -> None:
+    # A checkpoint that records no preprocessor hash is still checked on its feature names.
+    model, _ = write_model(tmp_path, ["United Kingdom", "France"] * 5, with_hash=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_pre = write_model(other, ["United Kingdom", "France", "EIRE"] * 4)
+    with pytest.raises(BundleError, match="produces 4 features that differ from the 3"):
+        load_bundle(model, other_pre)
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    model, pre = write_model(tmp_path, ["United Kingdom", "France"] * 5)
+    model.write_bytes(model.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="model.pt"):
+        load_bundle(model, pre)
