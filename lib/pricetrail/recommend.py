@@ -62,10 +62,13 @@ class Recommendation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "stockcode": self.stockcode, "model_version": self.model_version, "price": self.price,
-            "expected_quantity": self.expected_quantity, "expected_revenue": self.expected_revenue,
-            "expected_profit": self.expected_profit, "objective": self.objective,
-            "price_range": list(self.price_range), "observed_range": list(self.observed_range),
+            "stockcode": self.stockcode, "model_version": self.model_version, "price": round(self.price, 4),
+            "expected_quantity": round(self.expected_quantity, 4),
+            "expected_revenue": round(self.expected_revenue, 4),
+            "expected_profit": None if self.expected_profit is None else round(self.expected_profit, 4),
+            "objective": self.objective,
+            "price_range": [round(p, 4) for p in self.price_range],
+            "observed_range": [round(p, 4) for p in self.observed_range],
             "within_observed_range": self.within_observed_range, "state_as_of": self.state_as_of,
             "notes": list(self.notes), "curve": self.curve.round(6).to_dict(orient="records"),
         }
