@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install pricetrail with its dependencies
 
 run: $(STAMP)  ## the main job: every product's chain on the default (synthetic) data, promote, push to the local remote
-	$(BIN)/pricetrail run
-	$(BIN)/dvc push --quiet
-	@echo "cache pushed to the local DVC remote (.dvc-remote/); see README for S3"
+	@# A failed gate makes `pricetrail run` exit 1; the cache is pushed all the same, then that status is returned.
+	$(BIN)/pricetrail run; status=$$?; \
+	$(BIN)/dvc push --quiet && echo "cache pushed to the local DVC remote (.dvc-remote/); see README for S3"; \
+	exit $$status
 
 test: $(STAMP)  ## the whole test suite (unit, integration with real dvc repro, real-data tests when ../shared exists)
 	$(BIN)/python -m pytest
