@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
+from pricetrail.etl import PRODUCT_LINES_SQL
 from pricetrail.ingest import IngestError, ingest
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
@@ -100,12 +104,47 @@ def test_ingest_keeps_previous_output_on_failure(tmp_path: Path) -> None:
     assert out.read_bytes() == before
 
 
-def test_ingested_parquet_lets_duckdb_skip_other_products(tmp_path: Path) -> None:
+def test_a_products_read_skips_the_other_products_row_groups(tmp_path: Path) -> None:
+    """The ETL's own query on the ingested file scans only the row groups that hold the product.
+
+    The input is shuffled, so the skipping comes from ingest's sort by stockcode, not from the input's order.
+    """
+    codes = ["22423", "47566", "84879", "85123A"]
+    per_code = 20_000
+    rng = np.random.default_rng(0)
+    raw = pd.DataFrame({
+        "InvoiceNo": [str(536365 + i) for i in range(per_code * len(codes))],
+        "StockCode": np.repeat(codes, per_code),
+        "Description": "ITEM",
+        "Quantity": rng.integers(1, 12, per_code * len(codes)),
+        "InvoiceDate": (pd.Timestamp("2011-01-03") + pd.to_timedelta(rng.integers(0, 300 * 1440, per_code
+                                                                                  * len(codes)), unit="min")),
+        "UnitPrice": 2.55,
+        "CustomerID": 17850.0,
+        "Country": "United Kingdom",
+    }).sample(frac=1, random_state=1)
+    source = tmp_path / "raw.csv"
+    raw.to_csv(source, index=False)
     out = tmp_path / "out.parquet"
-    ingest(write(tmp_path / "a.csv", HEADER + GOOD), out)
+    ingest(source, out)
+    metadata = pq.ParquetFile(out).metadata
+    column = metadata.schema.names.index("stockcode")
+    holding = [i for i in range(metadata.num_row_groups)
+               if metadata.row_group(i).column(column).statistics.min <= "47566"
+               <= metadata.row_group(i).column(column).statistics.max]
+    assert metadata.num_row_groups >= 4 and len(holding) <= 2
+
     con = duckdb.connect()
-    groups = con.execute(f"SELECT count(*) FROM parquet_metadata('{out}')").fetchall()[0][0]
-    assert groups >= 1
+    profile = tmp_path / "profile.json"
+    con.execute("PRAGMA enable_profiling='json'")
+    con.execute(f"PRAGMA profiling_output='{profile}'")
+    rows = con.execute(PRODUCT_LINES_SQL, {"path": str(out), "code": "47566"}).df()
+    con.execute("PRAGMA disable_profiling")
+    con.close()
+    assert len(rows) == per_code and set(rows["stockcode"]) == {"47566"}
+    query = json.loads(profile.read_text())["query"]
+    assert query["total_row_groups_to_scan"] == metadata.num_row_groups
+    assert query["total_row_groups_scanned"] == len(holding)
 
 
 def test_ingest_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
@@ -114,3 +153,33 @@ def test_ingest_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
     ingest(source, tmp_path / "one.parquet")
     ingest(source, tmp_path / "two.parquet")
     assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "two.parquet").read_bytes()
+
+
+def test_hostile_column_name_never_reaches_sql_unquoted(tmp_path: Path) -> None:
+    """A Parquet column name is data, not SQL: a quote in it must not end the identifier and run statements."""
+    pwned = tmp_path / "pwned.csv"
+    hostile = f'a" AS VARCHAR) AS "b" FROM (SELECT 1 AS "a"); COPY (SELECT 42 AS x) TO \'{pwned}\' (FORMAT csv); --'
+    raw = pd.read_csv(write(tmp_path / "a.csv", HEADER + GOOD))
+    raw.insert(0, hostile, "x")
+    raw.to_parquet(tmp_path / "raw.parquet")
+    with pytest.raises(IngestError, match="unexpected columns") as caught:
+        ingest(tmp_path / "raw.parquet", tmp_path / "out.parquet")
+    assert f"unexpected columns {[hostile]}" in str(caught.value)
+    assert not pwned.exists()
+    quoted = raw.drop(columns=hostile).assign(**{'we"ird': 1})
+    quoted.to_parquet(tmp_path / "quoted.parquet")
+    with pytest.raises(IngestError, match=r"unexpected columns \['we\"ird'\]"):
+        ingest(tmp_path / "quoted.parquet", tmp_path / "out.parquet")
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_paths_with_quotes_are_bound_not_interpolated(tmp_path: Path, kind: str) -> None:
+    folder = tmp_path / "it's here"
+    folder.mkdir()
+    source = write(folder / "o'brien.csv", HEADER + GOOD)
+    if kind == "parquet":
+        pd.read_csv(source).to_parquet(folder / "o'brien.parquet")
+        source = folder / "o'brien.parquet"
+    out = folder / "out'; DROP TABLE typed; --.parquet"
+    summary = ingest(source, out)
+    assert summary.rows == 3 and len(pd.read_parquet(out)) == 3

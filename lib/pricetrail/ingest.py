@@ -126,7 +126,9 @@ def _raw_relation(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
         )
     elif kind == ".parquet":
         relation = con.read_parquet(names, union_by_name=True)
-        casts = ", ".join(f'CAST("{name}" AS VARCHAR) AS "{name}"' for name in relation.columns)
+        # Column names come from the file: quoted as identifiers, so a quote in one cannot end it and run SQL.
+        casts = ", ".join(f"CAST({_sql_identifier(name)} AS VARCHAR) AS {_sql_identifier(name)}"
+                          for name in relation.columns)
         con.execute(f"CREATE VIEW raw AS SELECT {casts} FROM read_parquet({_sql_list(names)}, union_by_name = true)")
     else:
         # DuckDB's excel extension is not bundled (PLATFORM-FACTS): read the workbook with pandas.
@@ -138,6 +140,11 @@ def _raw_relation(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
 def _sql_list(values: list[str]) -> str:
     """A SQL list literal (views cannot take prepared parameters); quotes are escaped."""
     return "[" + ", ".join("'" + value.replace("'", "''") + "'" for value in values) + "]"
+
+
+def _sql_identifier(name: str) -> str:
+    """A quoted SQL identifier: embedded double quotes are doubled, so any text stays one column name."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _check_columns(columns: list[str], source: Path) -> None:
@@ -232,7 +239,8 @@ def ingest(source: Path, output: Path, *, csv_glob: str = "*.csv") -> IngestSumm
                     -- a total order: the same input always gives the same file
                     ORDER BY stockcode, invoice_date, invoice_no, quantity, unit_price, customer_id, description,
                              country
-                ) TO '{tmp}' (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_SIZE})"""
+                ) TO $path (FORMAT parquet, ROW_GROUP_SIZE {int(ROW_GROUP_SIZE)})""",
+                {"path": str(tmp)},  # bound, not interpolated: any character is fine in the output path
             )
         stockcodes, first, last = con.execute(
             "SELECT count(DISTINCT stockcode), min(invoice_date), max(invoice_date) FROM typed"
