@@ -10,13 +10,11 @@ import pandas as pd
 
 from pricetrail import stage
 from pricetrail.config import load_params, read_json, section, write_json
-from pricetrail.hashing import file_md5, value_hash
+from pricetrail.hashing import file_md5
 from pricetrail.paths import ProductPaths
 from pricetrail.risk import baseline_prediction, fairness_checks, risk_checks, verdict
 
 log = logging.getLogger("pricetrail.assess")
-
-LINEAGE_PARAMS = ("base", "etl", "data_drift_check", "preprocess", "tune_primary_model", "assess_model_risk")
 
 
 def main(root: Path) -> None:
@@ -51,9 +49,12 @@ def main(root: Path) -> None:
             "daily_md5": file_md5(root / paths.daily),
             "preprocessor_md5": file_md5(root / paths.preprocessor),
             "checkpoint_md5": file_md5(root / paths.checkpoint),
+            "train_md5": file_md5(root / paths.split("train")),
             "predictions_md5": file_md5(root / paths.predictions),
-            "params_hash": value_hash({name: params.get(name) for name in LINEAGE_PARAMS}),
         },
+        # Exactly the params this stage declares, keyed as dvc.lock keys them: the other stages' params are in
+        # their own dvc.lock entries, which the registry records beside this verdict.
+        "params": {"assess_model_risk": settings},
     }
     write_json(root / paths.verdict, record)
     if outcome["passed"]:

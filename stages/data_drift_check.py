@@ -1,8 +1,10 @@
-"""Stage data_drift_check@<code>: the drift gate. Always writes the report and metrics; on drift it exits 1
-without writing the gate file, so the product's chain stops here."""
+"""Stage data_drift_check@<code>: the drift gate. Always writes the report and metrics. On drift, with
+``on_drift: block`` it exits 1 without writing the gate file, so the product's chain stops here; with
+``on_drift: retrain`` it records the drift and lets the chain go on (the risk gate on recent data decides)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +20,8 @@ def main(root: Path) -> None:
     paths = ProductPaths(CODE)
     settings = DriftSettings.from_params(section(load_params(root), "data_drift_check"))
     features = pd.read_parquet(root / paths.lines)
+    features_md5 = file_md5(root / paths.lines)
+    # The product's own registry record (its only registry dependency) says what to compare against.
     served_reference = registry.drift_reference(root, CODE)
     if served_reference is None:
         reference, current = bootstrap_windows(features, settings)
@@ -27,13 +31,16 @@ def main(root: Path) -> None:
         current = current_window(features, settings)
     result = check_drift(reference, current, settings, reference_source=source)
     save_report(result, root / paths.drift_report)
-    write_json(root / paths.drift_metrics, result.to_metrics(settings))
+    write_json(root / paths.drift_metrics, {**result.to_metrics(settings), "on_drift": settings.on_drift,
+                                            "features_md5": features_md5})
     if result.drift_detected:
-        raise stage.GateFailed(f"{CODE}: {result.reason()} against the {source}; see {paths.drift_report}")
+        message = f"{CODE}: {result.reason()} against the {source}; see {paths.drift_report}"
+        if settings.on_drift == "block":
+            raise stage.GateFailed(message)
+        sys.stderr.write(f"GATE WARNING data_drift_check@{CODE}: {message}; continuing (on_drift: retrain)\n")
     # The gate file depends only on the data that passed, so re-checking against a newly promoted model's
     # reference rewrites the same bytes and nothing downstream reruns.
-    write_json(root / paths.drift_gate, {"stockcode": CODE, "passed": True,
-                                          "features_md5": file_md5(root / paths.lines)})
+    write_json(root / paths.drift_gate, {"stockcode": CODE, "passed": True, "features_md5": features_md5})
 
 
 if __name__ == "__main__":

@@ -1,98 +1,344 @@
-"""Promotion: only a current, gate-passing verdict is promoted; otherwise the served model stays, with a reason."""
+"""The registry: pointers into the DVC cache, promotion integrity, history, rollback, accepted drift, migration."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 from pricetrail import registry
+from pricetrail.artifacts import ArtifactError, dvc_cache_dir, object_relpath
 from pricetrail.config import write_json
 from pricetrail.hashing import file_md5
 from pricetrail.paths import ProductPaths
 
 CODE = "85123A"
+OTHER = "22423"
 
 
-def make_run(root: Path, *, version: str, passed: bool = True, drift_passed: bool = True, data: bytes = b"v1",
-             failed: tuple[str, ...] = ()) -> None:
-    """The outputs of one product's chain, as the stages leave them (artifact contents do not matter here)."""
-    paths = ProductPaths(CODE)
-    for path in (paths.lines, paths.daily, paths.checkpoint, paths.preprocessor, paths.split("train")):
+def _parquet(path: Path, start: str, days: int, marker: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dates = pd.date_range(start, periods=days, freq="D")
+    pd.DataFrame({"invoice_date": dates, "unit_price": [marker] * days, "quantity": range(days)}).to_parquet(
+        path, index=False)
+
+
+def _cache(root: Path, path: Path) -> None:
+    """Put a workspace file into the DVC cache the way `dvc commit` does (content-addressed, read-only)."""
+    target = dvc_cache_dir(root) / object_relpath(file_md5(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        shutil.copyfile(path, target)
+        target.chmod(0o444)
+
+
+def make_run(root: Path, code: str = CODE, *, version: str = "aaaa0000", marker: float = 1.0,
+             failed: tuple[str, ...] = (), drift: str = "passed") -> None:
+    """The outputs of one product's chain as the stages and DVC leave them: files, cache objects, dvc.lock."""
+    paths = ProductPaths(code)
+    (root / ".dvc").mkdir(exist_ok=True)
+    _parquet(root / paths.lines, "2011-01-01", 60, marker)
+    _parquet(root / paths.split("train"), "2011-01-01", 40, marker)
+    for path in (paths.daily, paths.checkpoint, paths.preprocessor):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_bytes(data + path.name.encode())
+        (root / path).write_bytes(f"{version} {path.name}".encode())
+    files = [paths.lines, paths.split("train"), paths.daily, paths.checkpoint, paths.preprocessor]
+    for path in files:
+        _cache(root, root / path)
+    lock_path = root / "dvc.lock"
+    lock = yaml.safe_load(lock_path.read_text()) if lock_path.is_file() else {"schema": "2.0", "stages": {}}
+    outs = {"etl_pipeline": paths.features_dir, "preprocess": paths.preprocessed_dir,
+            "tune_primary_model": paths.model_dir}
+    for stage, out in outs.items():
+        digest = file_md5(root / out / sorted(p.name for p in (root / out).iterdir())[0])
+        lock["stages"][f"{stage}@{code}"] = {"cmd": f"python stages/{stage}.py --stockcode {code}",
+                                             "outs": [{"path": out.as_posix(), "hash": "md5",
+                                                       "md5": f"{digest}{version[:4]}.dir"[-36:]}]}
+    lock_path.write_text(yaml.safe_dump(lock))
     features_md5 = file_md5(root / paths.lines)
-    gate = root / paths.drift_gate
-    if drift_passed:
-        write_json(gate, {"stockcode": CODE, "passed": True, "features_md5": features_md5})
-        write_json(root / paths.drift_metrics, {"drift_detected": False, "drifted_columns": []})
+    write_json(root / paths.drift_metrics, {"drift_detected": drift != "passed", "drifted_columns":
+                                            [] if drift == "passed" else ["unit_price"], "on_drift": drift,
+                                            "features_md5": features_md5,
+                                            "current": {"first_date": "2011-02-01", "last_date": "2011-03-01"}})
+    if drift in ("passed", "retrain"):
+        write_json(root / paths.drift_gate, {"stockcode": code, "passed": True, "features_md5": features_md5})
     else:
-        gate.unlink(missing_ok=True)
-        write_json(root / paths.drift_metrics, {"drift_detected": True, "drifted_columns": ["unit_price"]})
+        (root / paths.drift_gate).unlink(missing_ok=True)
     checks = [{"name": name, "passed": name not in failed, "value": 0.9, "threshold": 0.05} for name in
               ("beats_baseline", "fairness_mean_outcome_difference")]
-    write_json(root / paths.verdict, {"stockcode": CODE, "promoted": passed and not failed, "model_version": version,
-                                      "checks": checks, "failed_checks": list(failed),
-                                      "lineage": {"features_md5": features_md5, "params_hash": "p"}})
+    write_json(root / paths.test_metrics, {"rmsle": 0.5, "mae": 1.0, "model_version": version})
+    write_json(root / paths.verdict, {
+        "stockcode": code, "promoted": not failed, "model_version": version, "checks": checks,
+        "failed_checks": list(failed), "risk": {"baseline_rmsle": 0.7},
+        "params": {"assess_model_risk": {"min_group_size": 20}},
+        "lineage": {"features_md5": features_md5, "daily_md5": file_md5(root / paths.daily),
+                    "checkpoint_md5": file_md5(root / paths.checkpoint),
+                    "preprocessor_md5": file_md5(root / paths.preprocessor),
+                    "train_md5": file_md5(root / paths.split("train"))}})
 
 
-def test_first_passing_model_is_promoted_with_history(tmp_path: Path) -> None:
-    make_run(tmp_path, version="aaaa")
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "registry").rglob("*")) if p.is_file()}
+
+
+def test_promotion_records_pointers_that_resolve_to_the_assessed_bytes(tmp_path: Path) -> None:
+    make_run(tmp_path)
     decision = registry.promote(tmp_path, CODE)
-    assert decision.action == "promoted" and decision.served_version == "aaaa"
+    assert decision.action == "promoted" and decision.served_version == "aaaa0000"
     served = registry.served_model(tmp_path, CODE)
-    assert served is not None and served.version == "aaaa"
-    assert json.loads(served.file("lineage.json").read_text())["features_md5"]
-    assert [entry["version"] for entry in registry.history(tmp_path, CODE)] == ["aaaa"]
+    assert served is not None and served.version == "aaaa0000"
+    files = served.resolve([registry.local_sources(tmp_path)[0]])
+    paths = ProductPaths(CODE)
+    assert files["model.pt"].read_bytes() == (tmp_path / paths.checkpoint).read_bytes()
+    assert files["reference.parquet"].read_bytes() == (tmp_path / paths.split("train")).read_bytes()
+    assert ".dvc/cache/files/md5" in str(files["model.pt"])  # from the cache, not the workspace
+    assert served.record["artifacts"]["model.pt"]["out"] == "models/85123A"
+    assert served.record["artifacts"]["model.pt"]["out_md5"].endswith(".dir")
+    assert served.record["training_data"] == {"first_date": "2011-01-01", "last_date": "2011-02-09", "rows": 40}
+    # Only small text: no binary is copied under registry/.
+    for name, content in snapshot(tmp_path).items():
+        assert name.endswith((".json", ".jsonl")) and len(content) < 10_000, name
+        json.loads(content.splitlines()[0] if name.endswith(".jsonl") else content)
+    reference = json.loads((tmp_path / "registry" / CODE / "drift_reference.json").read_text())
+    assert reference["kind"] == "served_model" and reference["artifact"]["md5"] == file_md5(
+        tmp_path / paths.split("train"))
+    assert [e["action"] for e in registry.history(tmp_path, CODE)] == ["promoted"]
     assert registry.promote(tmp_path, CODE).action == "unchanged"  # idempotent: no second history line
     assert len(registry.history(tmp_path, CODE)) == 1
 
 
-def test_failed_gate_keeps_the_earlier_model_and_says_which_check(tmp_path: Path) -> None:
-    make_run(tmp_path, version="aaaa")
+def test_a_corrupted_cache_object_is_refused_naming_product_file_and_hash(tmp_path: Path) -> None:
+    make_run(tmp_path)
     registry.promote(tmp_path, CODE)
-    make_run(tmp_path, version="bbbb", data=b"v2", failed=("fairness_mean_outcome_difference",))
+    served = registry.served_model(tmp_path, CODE)
+    assert served is not None
+    expected = served.record["artifacts"]["model.pt"]["md5"]
+    cached = dvc_cache_dir(tmp_path) / object_relpath(expected)
+    cached.chmod(0o644)
+    cached.write_bytes(b"x" * len(cached.read_bytes()))  # same size, other bytes
+    with pytest.raises(ArtifactError, match=rf"85123A version aaaa0000: model.pt .* expected md5 {expected}"):
+        registry.resolve_version(tmp_path, CODE, "aaaa0000")
+    cached.unlink()
+    with pytest.raises(ArtifactError, match=r"model.pt \(md5 [0-9a-f]{32}, from models/85123A/model.pt\) is in none"):
+        registry.resolve_version(tmp_path, CODE, "aaaa0000")
+
+
+def test_an_unassessed_checkpoint_is_never_promoted(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    registry.promote(tmp_path, CODE)
+    make_run(tmp_path, version="bbbb0000", marker=2.0)
+    # `dvc repro tune_primary_model@X` with new params: a new checkpoint, but the verdict is the old model's.
+    (tmp_path / ProductPaths(CODE).checkpoint).write_bytes(b"retrained, never assessed")
     decision = registry.promote(tmp_path, CODE)
-    assert decision.action == "kept" and decision.served_version == "aaaa"
-    assert "fairness_mean_outcome_difference=0.9 (threshold 0.05)" in decision.reason
+    assert decision.action == "kept" and decision.served_version == "aaaa0000"
+    assert "models/85123A/model.pt" in decision.reason and "is not the file assess_model_risk@85123A assessed" in (
+        decision.reason)
 
 
-def test_drift_failure_blocks_promotion_even_with_an_old_passing_verdict(tmp_path: Path) -> None:
-    make_run(tmp_path, version="aaaa")
+def test_failed_gate_keeps_the_earlier_model_records_why_once(tmp_path: Path) -> None:
+    make_run(tmp_path)
     registry.promote(tmp_path, CODE)
-    # New data arrives and fails the drift gate: the verdict left on disk is last week's.
-    paths = ProductPaths(CODE)
-    verdict = json.loads((tmp_path / paths.verdict).read_text())
-    make_run(tmp_path, version="cccc", data=b"v3", drift_passed=False)
-    write_json(tmp_path / paths.verdict, {**verdict, "model_version": "cccc"})
+    make_run(tmp_path, version="bbbb0000", marker=2.0, failed=("fairness_mean_outcome_difference",))
+    decision = registry.promote(tmp_path, CODE)
+    assert decision.action == "kept" and decision.served_version == "aaaa0000"
+    assert "fairness_mean_outcome_difference=0.9 (threshold 0.05)" in decision.reason
+    registry.promote(tmp_path, CODE)  # the same decision next week: not recorded twice
+    assert [e["action"] for e in registry.history(tmp_path, CODE)] == ["promoted", "kept"]
+    assert registry.history(tmp_path, CODE)[-1]["git_commit"] is None  # not a git repository here
+
+
+def test_drift_blocks_promotion_and_retrain_policy_lets_the_risk_gate_decide(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    registry.promote(tmp_path, CODE)
+    make_run(tmp_path, version="cccc0000", marker=3.0, drift="block")
     decision = registry.promote(tmp_path, CODE)
     assert decision.action == "kept" and "drift gate failed" in decision.reason and "unit_price" in decision.reason
+    make_run(tmp_path, version="cccc0000", marker=3.0, drift="retrain")
+    decision = registry.promote(tmp_path, CODE)
+    assert decision.action == "promoted" and "on_drift=retrain" in decision.reason
 
 
 def test_stale_verdict_is_never_promoted(tmp_path: Path) -> None:
-    make_run(tmp_path, version="aaaa")
+    make_run(tmp_path)
     paths = ProductPaths(CODE)
-    (tmp_path / paths.lines).write_bytes(b"new data, chain not rerun")
+    _parquet(tmp_path / paths.lines, "2011-01-01", 61, 1.0)  # new data, chain not rerun
     write_json(tmp_path / paths.drift_gate, {"features_md5": file_md5(tmp_path / paths.lines)})
     decision = registry.promote(tmp_path, CODE)
     assert decision.action == "none" and "stale" in decision.reason
 
 
-def test_never_passed_product_serves_nothing_and_says_why(tmp_path: Path) -> None:
-    make_run(tmp_path, version="aaaa", failed=("beats_baseline",))
-    decision = registry.promote(tmp_path, CODE)
-    assert decision.action == "none" and "serves no model yet" in decision.reason
-    assert registry.served_model(tmp_path, CODE) is None
-    assert registry.promote(tmp_path, "22423").reason.startswith("no features")
+def test_one_products_failure_stops_no_other_and_leaves_its_record_intact(tmp_path: Path) -> None:
+    make_run(tmp_path, CODE)
+    make_run(tmp_path, OTHER)
+    registry.promote_all(tmp_path, [CODE, OTHER])
+    before = snapshot(tmp_path)
+    make_run(tmp_path, CODE, version="dddd0000", marker=4.0)
+    make_run(tmp_path, OTHER, version="eeee0000", marker=5.0)
+    (tmp_path / ProductPaths(CODE).split("train")).unlink()  # a missing file in one product's outputs
+    decisions = registry.promote_all(tmp_path, [CODE, OTHER])
+    assert [d.action for d in decisions] == ["error", "promoted"]
+    assert "data/preprocessed/85123A/train.parquet does not exist" in decisions[0].reason
+    after = snapshot(tmp_path)
+    product_files = [name for name in before if f"/{CODE}/" in name and not name.endswith("history.jsonl")]
+    assert all(after[name] == before[name] for name in product_files)
+    assert not [name for name in after if ".tmp" in name or "partial" in name]
 
 
-def test_damaged_registry_is_a_clear_error(tmp_path: Path) -> None:
-    make_run(tmp_path, version="aaaa")
+def test_a_crash_mid_promotion_leaves_the_previous_record_and_is_completed_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_run(tmp_path)
     registry.promote(tmp_path, CODE)
-    (tmp_path / "registry" / CODE / "versions" / "aaaa" / "model.pt").unlink()
-    with pytest.raises(registry.RegistryError, match=r"lacks \['model.pt'\]"):
+    served_before = (tmp_path / "registry" / CODE / "served.json").read_bytes()
+    make_run(tmp_path, version="ffff0000", marker=6.0)
+    real_replace = os.replace
+
+    def crash_on_served(src: str, dst: str) -> None:
+        if str(dst).endswith("served.json"):
+            raise KeyboardInterrupt("killed")  # not an Exception: nothing catches it, like a kill
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_served)
+    with pytest.raises(KeyboardInterrupt):
+        registry.promote(tmp_path, CODE)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert (tmp_path / "registry" / CODE / "served.json").read_bytes() == served_before
+    assert not list((tmp_path / "registry").rglob("*.tmp"))
+    # The history line was the commit point: the next promote completes the decision.
+    assert registry.promote(tmp_path, CODE).action == "unchanged"
+    assert registry.served_model(tmp_path, CODE).version == "ffff0000"  # type: ignore[union-attr]
+    reference = json.loads((tmp_path / "registry" / CODE / "drift_reference.json").read_text())
+    assert reference["version"] == "ffff0000"
+
+
+def test_rollback_serves_the_earlier_version_from_the_cache_and_is_not_undone(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    registry.promote(tmp_path, CODE)
+    first_model = (tmp_path / ProductPaths(CODE).checkpoint).read_bytes()
+    make_run(tmp_path, version="bbbb0000", marker=2.0)
+    registry.promote(tmp_path, CODE)
+    decision = registry.rollback(tmp_path, CODE, reason="prices too low in store test")
+    assert decision.action == "rollback" and decision.served_version == "aaaa0000"
+    files = registry.resolve_version(tmp_path, CODE, "aaaa0000")
+    assert files["model.pt"].read_bytes() == first_model  # the workspace holds bbbb's checkpoint now
+    assert json.loads((tmp_path / "registry" / CODE / "drift_reference.json").read_text())["version"] == "aaaa0000"
+    # The next weekly run does not re-promote the version an operator rolled back from.
+    again = registry.promote(tmp_path, CODE)
+    assert again.action == "kept" and "rolled back by an operator" in again.reason
+    assert [e["action"] for e in registry.history(tmp_path, CODE)] == ["promoted", "promoted", "rollback", "kept"]
+    with pytest.raises(registry.RegistryError, match="no version promoted before aaaa0000"):
+        registry.rollback(tmp_path, CODE)
+    registry.rollback(tmp_path, CODE, to="bbbb0000", reason="fixed")  # explicitly forward again
+    assert registry.served_model(tmp_path, CODE).version == "bbbb0000"  # type: ignore[union-attr]
+
+
+def test_rollback_refuses_unknown_versions_and_products_with_nothing_served(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    with pytest.raises(registry.RegistryError, match="serves no model; there is nothing to roll back"):
+        registry.rollback(tmp_path, CODE)
+    registry.promote(tmp_path, CODE)
+    before = snapshot(tmp_path)
+    with pytest.raises(registry.RegistryError, match="has never promoted version 1234abcd; promoted versions: "
+                                                     "aaaa0000"):
+        registry.rollback(tmp_path, CODE, to="1234abcd")
+    with pytest.raises(registry.RegistryError, match=r"version '\.\./x' is not a model version"):
+        registry.rollback(tmp_path, CODE, to="../x")
+    with pytest.raises(registry.RegistryError, match="no version promoted before"):
+        registry.rollback(tmp_path, CODE)
+    assert snapshot(tmp_path) == before
+
+
+def test_rollback_verifies_the_artifacts_before_switching(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    registry.promote(tmp_path, CODE)
+    model_md5 = registry.served_model(tmp_path, CODE).record["artifacts"]["model.pt"]["md5"]  # type: ignore
+    make_run(tmp_path, version="bbbb0000", marker=2.0)
+    registry.promote(tmp_path, CODE)
+    (dvc_cache_dir(tmp_path) / object_relpath(model_md5)).unlink()  # e.g. collected by a careless dvc gc
+    before = snapshot(tmp_path)
+    with pytest.raises(registry.RegistryError, match="cannot roll 85123A back to aaaa0000"):
+        registry.rollback(tmp_path, CODE)
+    assert snapshot(tmp_path) == before
+
+
+def test_accepted_drift_becomes_the_reference_window_and_is_recorded(tmp_path: Path) -> None:
+    make_run(tmp_path, drift="block")
+    decision = registry.accept_drift(tmp_path, CODE, reason="new supplier, new price level")
+    assert decision.action == "accepted_drift"
+    frame, label = registry.drift_reference(tmp_path, CODE)  # type: ignore[misc]
+    days = pd.to_datetime(frame["invoice_date"])
+    assert str(days.min().date()) == "2011-02-01" and str(days.max().date()) == "2011-03-01"
+    assert "new supplier" in label
+    entry = registry.history(tmp_path, CODE)[-1]
+    assert entry["action"] == "accepted_drift" and entry["window"] == ["2011-02-01", "2011-03-01"]
+    with pytest.raises(registry.RegistryError, match="needs --reason"):
+        registry.accept_drift(tmp_path, CODE, reason="  ")
+    # The drift result on disk must be about the current data.
+    _parquet(tmp_path / ProductPaths(CODE).lines, "2011-01-01", 70, 9.0)
+    with pytest.raises(registry.RegistryError, match="is not about the current data"):
+        registry.accept_drift(tmp_path, CODE, reason="again")
+
+
+def test_an_accepted_window_newer_than_the_training_rows_survives_promotion(tmp_path: Path) -> None:
+    make_run(tmp_path, drift="block")
+    registry.accept_drift(tmp_path, CODE, reason="regime change")
+    make_run(tmp_path, drift="passed")
+    registry.promote(tmp_path, CODE)
+    reference = json.loads((tmp_path / "registry" / CODE / "drift_reference.json").read_text())
+    assert reference["kind"] == "accepted_drift"  # the training rows end 2011-02-09, before the accepted window
+
+
+def test_damaged_records_are_clear_errors(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    registry.promote(tmp_path, CODE)
+    served = tmp_path / "registry" / CODE / "served.json"
+    served.write_text('{"version": "aaaa0000", "sch')
+    with pytest.raises(registry.RegistryError, match="registry record of 85123A is damaged: .* is not valid JSON"):
         registry.served_model(tmp_path, CODE)
-    (tmp_path / "registry" / CODE / "served.json").write_text('{"version": "../../etc"}')
+    served.write_text(json.dumps({"schema": 2, "stockcode": CODE, "version": "../../etc"}))
     with pytest.raises(registry.RegistryError, match="expected a hex content hash"):
         registry.served_model(tmp_path, CODE)
+    served.write_text(json.dumps({"schema": 2, "stockcode": CODE, "version": "aaaa0000", "artifacts": {}}))
+    with pytest.raises(registry.RegistryError, match="artifacts .* are not recorded"):
+        registry.served_model(tmp_path, CODE)
+    history = tmp_path / "registry" / CODE / "history.jsonl"
+    history.write_text(history.read_text() + '{"action": "promo')
+    with pytest.raises(registry.RegistryError, match="history.jsonl line 2 is not JSON"):
+        registry.history(tmp_path, CODE)
+
+
+def test_new_products_get_a_drift_reference_record(tmp_path: Path) -> None:
+    assert registry.ensure_records(tmp_path, [CODE, OTHER]) == [CODE, OTHER]
+    assert registry.ensure_records(tmp_path, [CODE]) == []
+    assert registry.drift_reference(tmp_path, CODE) is None  # an older window of its own history
+    (tmp_path / "registry" / OTHER / "drift_reference.json").unlink()
+    with pytest.raises(registry.RegistryError, match="pricetrail run"):
+        registry.drift_reference(tmp_path, OTHER)
+
+
+def test_the_old_copied_binaries_layout_is_migrated_without_loss(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    paths = ProductPaths(CODE)
+    old = tmp_path / "registry" / CODE / "versions" / "aaaa0000"
+    old.mkdir(parents=True)
+    for name, source in (("model.pt", paths.checkpoint), ("preprocessor.skops", paths.preprocessor),
+                         ("daily.parquet", paths.daily), ("reference.parquet", paths.split("train"))):
+        shutil.copyfile(tmp_path / source, old / name)
+    write_json(old / "verdict.json", {"promoted": True, "checks": [], "risk": {"model_rmsle": 0.4}})
+    write_json(old / "lineage.json", {"promoted_at": "2026-01-01T00:00:00+00:00", "dvc_lock": {}})
+    write_json(tmp_path / "registry" / CODE / "served.json", {"version": "aaaa0000", "path": str(old)})
+    (tmp_path / "registry" / CODE / "history.jsonl").write_text(
+        json.dumps({"version": "aaaa0000", "promoted_at": "2026-01-01T00:00:00+00:00"}) + "\n")
+    bytes_before = (old / "model.pt").read_bytes()
+    shutil.rmtree(dvc_cache_dir(tmp_path))  # the old layout's bytes exist only under registry/
+    with pytest.raises(registry.RegistryError, match="migrate-registry"):
+        registry.served_model(tmp_path, CODE)
+    assert registry.migrate_layout(tmp_path, [CODE]) == [CODE]
+    assert not old.exists()
+    assert registry.resolve_version(tmp_path, CODE, "aaaa0000")["model.pt"].read_bytes() == bytes_before
+    assert [e["action"] for e in registry.history(tmp_path, CODE)] == ["promoted"]
+    assert registry.migrate_layout(tmp_path, [CODE]) == []  # idempotent

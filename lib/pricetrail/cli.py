@@ -38,11 +38,21 @@ def cmd_profile(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
+def _product(root: Path, code: str) -> str:
+    """A stockcode named on the command line: valid, and one of the products in stockcodes.yaml."""
+    code = ProductPaths(code).code
+    products = load_stockcodes(root)
+    if code not in products:
+        raise ConfigError(f"stockcode {code} is not in stockcodes.yaml; products: {', '.join(products)}")
+    return code
+
+
 def cmd_promote(args: argparse.Namespace, root: Path) -> int:
-    codes = [args.stockcode] if args.stockcode else list(load_stockcodes(root))
-    decisions = [registry.promote(root, ProductPaths(code).code) for code in codes]
+    codes = [_product(root, args.stockcode)] if args.stockcode else list(load_stockcodes(root))
+    registry.ensure_records(root, codes)
+    decisions = registry.promote_all(root, codes)
     _print_decisions(decisions)
-    return 0
+    return 1 if any(d.action == "error" for d in decisions) else 0
 
 
 def _print_decisions(decisions: list[registry.Decision]) -> None:
@@ -66,16 +76,69 @@ def cmd_status(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace, root: Path) -> int:
+    code = _product(root, args.stockcode)
+    entries = registry.history(root, code)
+    if args.json:
+        _out(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        _out(f"{code}: no decisions recorded yet")
+        return 0
+    for entry in entries:
+        metrics = entry.get("metrics") or {}
+        rmsle = f"rmsle {metrics['test_rmsle']:.4f}" if metrics.get("test_rmsle") is not None else ""
+        commit = (entry.get("git_commit") or "-")[:10] + ("+" if entry.get("git_dirty") else "")
+        _out(f"  {entry['time']}  {entry['action']:<14} {entry.get('version') or '-':<16}  {commit:<11} "
+             f"{rmsle:<12} {entry['reason']}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, root: Path) -> int:
+    code = _product(root, args.stockcode)
+    decision = registry.rollback(root, code, to=args.to, reason=args.reason or "")
+    _print_decisions([decision])
+    _out(f"the next run re-checks drift against {decision.served_version}'s training data; "
+         "commit registry/ to record it")
+    return 0
+
+
+def cmd_accept_drift(args: argparse.Namespace, root: Path) -> int:
+    code = _product(root, args.stockcode)
+    decision = registry.accept_drift(root, code, reason=args.reason)
+    _print_decisions([decision])
+    _out(f"the next `pricetrail run` compares {code}'s data with the accepted window")
+    return 0
+
+
+def cmd_migrate_registry(args: argparse.Namespace, root: Path) -> int:
+    changed = registry.migrate_layout(root, load_stockcodes(root))
+    if not changed:
+        _out("registry/ is already in the pointer layout; nothing to do")
+        return 0
+    _out(f"converted {', '.join(changed)}: binaries moved into the DVC cache, records point at them by md5.")
+    _out("commit registry/ and run `dvc push` so the remote holds them too")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace, root: Path) -> int:
+    """``dvc gc`` that never deletes what the registry serves or could roll back to."""
+    unprotected = registry.unprotected_artifacts(root, load_stockcodes(root))
+    if unprotected:
+        listed = "; ".join(f"{code} {a.path} (output {a.out} {a.out_md5})" for code, a in unprotected[:5])
+        raise ConfigError(f"refusing to collect garbage: {len(unprotected)} registry artifacts are referenced by no "
+                          f"committed dvc.lock, e.g. {listed}; commit dvc.lock and registry/ first "
+                          "(git add -A && git commit)")
+    command = ["gc", "--workspace", "--all-commits", "--force"] + (["--cloud"] if args.cloud else [])
+    return _dvc(*command, root=root)
+
+
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail.bundle import load_bundle
+    from pricetrail.bundle import load_served_bundle
     from pricetrail.recommend import PriceContext, recommend_price
 
-    code = ProductPaths(args.stockcode).code
-    served = registry.served_model(root, code)
-    if served is None:
-        raise ConfigError(f"stockcode {code} serves no model: none has passed its gates (see pricetrail status)")
-    bundle = load_bundle(served.file("model.pt"), served.file("preprocessor.skops"),
-                         daily=served.file("daily.parquet"), reference=served.file("reference.parquet"))
+    code = _product(root, args.stockcode)
+    bundle = load_served_bundle(root, code)
     settings = section(load_params(root), "recommend")
     result = recommend_price(bundle, PriceContext(date=args.date, country=args.country,
                                                   is_registered=not args.guest),
@@ -94,21 +157,27 @@ def cmd_run(args: argparse.Namespace, root: Path) -> int:
     """The weekly job: reproduce every product's chain, promote what passed, and let the drift gates settle."""
     products = list(load_stockcodes(root))
     _out(f"pricetrail: {len(products)} products: {', '.join(products)}")
+    created = registry.ensure_records(root, products)
+    if created:
+        _out(f"new products, drift gate against their own history until a model is served: {', '.join(created)}")
     first = _dvc("repro", "--keep-going", root=root)
-    decisions = [registry.promote(root, code) for code in products]
-    if any(d.action == "promoted" for d in decisions):
-        # Promotion changed the drift gates' reference (the served models' training data): re-check now, so
-        # the reports describe the served models and the next `dvc repro` has nothing to do. The gate files
-        # depend only on the data, so nothing after the drift gate reruns.
-        _out("re-checking drift against the newly promoted models")
-        settle = _dvc("repro", "--keep-going", root=root)
+    decisions = registry.promote_all(root, products)
+    promoted = [d.stockcode for d in decisions if d.action in ("promoted",)]
+    if promoted:
+        # Promotion changed those products' drift references (their served models' training rows): re-check them
+        # now, so the reports describe the served models and the next `dvc repro` has nothing to do. The gate
+        # files depend only on the data, so nothing after the drift gate reruns, and no other product is touched.
+        _out(f"re-checking drift against the newly promoted models of {', '.join(promoted)}")
+        settle = _dvc("repro", "--keep-going", *[f"data_drift_check@{code}" for code in promoted], root=root)
+        registry.refresh_lineage(root, decisions)
     else:
-        settle = first
+        settle = 0
     _out("\npromotion:")
     _print_decisions(decisions)
     _out("\nreports: metrics/<code>/*.json (dvc metrics show), reports/<code>/drift.html, "
-         "plots/<code>/ (dvc plots show), registry/<code>/served.json")
-    return 0 if first == 0 and settle == 0 else 1
+         "plots/<code>/ (dvc plots show), registry/<code>/served.json, pricetrail history <code>")
+    failed = first != 0 or settle != 0 or any(d.action == "error" for d in decisions)
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     promote.set_defaults(func=cmd_promote)
     sub.add_parser("status", help="what each product serves and how its latest model did").set_defaults(
         func=cmd_status)
+    history = sub.add_parser("history", help="every promotion, keep, rollback and accepted drift of a product")
+    history.add_argument("stockcode")
+    history.add_argument("--json", action="store_true", help="the raw records")
+    history.set_defaults(func=cmd_history)
+    rollback = sub.add_parser("rollback", help="serve an earlier promoted version of a product")
+    rollback.add_argument("stockcode")
+    rollback.add_argument("--to", help="the version to serve (default: the one promoted before the served one)")
+    rollback.add_argument("--reason", help="why (recorded in the history)")
+    rollback.set_defaults(func=cmd_rollback)
+    accept = sub.add_parser("accept-drift", help="make a product's newest data its drift reference for the next run")
+    accept.add_argument("stockcode")
+    accept.add_argument("--reason", required=True, help="why the new data is right (recorded in the history)")
+    accept.set_defaults(func=cmd_accept_drift)
+    sub.add_parser("migrate-registry", help="convert a registry of copied binaries to pointers into the DVC cache"
+                   ).set_defaults(func=cmd_migrate_registry)
+    gc = sub.add_parser("gc", help="dvc gc that keeps every committed revision and every registry version")
+    gc.add_argument("--cloud", action="store_true", help="also collect the DVC remote")
+    gc.set_defaults(func=cmd_gc)
     recommend = sub.add_parser("recommend", help="recommend a price with the product's promoted model")
     recommend.add_argument("stockcode")
     recommend.add_argument("--date", required=True, help="YYYY-MM-DD")

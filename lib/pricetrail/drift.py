@@ -42,6 +42,9 @@ class DriftSettings:
     current_window_days: int = 60
     reference_window_days: int = 120
     min_rows_per_window: int = 30
+    # What a detected drift does: "block" stops the product's chain (nothing new is promoted); "retrain" records
+    # it and lets the chain go on, so the risk gate on the most recent data decides (see README: Drift lock-out).
+    on_drift: str = "block"
 
     def __post_init__(self) -> None:
         monitored = self.numerical_columns + self.categorical_columns
@@ -53,6 +56,8 @@ class DriftSettings:
                              "between windows")
         if not 0 < self.drift_share <= 1:
             raise DriftError(f"data_drift_check.drift_share={self.drift_share!r} must be in (0, 1]")
+        if self.on_drift not in ("block", "retrain"):
+            raise DriftError(f"data_drift_check.on_drift={self.on_drift!r} is not accepted: use block or retrain")
         for name in ("current_window_days", "reference_window_days", "min_rows_per_window"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

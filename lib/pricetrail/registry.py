@@ -1,23 +1,30 @@
-"""The registry of promoted models: what each product serves, with its history and lineage.
+"""The registry of promoted models: small text records that point, by content hash, into the DVC cache.
 
-Layout (plain files committed with git, beside dvc.lock)::
+Layout (git-tracked text only; no model, preprocessor or Parquet bytes)::
 
-    registry/<code>/served.json                 the promoted version, its verdict and lineage
-    registry/<code>/history.jsonl               one line per promotion, oldest first
-    registry/<code>/versions/<version>/         everything a server needs, no pickle:
-        model.pt (weights_only checkpoint), preprocessor.skops, daily.parquet (history for state features),
-        reference.parquet (the training rows: the drift gate's reference), verdict.json, lineage.json
+    registry/<code>/served.json            the version the product serves: its artifacts (path, md5, size,
+                                           DVC output and its hash), verdict summary, metrics, lineage
+    registry/<code>/versions/<v>.json      the same record for every version ever promoted (for rollback)
+    registry/<code>/history.jsonl          one line per decision: promoted, kept, none, rollback,
+                                           accepted_drift (with time, reason and git commit), oldest first
+    registry/<code>/drift_reference.json   what the drift gate compares against: nothing yet (an older window
+                                           of the product's own history), the served model's training rows, or
+                                           an operator-accepted window of newer data
 
-The registry is written only by :func:`promote`, never by a DVC stage, so a ``dvc repro`` never deletes it.
-The drift gate reads it as a declared dependency; see the README ("Promotion and the loop") for why the
-pipeline still settles.
+The artifacts themselves are the DVC outputs the pipeline wrote, found again by md5 in the DVC cache
+(:mod:`pricetrail.artifacts`) and verified before use. Only ``drift_reference.json`` is a DVC dependency (of that
+product's drift gate), so promoting one product re-runs nothing of another. Every file is written atomically,
+and a decision is recorded in an order that a crash at any point leaves a consistent record (see
+:func:`_commit_decision`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,67 +32,268 @@ from typing import Any
 
 import pandas as pd
 
-from pricetrail.config import ConfigError, read_json, write_json
+from pricetrail.artifacts import (
+    Artifact,
+    ArtifactError,
+    ArtifactSource,
+    describe_file,
+    dvc_cache_dir,
+    local_sources,
+    object_relpath,
+    resolve,
+)
+from pricetrail.config import ConfigError, atomic_path, read_json, write_json
+from pricetrail.dvclock import LOCK_FILE, compact_entries, out_hashes, product_entries, read_stages, stages_of
 from pricetrail.hashing import file_md5
 from pricetrail.paths import ProductPaths
+from pricetrail.vcs import file_at_revisions, git_state
 
 log = logging.getLogger(__name__)
 
+SCHEMA = 2
 SERVED = "served.json"
 HISTORY = "history.jsonl"
-VERSION_FILES = ("model.pt", "preprocessor.skops", "daily.parquet", "reference.parquet", "verdict.json",
-                 "lineage.json")
+DRIFT_REFERENCE = "drift_reference.json"
+VERSIONS = "versions"
+VERSION_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
+
+# The files a server needs, and the verdict key that names the hash the risk gate assessed.
+SERVING_ARTIFACTS = {
+    "model.pt": "checkpoint_md5",
+    "preprocessor.skops": "preprocessor_md5",
+    "daily.parquet": "daily_md5",  # the product's daily history: state features at serving time
+    "reference.parquet": "train_md5",  # the training rows: price range, and the drift gate's reference
+}
+
+ACTIONS = ("promoted", "kept", "none", "rollback", "accepted_drift")
 
 
 class RegistryError(ValueError):
-    """The registry is missing or inconsistent for a product."""
+    """The registry is missing, inconsistent or damaged for a product, or an operator request cannot be met."""
+
+
+def _workspace_paths(code: str) -> dict[str, Path]:
+    paths = ProductPaths(code)
+    return {"model.pt": paths.checkpoint, "preprocessor.skops": paths.preprocessor, "daily.parquet": paths.daily,
+            "reference.parquet": paths.split("train")}
+
+
+def _now(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).isoformat(timespec="seconds")
+
+
+def product_dir(root: Path, code: str) -> Path:
+    return root / ProductPaths(code).registry_dir
+
+
+# --------------------------------------------------------------------------------------------- reading records
+
+
+def _read_record(path: Path, code: str) -> dict[str, Any]:
+    try:
+        record = read_json(path)
+    except ConfigError as error:
+        raise RegistryError(f"registry record of {code} is damaged: {error}") from error
+    if not isinstance(record, dict):
+        raise RegistryError(f"registry record {path} of {code} is damaged: expected a JSON object")
+    if "schema" not in record and "path" in record:
+        raise RegistryError(f"{path} is in the old layout that copied binaries into registry/; convert it with "
+                            "`pricetrail migrate-registry` (nothing is lost)")
+    if record.get("schema") != SCHEMA:
+        raise RegistryError(f"registry record {path} of {code} has schema {record.get('schema')!r}; "
+                            f"this pricetrail reads schema {SCHEMA}")
+    version = record.get("version")
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise RegistryError(f"registry record {path} of {code} names version {version!r}; expected a hex "
+                            "content hash")
+    if record.get("stockcode") != code:
+        raise RegistryError(f"registry record {path} belongs to {record.get('stockcode')!r}, not {code}")
+    try:
+        artifacts_of(record)
+    except ArtifactError as error:
+        raise RegistryError(f"registry record {path} of {code} is damaged: {error}") from error
+    return record
+
+
+def artifacts_of(record: Mapping[str, Any]) -> dict[str, Artifact]:
+    recorded = record.get("artifacts")
+    if not isinstance(recorded, Mapping):
+        raise ArtifactError("no 'artifacts' mapping")
+    missing = sorted(set(SERVING_ARTIFACTS) - set(recorded))
+    if missing:
+        raise ArtifactError(f"artifacts {missing} are not recorded")
+    return {name: Artifact.from_dict(name, recorded[name]) for name in SERVING_ARTIFACTS}
 
 
 @dataclass(frozen=True)
 class ServedModel:
+    """A product's promoted version: its record, and its artifacts by content hash."""
+
     stockcode: str
     version: str
-    directory: Path
     record: dict[str, Any]
 
-    def file(self, name: str) -> Path:
-        return self.directory / name
+    @property
+    def artifacts(self) -> dict[str, Artifact]:
+        return artifacts_of(self.record)
+
+    def resolve(self, sources: Iterable[ArtifactSource]) -> dict[str, Path]:
+        """Verified local paths of every serving artifact (see :func:`pricetrail.artifacts.resolve`)."""
+        sources = list(sources)
+        owner = f"{self.stockcode} version {self.version}"
+        return {name: resolve(artifact, sources, owner=owner) for name, artifact in self.artifacts.items()}
 
 
 def served_model(root: Path, code: str) -> ServedModel | None:
-    """The product's promoted model, or None if it never passed its gates."""
-    paths = ProductPaths(code)
-    record_path = root / paths.registry_dir / SERVED
-    if not record_path.is_file():
+    """The product's promoted model, or None if none ever passed its gates."""
+    path = product_dir(root, code) / SERVED
+    if not path.is_file():
+        if (product_dir(root, code) / VERSIONS).is_dir() and any((product_dir(root, code) / VERSIONS).glob("*/")):
+            raise RegistryError(f"registry/{code} is in the old layout (versions/<v>/ folders of binaries) without "
+                                "a served.json; convert it with `pricetrail migrate-registry`")
         return None
+    record = _read_record(path, code)
+    return ServedModel(stockcode=code, version=record["version"], record=record)
+
+
+def version_record(root: Path, code: str, version: str) -> dict[str, Any]:
+    """The record of one promoted version (any in the history, not only the served one)."""
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise RegistryError(f"version {version!r} is not a model version (a hex content hash, as "
+                            f"`pricetrail history {code}` lists them)")
+    path = product_dir(root, code) / VERSIONS / f"{version}.json"
+    if not path.is_file():
+        known = promoted_versions(root, code)
+        raise RegistryError(f"{code} has never promoted version {version}; promoted versions: "
+                            f"{', '.join(known) if known else 'none'}")
+    return _read_record(path, code)
+
+
+def resolve_version(root: Path, code: str, version: str,
+                    sources: Iterable[ArtifactSource] | None = None) -> dict[str, Path]:
+    """Verified local files of a (product, version), fetched by hash from the cache (or the given sources)."""
+    record = version_record(root, code, version)
+    model = ServedModel(stockcode=code, version=version, record=record)
+    return model.resolve(local_sources(root) if sources is None else sources)
+
+
+def history(root: Path, code: str) -> list[dict[str, Any]]:
+    """Every recorded decision of the product, oldest first."""
+    path = product_dir(root, code) / HISTORY
+    if not path.is_file():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise RegistryError(f"{path} line {number} is not JSON ({error.msg}): {line[:80]!r}; repair or remove "
+                                "that line (git diff shows what changed)") from error
+        if not isinstance(entry, dict) or entry.get("action") not in ACTIONS:
+            raise RegistryError(f"{path} line {number} is not a registry decision (action one of {ACTIONS}): "
+                                f"{line[:80]!r}")
+        entries.append(entry)
+    return entries
+
+
+def promoted_versions(root: Path, code: str) -> list[str]:
+    """Versions that were served at some time, in the order they were first served."""
+    seen: list[str] = []
+    for entry in history(root, code):
+        if entry["action"] in ("promoted", "rollback") and entry.get("version") not in seen:
+            seen.append(entry["version"])
+    return seen
+
+
+def rolled_back_versions(root: Path, code: str) -> set[str]:
+    """Versions an operator rolled back from and has not served again since: never re-promoted automatically."""
+    blocked: set[str] = set()
+    for entry in history(root, code):
+        if entry["action"] == "rollback":
+            blocked.add(str(entry.get("from_version")))
+            blocked.discard(str(entry.get("version")))
+    return blocked
+
+
+# --------------------------------------------------------------------------------------------- drift reference
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """What a product's drift gate compares its newest data against."""
+
+    kind: str  # "none" (an older window of the product's own history), "served_model", "accepted_drift"
+    label: str
+    artifact: Artifact | None = None
+    window: tuple[str, str] | None = None  # first and last day taken from the artifact (accepted drift)
+
+
+def read_drift_reference(root: Path, code: str) -> DriftReference:
+    path = product_dir(root, code) / DRIFT_REFERENCE
+    if not path.is_file():
+        raise RegistryError(f"{path} does not exist; `pricetrail run` (or `pricetrail promote`) creates it for "
+                            "every product in stockcodes.yaml")
     try:
-        record = read_json(record_path)
-    except ConfigError as error:
-        raise RegistryError(f"registry record for {code} is damaged: {error}") from error
-    version = record.get("version")
-    if not isinstance(version, str) or not version.isalnum():
-        raise RegistryError(f"{record_path} names version {version!r}; expected a hex content hash")
-    directory = root / paths.registry_dir / "versions" / version
-    missing = [name for name in VERSION_FILES if not (directory / name).is_file()]
-    if missing:
-        raise RegistryError(f"registry version {code}/{version} lacks {missing} in {directory}")
-    return ServedModel(stockcode=code, version=version, directory=directory, record=record)
+        record = read_json(path)
+        kind = record["kind"]
+        if kind == "none":
+            return DriftReference(kind="none", label="older window of history (no served model yet)")
+        artifact = Artifact.from_dict("drift reference", record["artifact"])
+        if kind == "served_model":
+            return DriftReference(kind=kind, label=f"training data of served model {record['version']}",
+                                  artifact=artifact)
+        if kind == "accepted_drift":
+            first, last = record["window"]
+            return DriftReference(kind=kind, label=f"data of {first} to {last} accepted on {record['since']}: "
+                                  f"{record['reason']}", artifact=artifact, window=(str(first), str(last)))
+    except (ConfigError, ArtifactError, KeyError, TypeError, ValueError) as error:
+        raise RegistryError(f"drift reference {path} of {code} is damaged: {error!r}") from error
+    raise RegistryError(f"drift reference {path} of {code} has kind {kind!r}; expected none, served_model or "
+                        "accepted_drift")
 
 
 def drift_reference(root: Path, code: str) -> tuple[pd.DataFrame, str] | None:
-    """The training rows of the served model and a label for reports, or None when nothing is served."""
-    served = served_model(root, code)
-    if served is None:
+    """The drift gate's reference rows and a label for reports, or None when nothing is served yet."""
+    reference = read_drift_reference(root, code)
+    if reference.artifact is None:
         return None
-    return pd.read_parquet(served.file("reference.parquet")), f"training data of served model {served.version}"
+    path = resolve(reference.artifact, local_sources(root), owner=f"{code} drift reference")
+    frame = pd.read_parquet(path)
+    if reference.window is not None:
+        days = pd.to_datetime(frame["invoice_date"]).dt.normalize()
+        frame = frame[(days >= pd.Timestamp(reference.window[0])) & (days <= pd.Timestamp(reference.window[1]))]
+    return frame, reference.label
+
+
+def ensure_records(root: Path, codes: Iterable[str]) -> list[str]:
+    """Give every product a drift reference record (the drift gate's declared dependency); return the new ones."""
+    created = []
+    for code in codes:
+        path = product_dir(root, code) / DRIFT_REFERENCE
+        if not path.is_file():
+            write_json(path, {"stockcode": code, "kind": "none",
+                              "reason": "no model served yet: the gate compares an older window of the product's "
+                                        "own history with the newest one"})
+            created.append(code)
+    return created
+
+
+def _served_model_reference(code: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    return {"stockcode": code, "kind": "served_model", "version": record["version"],
+            "artifact": record["artifacts"]["reference.parquet"]}
+
+
+# --------------------------------------------------------------------------------------------- decisions
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What promotion did for one product, and why."""
+    """What promotion (or an operator) did for one product, and why."""
 
     stockcode: str
-    action: str  # "promoted", "kept", "unchanged", "none"
+    action: str  # promoted, kept, none, unchanged, rollback, accepted_drift, error
     served_version: str | None
     candidate_version: str | None
     reason: str
@@ -94,47 +302,56 @@ class Decision:
         return dict(self.__dict__)
 
 
-def _candidate_state(root: Path, code: str) -> tuple[dict[str, Any] | None, str]:
-    """The current verdict if it belongs to the current, drift-checked data; otherwise None and why not."""
-    paths = ProductPaths(code)
-    features = root / paths.lines
-    if not features.is_file():
-        return None, "no features: etl_pipeline has not run or failed"
-    features_md5 = file_md5(features)
-    gate = root / paths.drift_gate
-    drift_metrics = root / paths.drift_metrics
-    if not gate.is_file() or read_json(gate).get("features_md5") != features_md5:
-        if drift_metrics.is_file() and read_json(drift_metrics).get("drift_detected"):
-            columns = ", ".join(read_json(drift_metrics).get("drifted_columns", []))
-            return None, f"the drift gate failed on the current data (drifted: {columns})"
-        return None, "the drift gate has not passed on the current data"
-    verdict_path = root / paths.verdict
-    if not verdict_path.is_file():
-        return None, "no verdict: the chain did not reach assess_model_risk"
-    verdict = read_json(verdict_path)
-    if verdict.get("lineage", {}).get("features_md5") != features_md5:
-        return None, "the verdict is stale: it was made on other data (rerun dvc repro)"
-    return verdict, ""
+def _history_entry(root: Path, decision: Decision, now: str, **extra: Any) -> dict[str, Any]:
+    return {"time": now, "action": decision.action, "version": decision.served_version,
+            "candidate": decision.candidate_version, "reason": decision.reason, **git_state(root).to_dict(),
+            **extra}
 
 
-def promote(root: Path, code: str, *, now: datetime | None = None) -> Decision:
-    """Promote the product's new model if it passed both gates; otherwise keep what is served."""
-    served = served_model(root, code)
-    served_version = served.version if served else None
-    verdict, why_not = _candidate_state(root, code)
-    if verdict is None:
-        return _keep(code, served_version, None, why_not)
-    candidate = str(verdict["model_version"])
-    if not verdict.get("promoted"):
-        failed = "; ".join(f"{c['name']}={c['value']} (threshold {c['threshold']})"
-                           for c in verdict.get("checks", []) if not c["passed"])
-        return _keep(code, served_version, candidate, f"model {candidate} failed its gate: {failed}")
-    if candidate == served_version:
-        return Decision(code, "unchanged", served_version, candidate, "the served model is already this one")
-    directory = _write_version(root, code, candidate, verdict, now or datetime.now(UTC))
-    log.info("%s: promoted model %s (was %s)", code, candidate, served_version)
-    return Decision(code, "promoted", candidate, candidate,
-                    f"passed the drift gate and assess_model_risk; stored in {directory.relative_to(root)}")
+def _append_history(root: Path, code: str, entry: Mapping[str, Any]) -> None:
+    """Append one line, atomically: the file is rewritten beside itself and renamed, so no line is ever torn."""
+    path = product_dir(root, code) / HISTORY
+    existing = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(existing + json.dumps(entry, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def _record_if_new(root: Path, code: str, decision: Decision, now: str) -> None:
+    """Record a keep / none decision unless it repeats the last one (a weekly no-op adds no lines)."""
+    entries = history(root, code)
+    if entries and (entries[-1]["action"], entries[-1].get("candidate"), entries[-1].get("reason")) == (
+            decision.action, decision.candidate_version, decision.reason):
+        return
+    _append_history(root, code, _history_entry(root, decision, now))
+
+
+def _commit_decision(root: Path, code: str, record: dict[str, Any], decision: Decision, now: str,
+                     drift_reference_record: Mapping[str, Any] | None, **extra: Any) -> None:
+    """Serve ``record``. Order: the version file, the history line, served.json, the drift reference.
+
+    A crash before the history line leaves an unreferenced version file (rewritten identically next time); after
+    it, :func:`promote` sees that served.json lags the history and completes the last two writes.
+    """
+    directory = product_dir(root, code)
+    write_json(directory / VERSIONS / f"{record['version']}.json", _version_part(record))
+    _append_history(root, code, _history_entry(root, decision, now, **extra))
+    _write_served(root, code, record, served_by=decision.action, since=now, reason=decision.reason)
+    if drift_reference_record is not None:
+        write_json(directory / DRIFT_REFERENCE, drift_reference_record)
+
+
+def _version_part(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key not in ("served_by", "served_since", "reason")}
+
+
+def _write_served(root: Path, code: str, record: Mapping[str, Any], *, served_by: str, since: str,
+                  reason: str) -> None:
+    # What a server needs, without the dvc.lock entries (those stay in versions/<v>.json, for lineage).
+    served = {key: value for key, value in _version_part(record).items() if key != "stages"}
+    write_json(product_dir(root, code) / SERVED, {**served, "served_by": served_by, "served_since": since,
+                                                  "reason": reason})
 
 
 def _keep(code: str, served_version: str | None, candidate: str | None, reason: str) -> Decision:
@@ -143,55 +360,339 @@ def _keep(code: str, served_version: str | None, candidate: str | None, reason: 
     return Decision(code, "none", None, candidate, f"{reason}; this product serves no model yet")
 
 
-def _write_version(root: Path, code: str, version: str, verdict: dict[str, Any], now: datetime) -> Path:
+def _drift_state(root: Path, paths: ProductPaths, features_md5: str) -> tuple[bool, str]:
+    """(passed, note) of the drift gate on the current data."""
+    gate = root / paths.drift_gate
+    metrics_path = root / paths.drift_metrics
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    drifted = ", ".join(metrics.get("drifted_columns", []))
+    if not gate.is_file() or read_json(gate).get("features_md5") != features_md5:
+        if metrics.get("drift_detected"):
+            return False, f"the drift gate failed on the current data (drifted: {drifted})"
+        return False, "the drift gate has not passed on the current data"
+    if metrics.get("drift_detected"):
+        return True, (f"drift detected on the current data ({drifted}) and let through by "
+                      f"data_drift_check.on_drift={metrics.get('on_drift', 'retrain')}")
+    return True, ""
+
+
+def _candidate(root: Path, code: str) -> tuple[dict[str, Any] | None, str]:
+    """The record a promotion would serve, built from exactly the artifacts the verdict assessed; or why not."""
     paths = ProductPaths(code)
-    product_dir = root / paths.registry_dir
-    final = product_dir / "versions" / version
-    staging = product_dir / "versions" / f".{version}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    # Everything is copied first and the directory renamed last: a crash leaves no half-written version.
-    shutil.copy2(root / paths.checkpoint, staging / "model.pt")
-    shutil.copy2(root / paths.preprocessor, staging / "preprocessor.skops")
-    shutil.copy2(root / paths.daily, staging / "daily.parquet")
-    shutil.copy2(root / paths.split("train"), staging / "reference.parquet")
-    (staging / "verdict.json").write_text(json.dumps(verdict, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    lineage = {
+    if not (root / paths.lines).is_file():
+        return None, "no features: etl_pipeline has not run or failed"
+    features_md5 = file_md5(root / paths.lines)
+    passed, drift_note = _drift_state(root, paths, features_md5)
+    if not passed:
+        return None, drift_note
+    if not (root / paths.verdict).is_file():
+        return None, "no verdict: the chain did not reach assess_model_risk"
+    verdict = read_json(root / paths.verdict)
+    lineage = verdict.get("lineage", {})
+    if lineage.get("features_md5") != features_md5:
+        return None, "the verdict is stale: it was made on other data (rerun dvc repro)"
+    candidate = str(verdict.get("model_version"))
+    if not verdict.get("promoted"):
+        failed = "; ".join(f"{c['name']}={c['value']} (threshold {c['threshold']})"
+                           for c in verdict.get("checks", []) if not c["passed"])
+        return None, f"model {candidate} failed its gate: {failed}"
+    # Promote exactly what the risk gate assessed: each file on disk must be the one the verdict names.
+    stages = read_stages(root)
+    outs = out_hashes(stages)
+    artifacts = {}
+    for name, relpath in _workspace_paths(code).items():
+        expected = lineage.get(SERVING_ARTIFACTS[name])
+        artifact = describe_file(root, name, relpath, outs)
+        if artifact.md5 != expected:
+            return None, (f"{relpath} (md5 {artifact.md5}) is not the file assess_model_risk@{code} assessed "
+                          f"(md5 {expected}); run `dvc repro assess_model_risk@{code}` before promoting")
+        if artifact.out_md5 is None:
+            return None, f"{relpath} is not recorded as a DVC output in dvc.lock; run `dvc repro` (or dvc commit)"
+        artifacts[name] = artifact
+    cache = dvc_cache_dir(root)
+    for artifact in artifacts.values():
+        try:
+            resolve(artifact, local_sources(root), owner=f"{code} candidate {candidate}")
+        except ArtifactError as error:
+            return None, f"{error} (the outputs must be in the DVC cache {cache} before they can be served)"
+    train = pd.read_parquet(root / paths.split("train"), columns=["invoice_date"])
+    dates = pd.to_datetime(train["invoice_date"])
+    test_metrics = read_json(root / paths.test_metrics) if (root / paths.test_metrics).is_file() else {}
+    record = {
+        "schema": SCHEMA,
         "stockcode": code,
-        "version": version,
-        "promoted_at": now.isoformat(timespec="seconds"),
-        **verdict.get("lineage", {}),
-        "dvc_lock": _lock_entries(root, code),
+        "version": candidate,
+        "promoted_at": None,  # set when promoted
+        **git_state(root).to_dict(),
+        "artifacts": {name: artifact.to_dict() for name, artifact in artifacts.items()},
+        "training_data": {"first_date": str(dates.min().date()), "last_date": str(dates.max().date()),
+                          "rows": len(train)},
+        "verdict": {"promoted": True, "checks": verdict.get("checks", []), "params": verdict.get("params", {}),
+                    "lineage": lineage},
+        "metrics": {"test_rmsle": test_metrics.get("rmsle"), "test_mae": test_metrics.get("mae"),
+                    "baseline_rmsle": verdict.get("risk", {}).get("baseline_rmsle")},
+        "drift": drift_note or "the drift gate passed on the current data",
+        "stages": compact_entries(product_entries(stages, code)),
     }
-    (staging / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)  # an earlier promotion of the same content: identical files
-    staging.rename(final)
-    record = {"stockcode": code, "version": version, "promoted_at": lineage["promoted_at"],
-              "path": str(final.relative_to(root)), "checks": verdict.get("checks", []),
-              "lineage": verdict.get("lineage", {})}
-    write_json(product_dir / SERVED, record)
-    with (product_dir / HISTORY).open("a", encoding="utf-8") as history:
-        history.write(json.dumps({"version": version, "promoted_at": lineage["promoted_at"],
-                                  "features_md5": verdict.get("lineage", {}).get("features_md5")},
-                                 sort_keys=True) + "\n")
-    return final
+    return record, ""
 
 
-def _lock_entries(root: Path, code: str) -> dict[str, Any]:
-    """The dvc.lock entries of the product's stages (and the shared ingest): the run that made the model."""
-    import yaml
+def promote(root: Path, code: str, *, now: datetime | None = None) -> Decision:
+    """Serve the product's new model if it passed both gates on the current data; otherwise keep what is served."""
+    stamp = _now(now)
+    _complete_interrupted(root, code, served_model(root, code))
+    served = served_model(root, code)
+    served_version = served.version if served else None
+    record, why_not = _candidate(root, code)
+    if record is None:
+        decision = _keep(code, served_version, None, why_not)
+        _record_if_new(root, code, decision, stamp)
+        return decision
+    candidate = record["version"]
+    if candidate == served_version:
+        return Decision(code, "unchanged", served_version, candidate, "the served model is already this one")
+    if candidate in rolled_back_versions(root, code):
+        decision = _keep(code, served_version, candidate,
+                         f"model {candidate} was rolled back by an operator; a new model must replace it "
+                         f"(or `pricetrail rollback {code} --to {candidate}`)")
+        _record_if_new(root, code, decision, stamp)
+        return decision
+    record["promoted_at"] = stamp
+    note = f"; {record['drift']}" if record["drift"].startswith("drift detected") else ""
+    decision = Decision(code, "promoted", candidate, candidate,
+                        f"passed the drift gate and assess_model_risk{note}")
+    _commit_decision(root, code, record, decision, stamp, _reference_after_promotion(root, code, record),
+                     from_version=served_version, metrics=record["metrics"])
+    log.info("%s: promoted model %s (was %s)", code, candidate, served_version)
+    return decision
 
-    lock_path = root / "dvc.lock"
-    if not lock_path.is_file():
-        return {}
-    stages = (yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}).get("stages", {})
-    return {name: entry for name, entry in stages.items() if name == "ingest" or name.endswith(f"@{code}")}
+
+def _reference_after_promotion(root: Path, code: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The served model's training rows, unless an operator accepted newer data than the model learned from."""
+    path = product_dir(root, code) / DRIFT_REFERENCE
+    if path.is_file():
+        current = read_json(path)
+        if current.get("kind") == "accepted_drift" and str(current["window"][1]) > record["training_data"][
+                "last_date"]:
+            return current
+    return _served_model_reference(code, record)
 
 
-def history(root: Path, code: str) -> list[dict[str, Any]]:
-    path = root / ProductPaths(code).registry_dir / HISTORY
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _complete_interrupted(root: Path, code: str, served: ServedModel | None) -> None:
+    """Finish a decision a crash interrupted after its history line: served.json must match the history."""
+    entries = [e for e in history(root, code) if e["action"] in ("promoted", "rollback")]
+    if not entries:
+        return
+    last = entries[-1]
+    if served is not None and served.version == last["version"]:
+        return
+    record = version_record(root, code, last["version"])
+    log.warning("%s: completing an interrupted %s of %s", code, last["action"], last["version"])
+    _write_served(root, code, record, served_by=last["action"], since=last["time"], reason=last["reason"])
+    write_json(product_dir(root, code) / DRIFT_REFERENCE, _served_model_reference(code, record))
+
+
+def promote_all(root: Path, codes: Iterable[str], *, now: datetime | None = None) -> list[Decision]:
+    """Promote each product on its own: one product's failure is reported as its decision and stops no other."""
+    decisions = []
+    for code in codes:
+        try:
+            decisions.append(promote(root, code, now=now))
+        except (ValueError, OSError) as error:  # our errors are ValueErrors; a missing or unreadable file OSError
+            log.error("%s: promotion failed: %s", code, error)
+            decisions.append(Decision(code, "error", None, None, f"promotion failed: {error}"))
+    return decisions
+
+
+def refresh_lineage(root: Path, decisions: Iterable[Decision]) -> None:
+    """After the drift gates settled, store the dvc.lock entries that will be committed with this promotion."""
+    stages = read_stages(root)
+    for decision in decisions:
+        if decision.action != "promoted":
+            continue
+        code = decision.stockcode
+        served = served_model(root, code)
+        if served is None or served.version != decision.served_version:
+            continue
+        path = product_dir(root, code) / VERSIONS / f"{served.version}.json"
+        write_json(path, {**_read_record(path, code), "stages": compact_entries(product_entries(stages, code))})
+
+
+# --------------------------------------------------------------------------------------------- operator actions
+
+
+def rollback(root: Path, code: str, *, to: str | None = None, reason: str = "",
+             now: datetime | None = None) -> Decision:
+    """Serve an earlier promoted version; its artifacts must still resolve (they are verified first)."""
+    served = served_model(root, code)
+    if served is None:
+        raise RegistryError(f"{code} serves no model; there is nothing to roll back")
+    versions = promoted_versions(root, code)
+    if to is None:
+        earlier = versions[: versions.index(served.version)] if served.version in versions else versions
+        if not earlier:
+            raise RegistryError(f"{code} has no version promoted before {served.version}; nothing to roll back to "
+                                f"(promoted versions: {', '.join(versions)})")
+        to = earlier[-1]
+    if to == served.version:
+        raise RegistryError(f"{code} already serves version {to}")
+    record = version_record(root, code, to)
+    try:
+        resolve_version(root, code, to)
+    except ArtifactError as error:
+        raise RegistryError(f"cannot roll {code} back to {to}: {error}") from error
+    stamp = _now(now)
+    why = reason.strip() or "operator rollback"
+    decision = Decision(code, "rollback", to, to, f"rolled back from {served.version}: {why}")
+    _commit_decision(root, code, record, decision, stamp, _served_model_reference(code, record),
+                     from_version=served.version)
+    return decision
+
+
+def accept_drift(root: Path, code: str, *, reason: str, now: datetime | None = None) -> Decision:
+    """Make the product's newest data window the drift reference for the next run (a genuine regime change)."""
+    if not reason or not reason.strip():
+        raise RegistryError("accept-drift needs --reason: say why the new data is right (it goes in the history)")
+    paths = ProductPaths(code)
+    metrics_path = root / paths.drift_metrics
+    if not metrics_path.is_file():
+        raise RegistryError(f"{code} has no drift result ({paths.drift_metrics}); run the pipeline first")
+    metrics = read_json(metrics_path)
+    window = metrics.get("current", {})
+    first, last = window.get("first_date"), window.get("last_date")
+    if not first or not last:
+        raise RegistryError(f"{paths.drift_metrics} does not say which window was checked; rerun the drift gate")
+    stages = read_stages(root)
+    artifact = describe_file(root, "features", paths.lines, out_hashes(stages))
+    if metrics.get("features_md5") != artifact.md5:
+        raise RegistryError(f"{paths.drift_metrics} is not about the current data of {code} ({paths.lines}); "
+                            f"rerun its drift gate (`dvc repro data_drift_check@{code}`) first")
+    try:
+        resolve(artifact, local_sources(root), owner=f"{code} current data")
+    except ArtifactError as error:
+        raise RegistryError(f"cannot accept {code}'s current data: {error}") from error
+    stamp = _now(now)
+    served = served_model(root, code)
+    decision = Decision(code, "accepted_drift", served.version if served else None, None,
+                        f"data of {first} to {last} accepted as the drift reference: {reason.strip()}")
+    write_json(product_dir(root, code) / DRIFT_REFERENCE,
+               {"stockcode": code, "kind": "accepted_drift", "artifact": artifact.to_dict(), "window": [first, last],
+                "since": stamp, "reason": reason.strip(),
+                "drifted_columns": metrics.get("drifted_columns", [])})
+    _append_history(root, code, _history_entry(root, decision, stamp, window=[first, last],
+                                               drifted_columns=metrics.get("drifted_columns", [])))
+    return decision
+
+
+# --------------------------------------------------------------------------------------------- gc and migration
+
+
+def referenced_artifacts(root: Path, codes: Iterable[str]) -> dict[str, list[Artifact]]:
+    """Every artifact any registry record points at, per product (all promoted versions and drift references)."""
+    result: dict[str, list[Artifact]] = {}
+    for code in codes:
+        found: list[Artifact] = []
+        for version in promoted_versions(root, code):
+            found.extend(artifacts_of(version_record(root, code, version)).values())
+        reference = product_dir(root, code) / DRIFT_REFERENCE
+        if reference.is_file() and read_drift_reference(root, code).artifact is not None:
+            found.append(read_drift_reference(root, code).artifact)  # type: ignore[arg-type]
+        result[code] = found
+    return result
+
+
+def unprotected_artifacts(root: Path, codes: Iterable[str]) -> list[tuple[str, Artifact]]:
+    """Registry artifacts that ``dvc gc --workspace --all-commits`` would delete: their DVC output is in no
+    committed dvc.lock (nor the workspace's). That gc keeps everything else, so rollback never needs a re-run."""
+    kept = set(out_hashes(read_stages(root)).values())
+    for _commit, text in file_at_revisions(root, LOCK_FILE):
+        kept.update(out_hashes(stages_of(text)).values())
+    return [(code, artifact) for code, artifacts in referenced_artifacts(root, codes).items()
+            for artifact in artifacts if artifact.out_md5 not in kept]
+
+
+def migrate_layout(root: Path, codes: Iterable[str]) -> list[str]:
+    """Convert registry folders of the old layout (binaries in versions/<v>/) to pointers; return what changed.
+
+    Each binary is first put into the DVC cache under its md5 (verified), then the version's record is written,
+    and only then is the old folder removed: an interruption at any point loses nothing and can be rerun.
+    """
+    cache = dvc_cache_dir(root)
+    changed = []
+    for code in codes:
+        directory = product_dir(root, code)
+        old_versions = sorted(p for p in (directory / VERSIONS).glob("*") if p.is_dir()) if (
+            directory / VERSIONS).is_dir() else []
+        if not old_versions:
+            continue
+        old_served = read_json(directory / SERVED) if (directory / SERVED).is_file() else None
+        old_history = []
+        if (directory / HISTORY).is_file():
+            old_history = [json.loads(line) for line in (directory / HISTORY).read_text(encoding="utf-8").splitlines()
+                           if line.strip()]
+        records = {}
+        for folder in old_versions:
+            records[folder.name] = _migrate_version(root, code, folder, cache)
+        new_history = []
+        for entry in old_history:
+            if "action" in entry:
+                new_history.append(entry)
+                continue
+            version = entry.get("version")
+            new_history.append({"time": entry.get("promoted_at"), "action": "promoted", "version": version,
+                                "candidate": version, "reason": "promoted (migrated from the old registry layout)",
+                                "git_commit": records.get(version, {}).get("git_commit"), "git_dirty": None})
+        with atomic_path(directory / HISTORY) as tmp:
+            tmp.write_text("".join(json.dumps(e, sort_keys=True, default=str) + "\n" for e in new_history),
+                           encoding="utf-8")
+        if old_served is not None and old_served.get("version") in records:
+            record = records[old_served["version"]]
+            _write_served(root, code, record, served_by="promoted", since=str(record.get("promoted_at")),
+                          reason="migrated from the old registry layout")
+            write_json(directory / DRIFT_REFERENCE, _served_model_reference(code, record))
+        for folder in old_versions:
+            shutil.rmtree(folder)
+        changed.append(code)
+    return changed
+
+
+def _migrate_version(root: Path, code: str, folder: Path, cache: Path) -> dict[str, Any]:
+    version = folder.name
+    lineage = read_json(folder / "lineage.json") if (folder / "lineage.json").is_file() else {}
+    verdict = read_json(folder / "verdict.json") if (folder / "verdict.json").is_file() else {}
+    artifacts = {}
+    for name, relpath in _workspace_paths(code).items():
+        source = folder / name
+        if not source.is_file():
+            raise RegistryError(f"{folder} lacks {name}; cannot migrate version {version} of {code} without it")
+        md5 = file_md5(source)
+        target = cache / object_relpath(md5)
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+            target.chmod(0o444)  # DVC keeps cache objects read-only
+        # The old lineage kept the run's dvc.lock entries: they name the DVC output (and its .dir hash) that held
+        # this file, which is what `dvc gc --all-commits` keeps.
+        outs = out_hashes(lineage.get("dvc_lock", {}) or {})
+        out = next((o for o in outs if relpath.as_posix().startswith(o.rstrip("/") + "/") or relpath.as_posix() == o),
+                   None)
+        artifacts[name] = Artifact(name=name, path=relpath.as_posix(), md5=md5, size=source.stat().st_size, out=out,
+                                   out_md5=outs.get(out) if out else None).to_dict()
+    reference = pd.read_parquet(folder / "reference.parquet", columns=["invoice_date"])
+    dates = pd.to_datetime(reference["invoice_date"])
+    record = {
+        "schema": SCHEMA, "stockcode": code, "version": version, "promoted_at": lineage.get("promoted_at"),
+        "git_commit": lineage.get("git_commit"), "git_dirty": None, "artifacts": artifacts,
+        "training_data": {"first_date": str(dates.min().date()), "last_date": str(dates.max().date()),
+                          "rows": len(reference)},
+        "verdict": {"promoted": bool(verdict.get("promoted")), "checks": verdict.get("checks", []),
+                    "params": verdict.get("params", {}), "lineage": verdict.get("lineage", {})},
+        "metrics": {"test_rmsle": verdict.get("risk", {}).get("model_rmsle"),
+                    "test_mae": verdict.get("risk", {}).get("model_mae"),
+                    "baseline_rmsle": verdict.get("risk", {}).get("baseline_rmsle")},
+        "drift": "migrated from the old registry layout",
+        "stages": compact_entries(lineage.get("dvc_lock", {}) or {}),
+    }
+    write_json(product_dir(root, code) / VERSIONS / f"{version}.json", record)
+    return record

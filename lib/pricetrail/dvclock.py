@@ -1,0 +1,63 @@
+"""Reading ``dvc.lock``: the record DVC keeps of what each stage last ran with (deps, params, outs and hashes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pricetrail.config import ConfigError
+
+LOCK_FILE = "dvc.lock"
+SHARED_STAGES = ("generate_synthetic", "ingest")
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader: dvc.lock grows with the catalogue
+
+
+def read_stages(root: Path) -> dict[str, dict[str, Any]]:
+    """The ``stages`` mapping of the workspace's dvc.lock (empty when nothing has run yet)."""
+    path = root / LOCK_FILE
+    if not path.is_file():
+        return {}
+    return stages_of(path.read_text(encoding="utf-8"), where=str(path))
+
+
+def stages_of(text: str, *, where: str = LOCK_FILE) -> dict[str, dict[str, Any]]:
+    """The ``stages`` mapping of a dvc.lock's text (from the workspace or a git revision)."""
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{where} is not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    stages = data.get("stages", {}) if isinstance(data, dict) else None
+    if not isinstance(stages, dict):
+        raise ConfigError(f"{where} has no 'stages' mapping; is it a DVC 3 lockfile?")
+    return stages
+
+
+def product_entries(stages: dict[str, dict[str, Any]], code: str) -> dict[str, dict[str, Any]]:
+    """The entries of one product's stages (``name@code``) and of the shared stages it builds on."""
+    return {name: entry for name, entry in stages.items() if name in SHARED_STAGES or name.endswith(f"@{code}")}
+
+
+def compact_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Lockfile entries as ``{stage: {cmd, deps: {path: hash}, params, outs: {path: hash}}}``: the lineage, minus
+    DVC's bookkeeping (sizes, file counts), small enough to keep with every promoted version."""
+    def hashes(items: Any) -> dict[str, str]:
+        return {str(item["path"]): str(item.get("md5")) for item in items or [] if isinstance(item, dict)}
+
+    return {name: {"cmd": entry.get("cmd"), "deps": hashes(entry.get("deps")),
+                   "params": (entry.get("params") or {}).get("params.yaml", {}), "outs": hashes(entry.get("outs"))}
+            for name, entry in entries.items()}
+
+
+def out_hashes(stages: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Every output path recorded in the lockfile, with its hash as DVC records it (``<md5>`` or ``<md5>.dir``)."""
+    hashes: dict[str, str] = {}
+    for entry in stages.values():
+        for out in entry.get("outs", []) or []:
+            if isinstance(out, dict) and "path" in out and "md5" in out:
+                hashes[str(out["path"])] = str(out["md5"])
+    return hashes
