@@ -440,6 +440,7 @@ def _candidate(root: Path, code: str) -> tuple[dict[str, Any] | None, str]:
 def promote(root: Path, code: str, *, now: datetime | None = None) -> Decision:
     """Serve the product's new model if it passed both gates on the current data; otherwise keep what is served."""
     stamp = _now(now)
+    _remove_interrupted_writes(root, code)
     _complete_interrupted(root, code, served_model(root, code))
     served = served_model(root, code)
     served_version = served.version if served else None
@@ -476,6 +477,15 @@ def _reference_after_promotion(root: Path, code: str, record: Mapping[str, Any])
                 "last_date"]:
             return current
     return _served_model_reference(code, record)
+
+
+def _remove_interrupted_writes(root: Path, code: str) -> None:
+    """Temporary files that a killed write left beside a record (atomic_path's names: .<name>.<random>.tmp)."""
+    directory = product_dir(root, code)
+    if directory.is_dir():
+        for leftover in [*directory.glob(".*.tmp"), *directory.glob(f"{VERSIONS}/.*.tmp")]:
+            log.warning("%s: removing %s, left by an interrupted write", code, leftover)
+            leftover.unlink()
 
 
 def _complete_interrupted(root: Path, code: str, served: ServedModel | None) -> None:
