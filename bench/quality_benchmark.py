@@ -35,7 +35,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "tests" / "integration"))
 from smoke_project import make_copy, run, set_params  # noqa: E402
 
 from pricetrail import registry  # noqa: E402
-from pricetrail.bundle import load_bundle  # noqa: E402
+from pricetrail.bundle import load_bundle, load_served_bundle  # noqa: E402
 from pricetrail.config import load_stockcodes  # noqa: E402
 from pricetrail.etl import TARGET  # noqa: E402
 from pricetrail.model import regression_metrics  # noqa: E402
@@ -54,11 +54,9 @@ def run_pipeline(root: Path) -> float:
 
 
 def served_bundle(root: Path, code: str):
-    served = registry.served_model(root, code)
-    if served is None:
+    if registry.served_model(root, code) is None:
         return None
-    return load_bundle(served.file("model.pt"), served.file("preprocessor.skops"),
-                       daily=served.file("daily.parquet"), reference=served.file("reference.parquet"))
+    return load_served_bundle(root, code)
 
 
 def synthetic_part(root: Path) -> list[dict]:
