@@ -1,16 +1,25 @@
-"""What every stage script shares: logging, the project root, and one clear line on failure."""
+"""What every stage script shares: logging, the project root, and one clear line on failure.
+
+A failing stage prints exactly one line naming the stage (``GATE FAILED <stage>: ...`` for a gate, ``ERROR
+<stage>: ...`` for anything else) and exits 1. An error we did not foresee (a tuning RuntimeError, a DuckDB
+error) says its type; its traceback is logged at DEBUG, which ``PRICETRAIL_DEBUG=1`` switches on.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from pricetrail.config import validate_stockcode
 
 log = logging.getLogger("pricetrail.stage")
+
+DEBUG_ENV = "PRICETRAIL_DEBUG"
 
 
 class GateFailed(Exception):
@@ -23,14 +32,35 @@ def stockcode_argument(description: str) -> str:
     return validate_stockcode(parser.parse_args().stockcode)
 
 
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def one_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (DuckDB's messages go on with the query and a caret)."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return "(no message)"
+
+
 def run(stage: str, main: Callable[[Path], None]) -> None:
-    """Run ``main(project_root)``; turn expected errors into one line naming the stage, and exit 1."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """Run ``main(project_root)``; turn any error into one line naming the stage, and exit 1."""
+    logging.basicConfig(level=logging.DEBUG if debug_enabled() else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         main(Path.cwd())
     except GateFailed as gate:
-        sys.stderr.write(f"GATE FAILED {stage}: {gate}\n")
-        sys.exit(1)
+        _fail(f"GATE FAILED {stage}: {gate}")
     except ValueError as error:  # our error classes are ValueErrors with one clear message each
-        sys.stderr.write(f"ERROR {stage}: {error}\n")
-        sys.exit(1)
+        log.debug("%s failed", stage, exc_info=True)
+        _fail(f"ERROR {stage}: {one_line(error)}")
+    except Exception as error:  # noqa: BLE001 - the last line of defence: a stage never ends in a traceback
+        log.debug("%s failed", stage, exc_info=True)
+        hint = "" if debug_enabled() else f" ({DEBUG_ENV}=1 shows the traceback)"
+        _fail(f"ERROR {stage}: unexpected {type(error).__name__}: {one_line(error)}{hint}")
+
+
+def _fail(line: str) -> NoReturn:
+    sys.stderr.write(line + "\n")
+    sys.exit(1)
