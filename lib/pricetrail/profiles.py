@@ -1,17 +1,22 @@
 """Profiles: named sets of params overrides (and optionally products) applied to params.yaml in place.
 
 The YAML is rewritten with ruamel's round-trip mode, so the comments that document every param survive.
+Both files are checked and written to temporary files first and moved into place only when both are complete:
+a failure (a bad profile, a full disk) leaves them as they were, never half-written.
 """
 
 from __future__ import annotations
 
+import io
+import stat
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 
-from pricetrail.config import ConfigError, read_yaml, validate_stockcode
+from pricetrail.config import ConfigError, atomic_path, read_yaml, validate_stockcode
 
 
 def available(root: Path) -> list[str]:
@@ -39,14 +44,13 @@ def apply_profile(root: Path, name: str) -> list[str]:
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 110
-    changed = []
+    texts: dict[str, str] = {}
     if profile.get("params"):
-        params_path = root / "params.yaml"
-        params = yaml.load(params_path)
+        params = yaml.load(root / "params.yaml")
         _merge(params, profile["params"], "")
-        with params_path.open("w", encoding="utf-8") as handle:
-            yaml.dump(params, handle)
-        changed.append("params.yaml")
+        buffer = io.StringIO()
+        yaml.dump(params, buffer)
+        texts["params.yaml"] = buffer.getvalue()
     if profile.get("stockcodes"):
         codes = {validate_stockcode(code): fields for code, fields in profile["stockcodes"].items()}
         lines = [f"# Products of profile {name!r} (git checkout stockcodes.yaml restores the defaults).",
@@ -54,6 +58,12 @@ def apply_profile(root: Path, name: str) -> list[str]:
         for code, fields in codes.items():
             description = str((fields or {}).get("description", "")).replace('"', "'")
             lines.append(f'  "{code}": {{description: "{description}"}}')
-        (root / "stockcodes.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        changed.append("stockcodes.yaml")
-    return changed
+        texts["stockcodes.yaml"] = "\n".join(lines) + "\n"
+    with ExitStack() as stack:
+        for file_name, text in texts.items():
+            target = root / file_name
+            tmp = stack.enter_context(atomic_path(target))
+            tmp.write_text(text, encoding="utf-8")
+            if target.exists():  # keep the file's mode (the temporary file is private, 0600)
+                tmp.chmod(stat.S_IMODE(target.stat().st_mode))
+    return list(texts)
