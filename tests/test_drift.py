@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pricetrail.drift import DriftError, DriftSettings, bootstrap_windows, check_drift
+from pricetrail.drift import DriftError, DriftSettings, bootstrap_windows, check_drift, save_report
 
 SETTINGS = DriftSettings(numerical_columns=("unit_price", "log_quantity"),
                          categorical_columns=("is_registered", "country"))
@@ -74,3 +78,29 @@ def test_missing_column_and_small_window_are_clear_errors() -> None:
         check_drift(window(1, 100), window(2, 100).drop(columns="country"), SETTINGS, reference_source="t")
     with pytest.raises(DriftError, match="the current window has 5 rows"):
         check_drift(window(1, 100), window(2, 5), SETTINGS, reference_source="t")
+
+
+class FailingSnapshot:
+    """An Evidently snapshot whose HTML export writes half a file, then fails (a full disk, a template error)."""
+
+    def save_html(self, filename: str) -> None:
+        Path(filename).write_text("<html><body>half a rep", encoding="utf-8")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_failed_report_save_leaves_no_temporary_file_and_keeps_the_old_report(tmp_path: Path) -> None:
+    report = tmp_path / "reports" / "85123A" / "drift.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>previous report</html>", encoding="utf-8")
+    with pytest.raises(OSError, match="No space left"):
+        save_report(SimpleNamespace(snapshot=FailingSnapshot()), report)
+    assert [path.name for path in report.parent.iterdir()] == ["drift.html"]
+    assert report.read_text(encoding="utf-8") == "<html>previous report</html>"
+
+
+def test_report_is_saved_as_html(tmp_path: Path) -> None:
+    result = check_drift(window(1, 200), window(2, 200), SETTINGS, reference_source="test")
+    report = tmp_path / "drift.html"
+    save_report(result, report)
+    assert "<html" in report.read_text(encoding="utf-8")[:1000].lower()
+    assert [path.name for path in tmp_path.iterdir()] == ["drift.html"]

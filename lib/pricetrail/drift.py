@@ -189,7 +189,11 @@ def _per_column(snapshot: dict[str, Any], settings: DriftSettings) -> dict[str, 
 
 
 def save_report(result: DriftResult, path: Path) -> None:
+    """Write the HTML report atomically; a failed export leaves the previous report and no temporary file."""
     with atomic_path(path) as tmp:
-        html = tmp.with_suffix(".html")
-        result.snapshot.save_html(str(html))
-        html.replace(tmp)
+        html = tmp.with_suffix(".html")  # Evidently picks the format from the suffix
+        try:
+            result.snapshot.save_html(str(html))
+            html.replace(tmp)
+        finally:
+            html.unlink(missing_ok=True)
