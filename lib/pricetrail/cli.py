@@ -122,15 +122,13 @@ def cmd_migrate_registry(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_gc(args: argparse.Namespace, root: Path) -> int:
-    """``dvc gc`` that never deletes what the registry serves or could roll back to."""
-    unprotected = registry.unprotected_artifacts(root, load_stockcodes(root))
-    if unprotected:
-        listed = "; ".join(f"{code} {a.path} (output {a.out} {a.out_md5})" for code, a in unprotected[:5])
-        raise ConfigError(f"refusing to collect garbage: {len(unprotected)} registry artifacts are referenced by no "
-                          f"committed dvc.lock, e.g. {listed}; commit dvc.lock and registry/ first "
-                          "(git add -A && git commit)")
+    """``dvc gc`` that keeps every committed revision and every version the registry can serve or roll back to."""
+    from pricetrail.gc import collect
+
     command = ["gc", "--workspace", "--all-commits", "--force"] + (["--cloud"] if args.cloud else [])
-    return _dvc(*command, root=root)
+    report = collect(root, load_stockcodes(root), lambda: _dvc(*command, root=root))
+    _out(f"kept {report.held} registry objects ({report.restored} of them referenced by no commit, put back)")
+    return report.dvc_exit
 
 
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:

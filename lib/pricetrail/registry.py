@@ -43,10 +43,10 @@ from pricetrail.artifacts import (
     resolve,
 )
 from pricetrail.config import ConfigError, atomic_path, read_json, write_json
-from pricetrail.dvclock import LOCK_FILE, compact_entries, out_hashes, product_entries, read_stages, stages_of
+from pricetrail.dvclock import compact_entries, out_hashes, product_entries, read_stages
 from pricetrail.hashing import file_md5
 from pricetrail.paths import ProductPaths
-from pricetrail.vcs import file_at_revisions, git_state
+from pricetrail.vcs import git_state
 
 log = logging.getLogger(__name__)
 
@@ -609,16 +609,6 @@ def referenced_artifacts(root: Path, codes: Iterable[str]) -> dict[str, list[Art
             found.append(read_drift_reference(root, code).artifact)  # type: ignore[arg-type]
         result[code] = found
     return result
-
-
-def unprotected_artifacts(root: Path, codes: Iterable[str]) -> list[tuple[str, Artifact]]:
-    """Registry artifacts that ``dvc gc --workspace --all-commits`` would delete: their DVC output is in no
-    committed dvc.lock (nor the workspace's). That gc keeps everything else, so rollback never needs a re-run."""
-    kept = set(out_hashes(read_stages(root)).values())
-    for _commit, text in file_at_revisions(root, LOCK_FILE):
-        kept.update(out_hashes(stages_of(text)).values())
-    return [(code, artifact) for code, artifacts in referenced_artifacts(root, codes).items()
-            for artifact in artifacts if artifact.out_md5 not in kept]
 
 
 def migrate_layout(root: Path, codes: Iterable[str]) -> list[str]:

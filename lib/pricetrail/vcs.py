@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +31,3 @@ def git_state(root: Path) -> GitState:
     status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *RUN_INPUTS)
     return GitState(commit=head.stdout.strip(), dirty=bool(status.stdout.strip()))
 
-
-def file_at_revisions(root: Path, relpath: str) -> Iterator[tuple[str, str]]:
-    """(commit, text) of ``relpath`` in every commit of every branch and tag that changed it, newest first."""
-    revisions = _git(root, "log", "--all", "--format=%H", "--", relpath)
-    if revisions.returncode != 0:
-        return
-    for commit in revisions.stdout.split():
-        shown = _git(root, "show", f"{commit}:{relpath}")
-        if shown.returncode == 0:
-            yield commit, shown.stdout

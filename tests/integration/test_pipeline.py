@@ -1,35 +1,59 @@
-"""The real thing: `dvc repro` of the smoke profile (2 products, all six stages) in a throwaway copy.
+"""The real thing: `pricetrail run` (dvc repro of all six stages per product) in a throwaway git + DVC copy.
 
-One copy is shared by the tests of this module, in order: full run, settle, no-op rerun, drift gate, risk gate.
+One copy is shared by the tests of this module, in order, like a user's weeks: a first run of the two smoke
+products; a third product whose data drifted; accepting that drift; new models and a rollback; an unassessed model;
+a failed risk gate; and garbage collection that keeps every version the registry can roll back to.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from smoke_project import dvc, make_copy, pricetrail, set_params
+from smoke_project import dvc, make_copy, pricetrail, run, set_params
+
+from pricetrail import registry
+from pricetrail.hashing import file_md5
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SMOKE_CODES = ["85123A", "22423"]
+THIRD = "85099B"
+UNASSESSED: dict[str, str] = {}  # md5 of a model that was never committed nor promoted: gc may collect it
 STAGES = ["etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
           "assess_model_risk"]
+
+
+def commit(root: Path, message: str) -> None:
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", message], root)
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def served_version(root: Path, code: str) -> str | None:
+    served = registry.served_model(root, code)
+    return served.version if served else None
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_copy(tmp_path_factory.mktemp("smoke") / "project")
     result = pricetrail("run", cwd=root)
-    assert "promoted" in result.stdout, result.stdout
+    assert result.stdout.count(" promoted ") == len(SMOKE_CODES), result.stdout
+    commit(root, "week 1")
     return root
 
 
 def test_stage_list_has_every_stage_once_per_product(project: Path) -> None:
     listed = [line.split()[0] for line in dvc("stage", "list", cwd=project).stdout.splitlines() if line.strip()]
-    expected = {"generate_synthetic", "ingest"} | {f"{s}@{c}" for s in STAGES for c in SMOKE_CODES}
-    assert sorted(listed) == sorted(expected)
+    shared = {line for line in listed if "@" not in line}
+    assert {"generate_synthetic", "ingest"} <= shared
+    assert sorted(line for line in listed if "@" in line) == sorted(f"{s}@{c}" for s in STAGES for c in SMOKE_CODES)
 
 
 def test_dag_has_one_chain_per_product(project: Path) -> None:
@@ -48,19 +72,39 @@ def test_after_run_everything_is_up_to_date_and_rerun_is_a_noop(project: Path) -
     assert "Running stage" not in rerun, rerun
 
 
-def test_every_product_was_promoted_with_lineage(project: Path) -> None:
+def test_git_holds_only_small_registry_records_that_resolve_by_hash(project: Path) -> None:
+    tracked = run(["git", "ls-files", "registry"], project).stdout.split()
     for code in SMOKE_CODES:
-        served = json.loads((project / "registry" / code / "served.json").read_text())
+        assert {f"registry/{code}/served.json", f"registry/{code}/history.jsonl",
+                f"registry/{code}/drift_reference.json"} <= set(tracked)
+    for name in tracked:
+        assert name.endswith((".json", ".jsonl", ".md")), name
+        assert (project / name).stat().st_size < 20_000, name
+    for code in SMOKE_CODES:
+        served = registry.served_model(project, code)
+        assert served is not None
         verdict = json.loads((project / "metrics" / code / "verdict.json").read_text())
-        assert served["version"] == verdict["model_version"] and verdict["promoted"]
-        version_dir = project / served["path"]
-        lineage = json.loads((version_dir / "lineage.json").read_text())
-        assert lineage["features_md5"] and lineage["params_hash"]
-        assert f"tune_primary_model@{code}" in lineage["dvc_lock"]
-        assert sorted(p.name for p in version_dir.iterdir()) == sorted(
-            ["model.pt", "preprocessor.skops", "daily.parquet", "reference.parquet", "verdict.json", "lineage.json"])
+        assert served.version == verdict["model_version"] and verdict["promoted"]
+        files = served.resolve(registry.local_sources(project))
+        for name, artifact in served.artifacts.items():
+            assert file_md5(files[name]) == artifact.md5 == file_md5(project / artifact.path)
+        lock = dvc_lock(project)
+        model_outs = lock["stages"][f"tune_primary_model@{code}"]["outs"]
+        model_out = next(out for out in model_outs if out["path"] == f"models/{code}")
+        assert served.artifacts["model.pt"].out_md5 == model_out["md5"]
+        record = registry.version_record(project, code, served.version)
+        # The lineage kept with the version is the settled dvc.lock that was committed.
+        assert record["stages"][f"data_drift_check@{code}"]["deps"] == {
+            dep["path"]: dep["md5"] for dep in lock["stages"][f"data_drift_check@{code}"]["deps"]}
+        assert record["git_commit"] and record["verdict"]["params"]["assess_model_risk"]["min_group_size"] == 20
         drift = json.loads((project / "metrics" / code / "drift.json").read_text())
-        assert drift["reference"]["source"].startswith("training data of served model")
+        assert drift["reference"]["source"] == f"training data of served model {served.version}"
+
+
+def dvc_lock(root: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((root / "dvc.lock").read_text())
 
 
 def test_metrics_and_plots_are_declared(project: Path) -> None:
@@ -69,48 +113,120 @@ def test_metrics_and_plots_are_declared(project: Path) -> None:
     for code in SMOKE_CODES:
         for kind in ("etl", "drift", "validation", "test", "verdict"):
             assert f"metrics/{code}/{kind}.json" in files
-    out = project / "plots.html"
-    dvc("plots", "show", "-o", str(out.parent / "plots_out"), cwd=project)
-    html = (out.parent / "plots_out" / "index.html").read_text()
+    out = project / "plots_out"
+    dvc("plots", "show", "-o", str(out), cwd=project)
+    html = (out / "index.html").read_text()
     assert "shap_importance" in html and "mean_abs_shap" in html
 
 
-def test_recommendation_from_the_promoted_model(project: Path) -> None:
-    result = json.loads(pricetrail("recommend", "85123A", "--date", "2011-11-14", cwd=project).stdout)
-    low, high = result["observed_range"]
-    assert low <= result["price"] <= high and result["within_observed_range"]
-    assert result["expected_revenue"] > 0
+def test_recommendation_comes_from_the_promoted_model(project: Path) -> None:
+    result = json.loads(pricetrail("recommend", "85123A", "--date", "2011-11-14", "--curve", cwd=project).stdout)
+    assert result["model_version"] == served_version(project, "85123A")
+    curve = result["curve"]
+    assert len(curve) == 101 and result["price_range"] == result["observed_range"]
+    best = max(curve, key=lambda point: point["expected_revenue"])
+    assert result["price"] == pytest.approx(best["price"], abs=1e-4)
+    assert result["expected_revenue"] == pytest.approx(best["expected_revenue"], rel=1e-3)
 
 
-def test_drift_stops_only_that_products_chain(project: Path) -> None:
-    set_params(project, {"synthetic.drift": {"85123A": 2.0}})
-    result = dvc("repro", "--keep-going", cwd=project, check=False)
-    assert result.returncode != 0
+def test_a_drifted_new_product_stops_alone_and_adding_it_reruns_nothing_else(project: Path) -> None:
+    stockcodes = project / "stockcodes.yaml"
+    stockcodes.write_text(stockcodes.read_text() + f'  "{THIRD}": {{description: JUMBO BAG RED RETROSPOT}}\n')
+    set_params(project, {"synthetic.drift": {THIRD: 2.0}})
+    result = pricetrail("run", cwd=project, check=False)
+    assert result.returncode == 1
     gate_lines = [line for line in result.stderr.splitlines() if line.startswith("GATE FAILED")]
-    assert len(gate_lines) == 1 and "data_drift_check@85123A" in gate_lines[0], result.stderr[-3000:]
-    assert "drifted (" in gate_lines[0]
-    assert "Running stage 'tune_primary_model@85123A'" not in result.stdout
-    drift = json.loads((project / "metrics" / "85123A" / "drift.json").read_text())
-    assert drift["drift_detected"] and (project / "reports" / "85123A" / "drift.html").is_file()
-    # The other product is unaffected and complete.
-    status = dvc("status", "assess_model_risk@22423", cwd=project).stdout
-    assert "up to date" in status, status
+    assert len(gate_lines) == 1 and f"data_drift_check@{THIRD}" in gate_lines[0], result.stderr[-3000:]
+    ran = stages_run(result.stdout)
+    assert f"tune_primary_model@{THIRD}" not in ran
+    # The other products' data did not change, so nothing of theirs beyond the ETL reran.
+    assert not {name for name in ran if name.split("@")[-1] in SMOKE_CODES and not name.startswith("etl_")}, ran
+    assert re.search(rf"{THIRD}\s+none .*drift gate failed", result.stdout), result.stdout
+    commit(project, "week 2: a third product")
+
+
+def test_accepted_drift_lets_that_product_through_and_reruns_only_its_stages(project: Path) -> None:
+    pricetrail("accept-drift", THIRD, "--reason", "new supplier: a genuine price change", cwd=project)
+    status = dvc("status", cwd=project).stdout
+    assert f"data_drift_check@{THIRD}" in status
+    assert not any(f"@{code}" in status for code in SMOKE_CODES), status
+    result = pricetrail("run", cwd=project)
+    ran = stages_run(result.stdout)
+    assert f"data_drift_check@{THIRD}" in ran and f"assess_model_risk@{THIRD}" in ran
+    assert all(name.endswith(f"@{THIRD}") for name in ran), ran  # promoting it re-runs no other product's gate
+    assert served_version(project, THIRD) is not None
+    actions = [entry["action"] for entry in registry.history(project, THIRD)]
+    assert actions[-2:] == ["accepted_drift", "promoted"], actions
+    assert "Data and pipelines are up to date" in dvc("status", cwd=project).stdout
+    commit(project, "week 3: accepted drift")
+
+
+def test_new_models_then_rollback_serves_the_earlier_version_from_the_cache(project: Path) -> None:
+    first = served_version(project, "22423")
+    set_params(project, {"tune_primary_model.search_space.units": [8, 12]})  # every product gets a new model
+    pricetrail("run", cwd=project)
+    second = served_version(project, "22423")
+    assert second != first
+    commit(project, "week 4: new models")
+    rolled = pricetrail("rollback", "22423", "--reason", "store test went badly", cwd=project)
+    assert "rollback" in rolled.stdout and served_version(project, "22423") == first
+    # The workspace holds the newer model; the earlier one comes from the DVC cache by hash.
+    assert file_md5(project / "models/22423/model.pt") != registry.served_model(project, "22423").artifacts[
+        "model.pt"].md5  # type: ignore[union-attr]
+    result = json.loads(pricetrail("recommend", "22423", "--date", "2011-11-14", cwd=project).stdout)
+    assert result["model_version"] == first
+    history = pricetrail("history", "22423", cwd=project).stdout
+    assert "rollback" in history and "store test went badly" in history
+    rerun = pricetrail("run", cwd=project)  # the drift gate re-checks against the rolled-back model only
+    assert stages_run(rerun.stdout) == {"data_drift_check@22423"}, rerun.stdout
+    assert served_version(project, "22423") == first and "rolled back by an operator" in rerun.stdout
+    commit(project, "week 4: rollback")
+
+
+def test_an_unassessed_model_is_refused(project: Path) -> None:
+    before = served_version(project, "85123A")
+    set_params(project, {"tune_primary_model.search_space.units": [14, 18]})
+    dvc("repro", "tune_primary_model@85123A", cwd=project)  # a new checkpoint the risk gate never saw
+    UNASSESSED["model.pt"] = file_md5(project / "models/85123A/model.pt")
     decision = pricetrail("promote", "--stockcode", "85123A", cwd=project).stdout
-    assert "kept" in decision and "drift gate failed" in decision
-    set_params(project, {"synthetic.drift": {}})
-    dvc("repro", "--keep-going", cwd=project)
+    assert "kept" in decision and "is not the file assess_model_risk@85123A assessed" in decision
+    assert served_version(project, "85123A") == before
+    set_params(project, {"tune_primary_model.search_space.units": [8, 12]})
+    dvc("repro", "tune_primary_model@85123A", cwd=project)  # back to the committed model (from the run-cache)
 
 
 def test_failed_risk_gate_keeps_the_earlier_model(project: Path) -> None:
-    before = json.loads((project / "registry" / "22423" / "served.json").read_text())["version"]
-    set_params(project, {"assess_model_risk.min_improvement_over_baseline": 0.99,
-                         "tune_primary_model.search_space.units": [8, 12]})  # a new model
+    before = served_version(project, THIRD)
+    set_params(project, {"assess_model_risk.min_improvement_over_baseline": 0.99})
     dvc("repro", "--keep-going", cwd=project)
-    verdict = json.loads((project / "metrics" / "22423" / "verdict.json").read_text())
+    verdict = json.loads((project / "metrics" / THIRD / "verdict.json").read_text())
     assert not verdict["promoted"] and "beats_baseline" in verdict["failed_checks"]
     check = next(c for c in verdict["checks"] if c["name"] == "beats_baseline")
     assert check["threshold"] == 0.99 and check["value"] is not None and not check["passed"]
-    decision = pricetrail("promote", "--stockcode", "22423", cwd=project).stdout
+    decision = pricetrail("promote", "--stockcode", THIRD, cwd=project).stdout
     assert "kept" in decision and "beats_baseline" in decision
-    after = json.loads((project / "registry" / "22423" / "served.json").read_text())["version"]
-    assert after == before != verdict["model_version"]
+    assert served_version(project, THIRD) == before
+    set_params(project, {"assess_model_risk.min_improvement_over_baseline": 0.05})
+    dvc("repro", "--keep-going", cwd=project)
+
+
+def test_gc_keeps_every_version_the_registry_can_roll_back_to(project: Path) -> None:
+    # Two runs promote two new versions; the first is replaced before anything is committed, so only the registry
+    # references it: plain `dvc gc --workspace --all-commits` would delete it.
+    set_params(project, {"tune_primary_model.search_space.units": [20, 24]})
+    pricetrail("run", cwd=project)
+    uncommitted = served_version(project, "85123A")
+    set_params(project, {"tune_primary_model.search_space.units": [26, 30]})
+    pricetrail("run", cwd=project)
+    commit(project, "week 5")
+    assert served_version(project, "85123A") != uncommitted
+    result = pricetrail("gc", cwd=project)
+    kept = re.search(r"kept \d+ registry objects \(([0-9]+) of them referenced by no commit", result.stdout)
+    assert kept and int(kept.group(1)) > 0, result.stdout
+    for code in [*SMOKE_CODES, THIRD]:
+        for version in registry.promoted_versions(project, code):
+            registry.resolve_version(project, code, version)  # every version's bytes survived, verified
+    unassessed = UNASSESSED["model.pt"]
+    assert not (project / ".dvc" / "cache" / "files" / "md5" / unassessed[:2] / unassessed[2:]).exists()
+    pricetrail("rollback", "85123A", "--to", uncommitted, "--reason", "gc check", cwd=project)  # type: ignore[arg-type]
+    json.loads(pricetrail("recommend", "85123A", "--date", "2011-11-14", cwd=project).stdout)
