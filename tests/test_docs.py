@@ -20,3 +20,12 @@ def test_two_commands_and_ci_agree() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert "\nrun: " in makefile and "\ntest: " in makefile
+
+
+def test_every_cli_command_is_in_the_readme() -> None:
+    from pricetrail.cli import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command").choices  # noqa: SLF001
+    for name in commands:
+        assert f"pricetrail {name}" in README, name
