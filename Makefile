@@ -40,4 +40,7 @@ bench-quality: $(STAMP)  ## price regret on synthetic data, model vs baselines o
 bench-pipeline: $(STAMP)  ## wall time of the smoke and default pipelines, and of a no-op rerun
 	$(BIN)/python bench/pipeline_timing.py
 
-.PHONY: help install run test lint bench-etl bench-quality bench-pipeline
+bench-registry: $(STAMP)  ## registry bytes in git per promotion and a one-product rerun, old registry vs pointers
+	$(BIN)/python bench/registry_benchmark.py
+
+.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry
