@@ -42,11 +42,13 @@ def features_of(frame: pd.DataFrame) -> pd.DataFrame:
         ({"unit_price": 0.0}, "non_positive_price"),
         ({"unit_price": -11062.06}, "non_positive_price"),
         ({"quantity": 80995}, "extreme_outlier"),
+        ({"quantity": 700, "invoice_date": "2011-02-01 10:00:00"}, "extreme_outlier"),  # > 100 x median of 6
     ],
 )
 def test_each_cleaning_rule_removes_its_rows(bad_row: dict, rule: str) -> None:
     good = [{"invoice_no": f"5{i:05d}", "quantity": 6} for i in range(5)]
-    kept, report = clean_lines(lines([*good, bad_row]), RULES)
+    rules = CleaningRules(min_rows=1, volume_tier_min_quantity=None, outlier_min_history_lines=5)
+    kept, report = clean_lines(lines([*good, bad_row]), rules)
     assert len(kept) == 5
     assert report.removed[rule] == 1
     assert sum(report.removed.values()) == 1 and report.rows_out == 5
@@ -60,26 +62,75 @@ def test_volume_tier_lines_are_left_out_of_the_demand_data() -> None:
         {"invoice_no": "3", "invoice_date": day.format("11:00:00"), "unit_price": 2.55, "quantity": 6},  # small
         {"invoice_no": "4", "invoice_date": day.format("12:00:00"), "unit_price": 2.55, "quantity": 48,
          "customer_id": float("nan")},  # guests get no tier
-        {"invoice_no": "5", "invoice_date": "2011-01-10 09:00:00", "unit_price": 2.55, "quantity": 48},  # markdown
+        # A markdown day: its first line sets the reference, so a big order at the markdown price stays.
+        {"invoice_no": "5", "invoice_date": "2011-01-10 09:00:00", "unit_price": 2.55, "quantity": 6},
+        {"invoice_no": "6", "invoice_date": "2011-01-10 10:00:00", "unit_price": 2.55, "quantity": 48},
     ])
     rules = CleaningRules(min_rows=1, volume_tier_min_quantity=24, volume_tier_min_discount=0.08)
     kept, report = clean_lines(frame, rules)
     assert report.removed["volume_tier"] == 1
-    assert sorted(kept["invoice_no"]) == ["1", "3", "4", "5"]
+    assert sorted(kept["invoice_no"]) == ["1", "3", "4", "5", "6"]
     _, keep_all = clean_lines(frame, CleaningRules(min_rows=1, volume_tier_min_quantity=None))
     assert keep_all.removed["volume_tier"] == 0
+
+
+def test_volume_tier_reference_is_what_was_charged_before_the_line() -> None:
+    """Earlier lines of the day, or for the day's first registered line the previous trading day; never later."""
+    frame = lines([
+        # No registered line on any earlier day: no reference, the line stays.
+        {"invoice_no": "9", "invoice_date": "2011-01-02 10:00", "unit_price": 2.55, "quantity": 48},
+        {"invoice_no": "1", "invoice_date": "2011-01-03 09:00", "unit_price": 2.95, "quantity": 6},
+        # The day's first registered line: compared with 2.95 of Jan 3 (a tier line), whatever comes later.
+        {"invoice_no": "2", "invoice_date": "2011-01-04 10:00", "unit_price": 2.55, "quantity": 48},
+        {"invoice_no": "3", "invoice_date": "2011-01-04 15:00", "unit_price": 2.95, "quantity": 6},
+        # A later line at a higher price does not turn an earlier big line into a tier line.
+        {"invoice_no": "4", "invoice_date": "2011-01-05 09:00", "unit_price": 2.55, "quantity": 6},
+        {"invoice_no": "5", "invoice_date": "2011-01-05 10:00", "unit_price": 2.55, "quantity": 48},
+        {"invoice_no": "6", "invoice_date": "2011-01-05 16:00", "unit_price": 2.95, "quantity": 6},
+        {"invoice_no": "7", "invoice_date": "2011-01-06 11:00", "unit_price": 2.45, "quantity": 6},
+        # Lines of the same moment do not see each other: 10 is compared with Jan 6 (2.45) and stays ...
+        {"invoice_no": "8", "invoice_date": "2011-01-07 11:00", "unit_price": 3.25, "quantity": 6,
+         "customer_id": 1.0},
+        {"invoice_no": "10", "invoice_date": "2011-01-07 11:00", "unit_price": 2.75, "quantity": 48},
+        # ... while 11, an hour later, is compared with the 3.25 charged at 11:00.
+        {"invoice_no": "11", "invoice_date": "2011-01-07 12:00", "unit_price": 2.75, "quantity": 48},
+    ])
+    rules = CleaningRules(min_rows=1, volume_tier_min_quantity=24, volume_tier_min_discount=0.08)
+    kept, report = clean_lines(frame, rules)
+    assert set(kept["invoice_no"]) == {"9", "1", "3", "4", "5", "6", "7", "8", "10"}
+    assert report.removed["volume_tier"] == 2
+
+
+def test_relative_outlier_cap_uses_the_median_of_earlier_days() -> None:
+    history = [{"invoice_no": str(i), "invoice_date": f"2011-01-{3 + i // 4:02d} 10:00", "quantity": 2}
+               for i in range(24)]  # 24 lines over Jan 3-8
+    later = [
+        {"invoice_no": "big", "invoice_date": "2011-01-10 10:00", "quantity": 500},  # > 100 x 2: outlier
+        {"invoice_no": "ok", "invoice_date": "2011-01-10 11:00", "quantity": 150},
+    ]
+    rules = CleaningRules(min_rows=1, outlier_median_factor=100, outlier_min_history_lines=20)
+    kept, report = clean_lines(lines(history + later), rules)
+    assert report.removed["extreme_outlier"] == 1 and "big" not in set(kept["invoice_no"])
+    # The same day's and later lines do not move the cap: a day of 500s after it changes nothing before it.
+    future = [{"invoice_no": f"f{i}", "invoice_date": "2011-01-11 10:00", "quantity": 500} for i in range(40)]
+    kept_with_future, _ = clean_lines(lines(history + later + future), rules)
+    assert "big" not in set(kept_with_future["invoice_no"]) and "ok" in set(kept_with_future["invoice_no"])
+
+
+def test_relative_outlier_cap_waits_for_enough_history() -> None:
+    """With fewer than outlier_min_history_lines earlier lines only the absolute cap applies."""
+    frame = lines([{"invoice_no": str(i), "invoice_date": f"2011-01-{3 + i:02d} 10:00", "quantity": 2}
+                   for i in range(5)] + [{"invoice_no": "x", "invoice_date": "2011-01-10 10:00", "quantity": 500},
+                                         {"invoice_no": "y", "invoice_date": "2011-01-10 11:00", "quantity": 20_000}])
+    kept, report = clean_lines(frame, CleaningRules(min_rows=1, outlier_min_history_lines=20))
+    assert "x" in set(kept["invoice_no"]) and "y" not in set(kept["invoice_no"])
+    assert report.removed["extreme_outlier"] == 1
 
 
 def test_exact_duplicates_are_removed_but_distinct_lines_kept() -> None:
     frame = lines([{"invoice_no": "1"}, {"invoice_no": "1"}, {"invoice_no": "1", "quantity": 12}])
     kept, report = clean_lines(frame, RULES)
     assert report.removed["exact_duplicate"] == 1 and len(kept) == 2
-
-
-def test_relative_outlier_rule_uses_the_products_median() -> None:
-    frame = lines([{"invoice_no": str(i), "quantity": 2} for i in range(9)] + [{"invoice_no": "x", "quantity": 500}])
-    kept, report = clean_lines(frame, CleaningRules(min_rows=1, outlier_median_factor=100))
-    assert report.removed["extreme_outlier"] == 1 and kept["quantity"].max() == 2
 
 
 def test_missing_column_is_named() -> None:
@@ -177,6 +228,77 @@ def test_no_feature_looks_into_the_future(cut_day: int) -> None:
     assert n > 10
     pd.testing.assert_frame_equal(full.iloc[:n].reset_index(drop=True), past_only)
     pd.testing.assert_frame_equal(with_other_future.iloc[:n].reset_index(drop=True), past_only)
+
+
+LEAKAGE_RULES = CleaningRules(min_rows=50, outlier_median_factor=20, outlier_min_history_lines=20,
+                              volume_tier_min_quantity=24, volume_tier_min_discount=0.08)
+
+
+def trading_history() -> pd.DataFrame:
+    """Several lines a day with list prices, markdowns, guests, tier lines and outliers: data that trips every rule.
+
+    Planted: on 2011-03-01 a big registered order at 2.55 at 10:00, the day's full-price line only at 15:00 (the
+    old tier rule, the day's highest price, removed the order because of that later line); on 2011-02-11 a
+    100-unit order (the old outlier rule, the whole history's median, removed it once a future of small orders
+    pulled that median down).
+    """
+    rng = np.random.default_rng(11)
+    rows = []
+    for offset in range(0, 120):
+        day = pd.Timestamp("2011-01-03") + pd.Timedelta(days=offset)
+        if day.dayofweek == 5:
+            continue
+        list_price = 2.55 if 30 <= offset < 37 else 2.95  # a markdown week
+        for k in range(int(rng.integers(2, 7))):
+            guest = rng.random() < 0.25
+            tier = not guest and rng.random() < 0.05
+            rows.append({"invoice_no": f"{offset:03d}{k}", "invoice_date": str(day + pd.Timedelta(hours=9 + k)),
+                         "quantity": int(rng.choice([48, 96])) if tier else int(rng.integers(1, 13)),
+                         "unit_price": round(list_price * (0.85 if tier else 2.0 if guest else 1.0), 2),
+                         "customer_id": float("nan") if guest else float(12000 + rng.integers(0, 50))})
+    rows += [
+        {"invoice_no": "0400x", "invoice_date": "2011-02-11 16:30:00", "quantity": 100},  # 100 <= 20 x median 6
+        {"invoice_no": "0401x", "invoice_date": "2011-02-12 16:30:00", "quantity": 2000},  # an outlier by any rule
+        {"invoice_no": "0570x", "invoice_date": "2011-03-01 08:00:00", "unit_price": 2.55, "quantity": 6},
+        {"invoice_no": "0571x", "invoice_date": "2011-03-01 10:00:00", "unit_price": 2.55, "quantity": 48},
+        {"invoice_no": "0572x", "invoice_date": "2011-03-01 15:00:00", "unit_price": 2.95, "quantity": 6},
+    ]
+    frame = lines(rows)
+    return frame[frame["invoice_date"].dt.normalize() != pd.Timestamp("2011-03-01")].pipe(
+        lambda kept: pd.concat([kept, frame[frame["invoice_no"].str.startswith("057")]], ignore_index=True))
+
+
+def etl_features(history: pd.DataFrame, tmp_path: Path, name: str) -> tuple[pd.DataFrame, dict]:
+    path = tmp_path / f"{name}.parquet"
+    history.to_parquet(path, index=False)
+    features, _, report = run_etl(path, "85123A", LEAKAGE_RULES)
+    return features, report.removed
+
+
+@pytest.mark.parametrize("cut", ["2011-03-01 12:00", "2011-02-14 00:00", "2011-04-01 00:00"])
+def test_cleaning_and_features_of_run_etl_do_not_look_into_the_future(cut: str, tmp_path: Path) -> None:
+    """The production path, rules on: deleting or rewriting what came after a moment changes nothing before it.
+
+    Lines before the cut keep their fate (kept or removed) and their features whether the future is there,
+    deleted, or rewritten into small orders at ten times the price.
+    """
+    history = trading_history()
+    moment = pd.Timestamp(cut)
+    after = history["invoice_date"] >= moment
+    full, _ = etl_features(history, tmp_path, "full")
+    past, removed = etl_features(history[~after], tmp_path, "past")
+    rewritten = history.copy()
+    rewritten.loc[after, "quantity"] = 1
+    rewritten.loc[after, "unit_price"] *= 10
+    other, _ = etl_features(rewritten, tmp_path, "other")
+    assert removed["volume_tier"] >= 3 and removed["extreme_outlier"] >= 1  # the rules did fire before the cut
+    assert len(past) > 100
+
+    def before(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["invoice_date"] < moment].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(before(full), past, check_exact=True)
+    pd.testing.assert_frame_equal(before(other), past, check_exact=True)
 
 
 def test_price_features_are_one_function_of_price_and_state() -> None:

@@ -66,6 +66,9 @@ class CleaningRules:
     max_quantity: int = 10_000
     outlier_median_factor: float = 100.0
     min_rows: int = 200
+    # The relative outlier cap compares a line with the median of the product's lines on earlier days; it waits
+    # until there are this many of them (before that only max_quantity applies).
+    outlier_min_history_lines: int = 20
     # Volume-tier lines: their price is set by their quantity (big orders get a lower price), so they say nothing
     # about how demand responds to price and would teach the model that a small discount brings 10x orders.
     # None keeps them.
@@ -77,6 +80,9 @@ class CleaningRules:
             raise ETLError(f"etl.min_rows={self.min_rows!r} makes no sense: use a whole number >= 1")
         if not isinstance(self.max_quantity, int) or self.max_quantity < 1:
             raise ETLError(f"etl.max_quantity={self.max_quantity!r} makes no sense: use a whole number >= 1")
+        if not isinstance(self.outlier_min_history_lines, int) or self.outlier_min_history_lines < 1:
+            raise ETLError(f"etl.outlier_min_history_lines={self.outlier_min_history_lines!r} makes no sense: use a "
+                           "whole number >= 1")
         if not self.outlier_median_factor > 1:
             raise ETLError(f"etl.outlier_median_factor={self.outlier_median_factor!r} must be a number > 1")
         tier = self.volume_tier_min_quantity
@@ -161,27 +167,54 @@ def _clean(con: duckdb.DuckDBPyConnection, relation: str, rules: CleaningRules) 
                 f"WHERE {kept_by_rules}")
     deduplicated = _count(con, "dedup")
     report.removed["exact_duplicate"] = report.rows_in - previous - deduplicated
-    # Volume tier: a registered customer's big line priced clearly below the day's highest registered price.
+    # Volume tier: a registered customer's big line priced clearly below the list price as known before it: the
+    # highest registered price charged earlier that day (strictly earlier: lines of the same moment do not see
+    # each other), or, for the day's first registered line, on the latest earlier day with one. Never a later
+    # line: whether one comes depends on demand the model is asked to predict. A markdown day's first line sets
+    # its own reference, so big orders later that day at the markdown price stay.
     tier_rule = "false" if rules.volume_tier_min_quantity is None else (
         f"customer_id IS NOT NULL AND quantity >= {int(rules.volume_tier_min_quantity)} "
-        f"AND unit_price <= {1 - float(rules.volume_tier_min_discount)!r} * day_list_price")
+        f"AND unit_price <= {1 - float(rules.volume_tier_min_discount)!r} * list_price_before")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE untiered AS
-            SELECT {', '.join(LINE_COLUMNS)} FROM (
-                SELECT *, max(unit_price) FILTER (WHERE customer_id IS NOT NULL)
-                          OVER (PARTITION BY CAST(invoice_date AS DATE)) AS day_list_price
-                FROM dedup)
-            WHERE NOT COALESCE({tier_rule}, false)"""
+            WITH lines AS (
+                SELECT *, CAST(invoice_date AS DATE) AS day,
+                       max(unit_price) FILTER (WHERE customer_id IS NOT NULL) OVER (
+                           PARTITION BY CAST(invoice_date AS DATE) ORDER BY invoice_date
+                           RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP) AS earlier_today
+                FROM dedup
+            ), registered_days AS (
+                SELECT day, max(unit_price) AS day_max FROM lines WHERE customer_id IS NOT NULL GROUP BY day
+            ), previous_days AS (
+                SELECT d.day, (SELECT arg_max(r.day_max, r.day) FROM registered_days r WHERE r.day < d.day)
+                    AS previous_day_max
+                FROM (SELECT DISTINCT day FROM lines) d
+            ), referenced AS (
+                SELECT l.*, COALESCE(l.earlier_today, p.previous_day_max) AS list_price_before
+                FROM lines l JOIN previous_days p USING (day)
+            )
+            SELECT {', '.join(LINE_COLUMNS)} FROM referenced WHERE NOT COALESCE({tier_rule}, false)"""
     )
     untiered = _count(con, "untiered")
     report.removed["volume_tier"] = deduplicated - untiered
     # Extreme outliers: an absolute cap (the real data has an 80,995-unit line) and a cap relative to the
-    # product's median sale, so one pallet-sized order does not dominate a product sold in sixes.
+    # product's median sale, so one pallet-sized order does not dominate a product sold in sixes. The median is
+    # of the lines on earlier days only, so a line's fate never depends on what was sold after it.
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE kept AS SELECT * FROM untiered
-           WHERE quantity <= $max_quantity
-             AND quantity <= $factor * (SELECT median(quantity) FROM untiered)""",
-        {"max_quantity": rules.max_quantity, "factor": rules.outlier_median_factor},
+        """CREATE OR REPLACE TEMP TABLE kept AS
+           WITH history AS (
+               SELECT d.day,
+                      (SELECT median(u.quantity) FROM untiered u WHERE CAST(u.invoice_date AS DATE) < d.day)
+                          AS median_before,
+                      COALESCE((SELECT count(*) FROM untiered u WHERE CAST(u.invoice_date AS DATE) < d.day), 0)
+                          AS lines_before
+               FROM (SELECT DISTINCT CAST(invoice_date AS DATE) AS day FROM untiered) d
+           )
+           SELECT u.* FROM untiered u JOIN history h ON CAST(u.invoice_date AS DATE) = h.day
+           WHERE u.quantity <= $max_quantity
+             AND (h.lines_before < $min_history OR u.quantity <= $factor * h.median_before)""",
+        {"max_quantity": rules.max_quantity, "factor": rules.outlier_median_factor,
+         "min_history": rules.outlier_min_history_lines},
     )
     report.rows_out = _count(con, "kept")
     report.removed["extreme_outlier"] = untiered - report.rows_out
