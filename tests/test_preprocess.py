@@ -44,6 +44,49 @@ def test_split_is_chronological_and_sized() -> None:
     assert splits["validation"]["invoice_date"].max() < splits["test"]["invoice_date"].min()
 
 
+def lines_per_day(days: int = 101, per_day: int = 4, seed: int = 1) -> pd.DataFrame:
+    """Several lines on every trading day, at different hours, shuffled (the feature table is one row a line)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 2 * per_day, days)
+    day = np.repeat(np.arange(days), counts)
+    n = len(day)
+    dates = pd.Timestamp("2011-01-03") + pd.to_timedelta(day, unit="D") + pd.to_timedelta(
+        rng.integers(8 * 60, 20 * 60, n), unit="min")
+    order = rng.permutation(n)
+    return pd.DataFrame({
+        "invoice_date": dates[order],
+        "unit_price": rng.uniform(1, 5, n),
+        "is_registered": rng.random(n) < 0.7,
+        "country": rng.choice(["United Kingdom", "France", "EIRE"], n),
+        "log_quantity": rng.uniform(0, 3, n),
+    })
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_trading_day_is_in_two_splits(seed: int) -> None:
+    """Lines of one day share their day-level state features: a day cut in two would leak into validation/test."""
+    features = lines_per_day(seed=seed)
+    splits = chronological_split(features, SETTINGS)
+    days = {name: set(frame["invoice_date"].dt.normalize()) for name, frame in splits.items()}
+    assert not days["train"] & days["validation"] and not days["validation"] & days["test"]
+    assert max(days["train"]) < min(days["validation"]) and max(days["validation"]) < min(days["test"])
+    assert sum(len(frame) for frame in splits.values()) == len(features)
+    # Each boundary is the day boundary nearest to the fraction's row count: off by at most one day's lines.
+    per_day = features["invoice_date"].dt.normalize().value_counts()
+    n = len(features)
+    for name, fraction in (("validation", SETTINGS.validation_fraction), ("test", SETTINGS.test_fraction)):
+        assert abs(len(splits[name]) - n * fraction) <= per_day.max(), name
+    for frame in splits.values():
+        assert frame["invoice_date"].is_monotonic_increasing
+
+
+def test_a_day_too_big_for_its_split_is_a_clear_error() -> None:
+    dates = [pd.Timestamp("2011-01-03 10:00")] * 80 + [pd.Timestamp("2011-01-04 10:00")] * 20
+    features = frame(100).assign(invoice_date=dates)
+    with pytest.raises(PreprocessError, match="whole trading days"):
+        chronological_split(features, SETTINGS)
+
+
 def test_round_trip_without_pickle(tmp_path: Path) -> None:
     splits = chronological_split(frame(), SETTINGS)
     fitted = fit_preprocessor(splits["train"], SETTINGS)

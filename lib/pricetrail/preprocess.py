@@ -72,25 +72,39 @@ class PreprocessSettings:
 
 
 def chronological_split(features: pd.DataFrame, settings: PreprocessSettings) -> dict[str, pd.DataFrame]:
-    """Oldest rows train, the next validate, the newest test: the model is always scored on its future."""
+    """Oldest days train, the next validate, the newest test: the model is always scored on its future.
+
+    Splits hold whole trading days. The lines of one day share their day-level state (last month's volume, the
+    28 days before, the reference prices), so a day cut in two would put the same state on both sides of a
+    boundary. Each boundary is the day boundary nearest to the row count the fractions ask for.
+    """
     missing = [column for column in [*settings.features, TARGET, "invoice_date"] if column not in features.columns]
     if missing:
         raise PreprocessError(f"feature table lacks columns {missing}; it has {list(features.columns)}")
     ordered = features.sort_values("invoice_date", kind="stable")
     ordered = ordered.reset_index(drop=True)
     n = len(ordered)
+    day = pd.to_datetime(ordered["invoice_date"]).dt.normalize().to_numpy()
+    # Row positions where a new day starts, and the end: the only places a split may begin or end.
+    boundaries = np.r_[np.flatnonzero(np.r_[True, day[1:] != day[:-1]]), n] if n else np.array([0])
+
+    def nearest_boundary(position: int) -> int:
+        return int(boundaries[np.argmin(np.abs(boundaries - position))])
+
     n_test = math.ceil(n * settings.test_fraction)
     n_validation = math.ceil(n * settings.validation_fraction)
-    n_train = n - n_test - n_validation
-    sizes = {"train": n_train, "validation": n_validation, "test": n_test}
+    validation_start = nearest_boundary(n - n_test - n_validation)
+    test_start = max(validation_start, nearest_boundary(n - n_test))
+    sizes = {"train": validation_start, "validation": test_start - validation_start, "test": n - test_start}
     small = {name: size for name, size in sizes.items() if size < settings.min_split_rows}
     if small:
-        raise PreprocessError(f"splits {small} of {n} rows are smaller than preprocess.min_split_rows="
-                              f"{settings.min_split_rows}; lower the fractions' effect or add data")
+        raise PreprocessError(f"splits {small} of {n} rows over {len(boundaries) - 1} trading days are smaller than "
+                              f"preprocess.min_split_rows={settings.min_split_rows} (splits hold whole trading "
+                              "days); lower the fractions' effect or add data")
     return {
-        "train": ordered.iloc[:n_train],
-        "validation": ordered.iloc[n_train:n_train + n_validation],
-        "test": ordered.iloc[n_train + n_validation:],
+        "train": ordered.iloc[:validation_start],
+        "validation": ordered.iloc[validation_start:test_start],
+        "test": ordered.iloc[test_start:],
     }
 
 
