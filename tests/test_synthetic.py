@@ -96,11 +96,30 @@ def test_same_arguments_give_identical_output():
     assert not first[0].equals(other[0])
 
 
-def test_a_product_does_not_depend_on_the_others_parameters():
-    alone, truth_alone = generate_transactions({"85123A": {}}, drift={}, **SMALL)
-    together, truth_together = generate_transactions(PRODUCTS, drift={}, **SMALL)
-    for key in ("base", "b", "list_price_schedule", "markdowns", "optimal_price_registered"):
-        assert truth_alone["products"]["85123A"][key] == truth_together["products"]["85123A"][key]
+def product_rows(frame: pd.DataFrame, code: str) -> pd.DataFrame:
+    return frame[frame["StockCode"] == code].reset_index(drop=True)
+
+
+def test_adding_products_changes_no_other_products_rows(default_run):
+    """Adding a product is one line in stockcodes.yaml: every other product's rows stay byte for byte the same,
+    so DVC re-runs only the new product's chain. Three products join, one of them ahead of the others."""
+    frame, truth = default_run
+    more = {"22727": {"description": "ALARM CLOCK BAKELIKE RED"}, **PRODUCTS,
+            "21212": {"description": "PACK OF 72 RETROSPOT CAKE CASES"}, "20725": {}}
+    bigger, bigger_truth = generate_transactions(more, drift={}, **SETTINGS)
+    assert len(more) == 8
+    for code in PRODUCTS:
+        ours, theirs = product_rows(frame, code), product_rows(bigger, code)
+        assert len(ours) > 1000
+        assert ours.to_csv(index=False).encode() == theirs.to_csv(index=False).encode(), code
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+        assert truth["products"][code] == bigger_truth["products"][code], code
+
+
+def test_a_products_rows_do_not_depend_on_another_products_drift():
+    plain, _ = generate_transactions(PRODUCTS, drift={}, **SMALL)
+    drifted, _ = generate_transactions(PRODUCTS, drift={"22423": 2.0}, **SMALL)
+    pd.testing.assert_frame_equal(product_rows(plain, "85123A"), product_rows(drifted, "85123A"), check_exact=True)
 
 
 def test_truth_is_json_serialisable(default_run):

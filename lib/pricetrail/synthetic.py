@@ -55,6 +55,11 @@ _DUPLICATE_PROBABILITY = 0.003
 _FREE_LINE_PROBABILITY = 0.0015  # a line recorded a second time at price 0
 _INTEGER_ROUNDING_SHARE = 0.15  # lines whose quantity is any whole number rather than a pack size
 _LINES_PER_INVOICE = 3.0
+# The shop's invoices per day, as a multiple of lines_per_day: a shop of about ten products' worth of lines at
+# three lines an invoice. Fixed, not summed over the products asked for: every product's lines pick invoices
+# from the same pool whatever the other products are, so adding one changes no other product's rows.
+_POOL_INVOICES_PER_LINE_RATE = 10.0 / _LINES_PER_INVOICE
+_ADJUSTMENT_SHARE = 0.04  # each stock-adjustment slot is a given product's with this probability
 _HOURS = np.arange(8, 21)
 # Lines per hour 8..20 in the real data.
 _HOUR_WEIGHTS = np.array([8909, 34332, 49037, 57674, 78709, 72259, 67471, 77519, 54516, 28509, 7974, 3705, 871],
@@ -127,7 +132,7 @@ def generate_transactions(
     codes = [*descriptions, *fillers]
     rates = np.array([lines_per_day] * len(descriptions) + list(filler_rates), dtype=float)
     outlier_specs = _outlier_specs(set(codes))
-    pool = _build_pool(_stream(seed, "pool"), cal, rates, len(outlier_specs))
+    pool = _build_pool(_stream(seed, "pool"), cal, float(lines_per_day), len(outlier_specs))
 
     blocks: list[_Rows] = []
     truths: dict[str, dict[str, Any]] = {}
@@ -140,7 +145,8 @@ def generate_transactions(
         # Drift-only draws come from their own stream, so the product's main stream is the same at any strength.
         drift_rng = _stream(seed, f"drift:{code}") if truth["drift"] > 0 else None
         blocks.append(_product_rows(rng, drift_rng, truth, position, pool, cal))
-    blocks.append(_extra_rows(_stream(seed, "extras"), pool, codes, len(codes), outlier_specs))
+        blocks.append(_adjustment_rows(_stream(seed, f"adjust:{code}"), position, pool))
+    blocks.append(_extra_rows(_stream(seed, "extras"), pool, outlier_specs))
 
     frame = _to_frame(blocks, codes, truths, outlier_specs)
     ground_truth: dict[str, Any] = {
@@ -587,10 +593,11 @@ class _Pool:
     outlier_cancel_number: np.ndarray
 
 
-def _build_pool(rng: np.random.Generator, cal: _Calendar, rates: np.ndarray, n_outliers: int) -> _Pool:
-    """Invoices of the whole period, independent of any product's draws so that drift stays local."""
+def _build_pool(rng: np.random.Generator, cal: _Calendar, lines_per_day: float, n_outliers: int) -> _Pool:
+    """Invoices of the whole period, independent of the products and their draws: drift stays local, and
+    adding a product leaves every other product's rows as they were."""
     season = _lines_season(cal.doy)
-    per_day = np.maximum(rates.sum() / _LINES_PER_INVOICE, 2.5 * rates.max()) * season
+    per_day = _POOL_INVOICES_PER_LINE_RATE * lines_per_day * season
     counts = np.where(cal.trading, rng.poisson(per_day) + 1, 0)
     day = np.repeat(np.arange(cal.n_days), counts)
     hour = rng.choice(_HOURS, size=len(day), p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum())
@@ -619,7 +626,7 @@ def _build_pool(rng: np.random.Generator, cal: _Calendar, rates: np.ndarray, n_o
 
     # Export invoices exist whatever the drift (so numbering never depends on it); a drifted product moves
     # part of its lines there. The real sequence has gaps too: 25,900 invoices over 45,000 numbers.
-    export_counts = np.where(cal.trading, rng.poisson(1.5 * rates.max() * season), 0)
+    export_counts = np.where(cal.trading, rng.poisson(1.5 * lines_per_day * season), 0)
     export_day = np.repeat(np.arange(cal.n_days), export_counts)
     export_minute = (epoch_day + export_day) * 1440 \
         + rng.choice(_HOURS, size=len(export_day), p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()) * 60 \
@@ -803,9 +810,18 @@ def _schedule_by_day(truth: Mapping[str, Any], cal: _Calendar) -> np.ndarray:
     return prices[np.searchsorted(offsets, np.arange(cal.n_days), side="right") - 1]
 
 
-def _extra_rows(rng: np.random.Generator, pool: _Pool, codes: list[str], n_codes: int,
-                outlier_specs: list[tuple[str, str, int, float]]) -> _Rows:
-    """Rows the ETL must clean: postage and other non-product codes, stock adjustments, outliers."""
+def _adjustment_rows(rng: np.random.Generator, position: int, pool: _Pool) -> _Rows:
+    """One product's stock adjustments: negative quantity at price 0 with no description and no customer, as in
+    the real data. Drawn from the product's own stream over the shared adjustment slots."""
+    mine = rng.random(len(pool.adjust_number)) < _ADJUSTMENT_SHARE
+    quantity = -rng.integers(1, 25, size=len(mine))
+    m = int(mine.sum())
+    return _rows(position, pool.adjust_number[mine], False, pool.adjust_minute[mine], quantity[mine], np.zeros(m),
+                 np.full(m, np.nan), np.full(m, _UK_INDEX), blank_description=True)
+
+
+def _extra_rows(rng: np.random.Generator, pool: _Pool, outlier_specs: list[tuple[str, str, int, float]]) -> _Rows:
+    """Rows the ETL must clean: postage and other non-product codes, outliers."""
     n = len(pool.day)
     non_uk = pool.country != _UK_INDEX
     post = ~pool.guest & non_uk & (rng.random(n) < 0.35)
@@ -823,13 +839,6 @@ def _extra_rows(rng: np.random.Generator, pool: _Pool, codes: list[str], n_codes
     for k, (mask, quantity, price) in enumerate(specs):
         blocks.append(_rows(-k - 1, pool.number[mask], False, pool.minute[mask], quantity[mask], price[mask],
                             pool.customer[mask], pool.country[mask]))
-
-    # Stock adjustments: negative quantity at price 0 with no description and no customer, as in the real data.
-    m = len(pool.adjust_number)
-    blocks.append(_rows(rng.integers(0, n_codes, size=m), pool.adjust_number, False, pool.adjust_minute,
-                        -rng.integers(1, 25, size=m), np.zeros(m), np.full(m, np.nan), np.full(m, _UK_INDEX),
-                        blank_description=True))
-
     for k, (_, _, quantity, price) in enumerate(outlier_specs):
         who = pool.outlier_invoice[k]
         common = dict(code=-100 - k, price=np.array([price]), customer=pool.customer[[who]],
