@@ -416,6 +416,7 @@ def test_unit_cost_raises_the_optimal_price(default_run):
 @pytest.mark.parametrize(("changes", "bad"), [
     ({"products": {"85123 A": {}}}, "85123 A"),
     ({"products": {"85-123": {}}}, "85-123"),
+    ({"products": {"85123A\n": {}}}, "85123A\\n"),
     ({"products": {}}, "{}"),
     ({"end": "2010-11-30", "start": "2010-12-01"}, "2010-11-30"),
     ({"start": "yesterday"}, "yesterday"),

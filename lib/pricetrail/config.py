@@ -21,6 +21,8 @@ import yaml
 T = TypeVar("T")
 
 STOCKCODE_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
+# Written by the check_stockcodes stage, which every per-product stage comes after (see dvc.yaml).
+STOCKCODES_CHECKED = Path("data/interim/stockcodes_checked.json")
 
 
 class ConfigError(ValueError):
@@ -30,7 +32,7 @@ class ConfigError(ValueError):
 def validate_stockcode(code: object) -> str:
     """Return ``code`` as a string if it is letters and digits only; such codes are safe in paths and stage names."""
     text = str(code)
-    if not STOCKCODE_PATTERN.match(text):
+    if not STOCKCODE_PATTERN.fullmatch(text):  # fullmatch: "$" alone lets a trailing newline through
         raise ConfigError(f"stockcode {text!r} is not accepted: use letters and digits only (e.g. 85123A)")
     return text
 
@@ -81,8 +83,23 @@ def load_stockcodes(root: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(code, str):
             # YAML reads 22423 as an int; DVC would then see a different key than the one we write in paths.
             raise ConfigError(f"stockcode {code!r} in {path} must be quoted so YAML reads it as text: '{code}'")
+        if fields is not None and not isinstance(fields, dict):
+            raise ConfigError(f"stockcode {code!r} in {path} has {fields!r}: use a mapping such as "
+                              "{description: WHITE HANGING HEART T-LIGHT HOLDER}")
         result[validate_stockcode(code)] = dict(fields or {})
     return result
+
+
+def check_stockcodes(root: Path) -> dict[str, Any]:
+    """Validate every key of ``stockcodes.yaml`` (raise ConfigError naming the first bad one); return the record
+    the check_stockcodes stage writes.
+
+    DVC substitutes the keys into stage commands (run by a shell) and output paths (deleted before a stage
+    runs), so they must be checked before any per-product stage. The record does not list the products: adding
+    one rewrites the same bytes, and no other product's stages re-run.
+    """
+    load_stockcodes(root)
+    return {"stockcodes.yaml": "every key is a stockcode", "pattern": STOCKCODE_PATTERN.pattern}
 
 
 @contextmanager

@@ -281,7 +281,7 @@ def _validate(products: Mapping[str, Mapping[str, Any]], seed: int, lines_per_da
 def _stockcode(key: object) -> str:
     # YAML reads an unquoted 22423 as an int; a whole number is still a valid stockcode.
     text = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
-    if not isinstance(text, str) or not _STOCKCODE_RE.match(text):
+    if not isinstance(text, str) or not _STOCKCODE_RE.fullmatch(text):
         raise ValueError(f"stockcode {key!r} is not accepted: use letters and digits only (e.g. 85123A)")
     return text
 
