@@ -1,0 +1,83 @@
+"""The foundation under real DVC: hostile stockcodes.yaml keys never reach a command or a deleted path, and adding
+a product re-runs only what that product changes.
+
+Each test works in its own throwaway copy (tests/integration/smoke_project.py); the victims are folders of that
+copy's temporary tree, so nothing outside it can be touched even when a check fails.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from smoke_project import dvc, make_copy, pricetrail, run, set_params
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STAGES = ["etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
+          "assess_model_risk"]
+INJECTION = "x;cd ..;rm -rf victim;"  # run by the shell as part of `python stages/etl_pipeline.py --stockcode ...`
+ESCAPE = "../victim"  # models/../victim is the project's victim/, which DVC deletes before running the stage
+
+
+def ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def plant(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "keep.txt").write_text("not the pipeline's\n", encoding="utf-8")
+    return folder / "keep.txt"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A smoke copy whose ingest reads a fixed input file, so generate_synthetic is upstream of nothing."""
+    root = make_copy(tmp_path / "work" / "project")
+    dvc("repro", "generate_synthetic", cwd=root)
+    (root / "input").mkdir()
+    shutil.copy(root / "data/raw/synthetic/transactions.parquet", root / "input" / "transactions.parquet")
+    set_params(root, {"ingest.input": "input/transactions.parquet"})
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "fixed input"], root)
+    return root
+
+
+@pytest.mark.parametrize("key", [INJECTION, ESCAPE])
+def test_hostile_stockcode_keys_touch_nothing(project: Path, key: str) -> None:
+    victims = [plant(project.parent / "victim"), plant(project / "victim"), plant(project / "data" / "victim")]
+    (project / "stockcodes.yaml").write_text(f'stockcodes:\n  "85123A": {{}}\n  "{key}": {{}}\n', encoding="utf-8")
+
+    refused = pricetrail("run", cwd=project, check=False)
+    assert refused.returncode != 0 and "$ dvc" not in refused.stdout, refused.stdout
+    assert f"stockcode {key!r} is not accepted" in refused.stderr, refused.stderr
+
+    for args in (["repro"], ["repro", "--keep-going"], ["repro", "--keep-going", f"etl_pipeline@{key}"]):
+        result = dvc(*args, cwd=project, check=False)
+        assert result.returncode != 0, result.stdout
+        started = ran(result.stdout)
+        for victim in victims:
+            assert victim.is_file(), (args, victim, started, result.stderr[-2000:])
+        assert not [name for name in started if name.split("@")[0] in STAGES], (args, started)
+        if key == INJECTION:  # DVC accepts the graph; a stage refuses the key (check_stockcodes, if DVC goes on)
+            assert f"stockcode {key!r} is not accepted" in result.stderr, result.stderr[-3000:]
+            assert "--keep-going" not in args or "check_stockcodes" in started, started
+
+
+def test_adding_a_product_reruns_only_that_products_chain(tmp_path: Path) -> None:
+    root = make_copy(tmp_path / "project")
+    pricetrail("run", cwd=root)
+    with (root / "stockcodes.yaml").open("a", encoding="utf-8") as handle:
+        handle.write('  "85099B": {description: "JUMBO BAG RED RETROSPOT"}\n')
+    second = pricetrail("run", cwd=root, check=False)
+    started = set(ran(second.stdout))
+    new_chain = {f"{stage}@85099B" for stage in STAGES}
+    assert new_chain <= started, sorted(started)
+    # The shared stages re-run (the synthetic data and its Parquet gained a product), and so does every ETL,
+    # which depends on that one Parquet; their outputs are byte-identical, so nothing after them re-runs.
+    assert started - new_chain == {"generate_synthetic", "ingest", "check_stockcodes", "etl_pipeline@85123A",
+                                   "etl_pipeline@22423"}, sorted(started)
+    status = dvc("status", cwd=root).stdout
+    assert "Data and pipelines are up to date" in status, status
