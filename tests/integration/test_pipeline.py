@@ -96,7 +96,7 @@ def test_git_holds_only_small_registry_records_that_resolve_by_hash(project: Pat
         # The lineage kept with the version is the settled dvc.lock that was committed.
         assert record["stages"][f"data_drift_check@{code}"]["deps"] == {
             dep["path"]: dep["md5"] for dep in lock["stages"][f"data_drift_check@{code}"]["deps"]}
-        assert record["git_commit"] and record["verdict"]["params"]["assess_model_risk"]["min_group_size"] == 20
+        assert record["git_commit"] and record["verdict"]["params"]["assess_model_risk"]["min_group_size"] == 10
         drift = json.loads((project / "metrics" / code / "drift.json").read_text())
         assert drift["reference"]["source"] == f"training data of served model {served.version}"
 
@@ -154,7 +154,7 @@ def test_accepted_drift_lets_that_product_through_and_reruns_only_its_stages(pro
     ran = stages_run(result.stdout)
     assert f"data_drift_check@{THIRD}" in ran and f"assess_model_risk@{THIRD}" in ran
     assert all(name.endswith(f"@{THIRD}") for name in ran), ran  # promoting it re-runs no other product's gate
-    assert served_version(project, THIRD) is not None
+    assert served_version(project, THIRD) is not None, result.stdout
     actions = [entry["action"] for entry in registry.history(project, THIRD)]
     assert actions[-2:] == ["accepted_drift", "promoted"], actions
     assert "Data and pipelines are up to date" in dvc("status", cwd=project).stdout
