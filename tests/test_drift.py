@@ -49,13 +49,17 @@ def test_one_drifted_column_is_below_the_share() -> None:
     assert result.drifted_columns == ["unit_price"] and not result.drift_detected
 
 
-def test_bootstrap_windows_split_by_date() -> None:
-    frame = pd.concat([window(1, 300, start="2011-01-01"), window(2, 300, start="2011-03-05")])
-    reference, current = bootstrap_windows(frame, DriftSettings(numerical_columns=("unit_price",),
-                                                                categorical_columns=(), current_window_days=60,
-                                                                reference_window_days=60))
-    assert reference["invoice_date"].max() < current["invoice_date"].min()
-    assert len(reference) + len(current) <= len(frame)
+def test_bootstrap_windows_are_the_latest_days_and_the_days_before() -> None:
+    """One line a day for 200 days: the current window is the last 60 days, the reference the 60 before."""
+    frame = window(1, 200).assign(invoice_date=pd.date_range("2011-01-01 10:00", periods=200, freq="D"))
+    settings = DriftSettings(numerical_columns=("unit_price",), categorical_columns=(), current_window_days=60,
+                             reference_window_days=60)
+    reference, current = bootstrap_windows(frame, settings)
+    assert len(current) == 60 and len(reference) == 60
+    assert current["invoice_date"].min() == pd.Timestamp("2011-05-21 10:00")
+    assert current["invoice_date"].max() == pd.Timestamp("2011-07-19 10:00")
+    assert reference["invoice_date"].min() == pd.Timestamp("2011-03-22 10:00")
+    assert reference["invoice_date"].max() == pd.Timestamp("2011-05-20 10:00")
 
 
 @pytest.mark.parametrize(

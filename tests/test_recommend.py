@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,8 +34,9 @@ def history() -> pd.DataFrame:
     return clean
 
 
-def bundle_with_weight_on(feature: str) -> ModelBundle:
-    """A linear 'model' whose log-demand is -1 x (the scaled ``feature``) + 2: only that feature moves it."""
+def bundle_with_weight_on(feature: str, weight: float = -1.0, bias: float = 2.0) -> ModelBundle:
+    """A linear 'model' whose log1p-demand is ``weight`` x (the scaled ``feature``) + ``bias``: only that feature
+    moves it."""
     clean = history()
     daily = daily_aggregates(clean)
     features = build_features(clean, daily)
@@ -42,8 +45,8 @@ def bundle_with_weight_on(feature: str) -> ModelBundle:
     network = nn.Sequential(nn.Linear(len(names), 1))
     with torch.no_grad():
         network[0].weight.zero_()
-        network[0].weight[0, names.index(f"num__{feature}")] = -1.0
-        network[0].bias.fill_(2.0)
+        network[0].weight[0, names.index(f"num__{feature}")] = weight
+        network[0].bias.fill_(bias)
     network.eval()
     return ModelBundle(stockcode="85123A", version="test", network=network,
                        checkpoint={"feature_names": names, "metadata": {}}, preprocessor=preprocessor,
@@ -54,7 +57,10 @@ def test_grid_rows_recompute_every_price_feature() -> None:
     bundle = bundle_with_weight_on("price_to_max")
     prices = np.array([2.0, 2.5, 3.0])
     rows, as_of = grid_rows(bundle, PriceContext(date="2011-06-15"), prices)
-    expected = price_features(prices, rows["max_price_before"].iloc[0], rows["prev_month_mean_price"].iloc[0])
+    # The state on 2011-06-15: the highest earlier price is 2.95, and May (the previous month) sold at 2.95 only.
+    assert rows["max_price_before"].tolist() == [2.95] * 3
+    assert rows["prev_month_mean_price"].tolist() == pytest.approx([2.95] * 3)  # a mean: 2.95 + rounding
+    expected = price_features(prices, 2.95, rows["prev_month_mean_price"].iloc[0])
     pd.testing.assert_frame_equal(rows[PRICE_COLUMNS].reset_index(drop=True), expected)
     for column in PRICE_COLUMNS:
         if column not in ("reference_mean_price",):
@@ -87,12 +93,59 @@ def test_grid_defaults_to_observed_range_of_the_customer_group() -> None:
     assert any("extrapolates" in note for note in widened.notes)
 
 
-def test_profit_objective_moves_the_optimum_up() -> None:
-    bundle = bundle_with_weight_on("log_price")
+SLOPE = 0.34  # demand falls by 34% of its log1p per unit of price
+
+
+def known_curve_bundle() -> tuple[ModelBundle, Callable[[np.ndarray], np.ndarray]]:
+    """A model whose demand is a known curve, q(p) = expm1(2 - SLOPE * (p - mean price)), and that curve.
+
+    Revenue p * q(p) then peaks inside the observed range 2.45-2.95, and profit (p - c) * q(p) peaks higher.
+    """
+    probe = bundle_with_weight_on("unit_price")
+    scaler = probe.preprocessor.named_transformers_["num"]
+    index = list(SETTINGS.numerical_features).index("unit_price")
+    mean, scale = float(scaler.mean_[index]), float(scaler.scale_[index])
+    bundle = bundle_with_weight_on("unit_price", weight=-SLOPE * scale)
+
+    def curve(price: np.ndarray) -> np.ndarray:
+        return np.expm1(2.0 - SLOPE * (np.asarray(price, dtype=float) - mean))
+
+    return bundle, curve
+
+
+def true_optimum(objective: Callable[[np.ndarray], np.ndarray], low: float, high: float) -> float:
+    prices = np.linspace(low, high, 100_001)
+    return float(prices[np.argmax(objective(prices))])
+
+
+@pytest.mark.parametrize("unit_cost", [0.15, 0.3])
+def test_revenue_and_profit_optima_of_a_known_curve(unit_cost: float) -> None:
+    """Both optima lie strictly inside the range and the profit optimum strictly above the revenue one; the
+    recommender must find each within one grid step, and report the curve's own quantity and profit there."""
+    bundle, curve = known_curve_bundle()
+    low, high = 2.45, 2.95
+    step = (high - low) / 100
+    best_revenue = true_optimum(lambda p: p * curve(p), low, high)
+    best_profit = true_optimum(lambda p: (p - unit_cost) * curve(p), low, high)
+    assert low + 5 * step < best_revenue < best_profit - 5 * step < high - 10 * step  # interior and apart
+
     revenue = recommend_price(bundle, PriceContext(date="2011-06-15"))
-    profit = recommend_price(bundle, PriceContext(date="2011-06-15"), unit_cost=2.0)
-    assert profit.objective == "profit" and profit.price >= revenue.price
-    assert profit.expected_profit == pytest.approx((profit.price - 2.0) * profit.expected_quantity)
+    profit = recommend_price(bundle, PriceContext(date="2011-06-15"), unit_cost=unit_cost)
+    assert revenue.objective == "revenue" and profit.objective == "profit"
+    assert revenue.price == pytest.approx(best_revenue, abs=step / 2 + 1e-9)
+    assert profit.price == pytest.approx(best_profit, abs=step / 2 + 1e-9)
+    assert not any("edge of the grid" in note for note in revenue.notes + profit.notes)
+    assert profit.expected_quantity == pytest.approx(float(curve(profit.price)), rel=1e-5)
+    assert revenue.expected_revenue == pytest.approx(revenue.price * float(curve(revenue.price)), rel=1e-5)
+    assert profit.expected_profit == pytest.approx((profit.price - unit_cost) * float(curve(profit.price)), rel=1e-5)
+
+
+def test_an_optimum_at_the_edge_is_reported() -> None:
+    """Demand that barely falls with price: revenue rises over the whole range, so the best grid price is the top."""
+    bundle = bundle_with_weight_on("unit_price", weight=-0.001)
+    result = recommend_price(bundle, PriceContext(date="2011-06-15"))
+    assert result.price == pytest.approx(2.95)
+    assert any("edge of the grid" in note for note in result.notes)
 
 
 def test_date_after_history_uses_last_state_and_says_so() -> None:
