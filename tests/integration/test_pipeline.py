@@ -32,7 +32,9 @@ def commit(root: Path, message: str) -> None:
 
 
 def stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+    """Stages that ran, or were restored from DVC's run-cache (same deps as an earlier run)."""
+    return set(re.findall(r"Running stage '([^']+)'", output)) | set(
+        re.findall(r"Stage '([^']+)' is cached - skipping run", output))
 
 
 def served_version(root: Path, code: str) -> str | None:
