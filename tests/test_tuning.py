@@ -150,3 +150,17 @@ def test_tune_validates_before_searching() -> None:
         run(n_trials=0)
     with pytest.raises(ValueError, match="timeout_seconds=-1"):
         run(timeout_seconds=-1)
+
+
+def test_a_time_limit_that_holds_changes_nothing(result: TuningResult) -> None:
+    limited = run(timeout_seconds=3600)
+    assert limited.best_params == result.best_params and limited.trials == result.trials
+
+
+def test_exceeding_the_time_limit_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pricetrail import tuning
+
+    readings = iter([0.0, 100.0, 200.0, 300.0])
+    monkeypatch.setattr(tuning.time, "monotonic", lambda: next(readings))
+    with pytest.raises(tuning.TuningTimeout, match=r"for 1 of 3 trials, over tune_primary_model.timeout_seconds=50"):
+        run(timeout_seconds=50)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,10 @@ SEARCH_SPACE_KINDS: dict[str, str] = {
 }
 # The median pruner waits for this many complete trials before it prunes anything.
 PRUNER_STARTUP_TRIALS = 5
+
+
+class TuningTimeout(ValueError):
+    """Tuning exceeded its time limit; no model is written rather than one from fewer trials."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,9 @@ def tune(
     Each trial trains with early stopping and reports its validation loss per epoch to the pruner;
     its value is the best validation loss. Trials whose loss diverges are recorded as failed. The
     study runs one trial at a time (``n_jobs=1``), which is what makes a seed reproducible.
-    ``timeout_seconds`` is checked between trials; a running trial is not interrupted.
+    The budget is ``n_trials`` and ``max_epochs``, so the same inputs give the same model however busy the
+    machine is. ``timeout_seconds`` is a limit, not a budget: checked after each trial, exceeding it fails the
+    tuning with :class:`TuningTimeout` rather than quietly returning a model from fewer trials.
     """
     space = validate_search_space(search_space)
     if not _is_int(n_trials) or n_trials < 1:
@@ -243,10 +250,19 @@ def tune(
         )
         return result.best_val_loss
 
+    started = time.monotonic()
+
     def log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         logger.info(
             "trial %d %s value=%s params=%s", trial.number, trial.state.name, trial.value, trial.params
         )
+        elapsed = time.monotonic() - started
+        if timeout_seconds is not None and elapsed > timeout_seconds and trial.number + 1 < n_trials:
+            raise TuningTimeout(
+                f"tuning took {elapsed:.0f} s for {trial.number + 1} of {n_trials} trials, over "
+                f"tune_primary_model.timeout_seconds={timeout_seconds:g}; the result would depend on the machine's "
+                "speed, so none is written: raise timeout_seconds or lower n_trials / max_epochs"
+            )
 
     previous_verbosity = optuna.logging.get_verbosity()
     # Optuna logs every trial at INFO; our own callback logs one line per trial instead.
@@ -263,7 +279,6 @@ def tune(
         study.optimize(
             objective,
             n_trials=n_trials,
-            timeout=timeout_seconds,
             n_jobs=1,
             catch=(TrainingDivergedError,),
             callbacks=[log_trial],
