@@ -16,8 +16,6 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from torch import nn
 
-from pricetrail import registry
-from pricetrail.artifacts import ArtifactSource, local_sources
 from pricetrail.hashing import file_md5
 from pricetrail.model import load_checkpoint, predict
 from pricetrail.preprocess import feature_names, load_preprocessor, transform
@@ -69,17 +67,3 @@ def load_bundle(checkpoint: Path, preprocessor: Path, *, daily: Path | None = No
         reference=pd.read_parquet(reference) if reference is not None else None,
     )
 
-
-def load_served_bundle(root: Path, code: str, sources: list[ArtifactSource] | None = None) -> ModelBundle:
-    """The product's promoted model, its files resolved by content hash and verified (never the workspace's)."""
-    served = registry.served_model(root, code)
-    if served is None:
-        raise registry.RegistryError(f"stockcode {code} serves no model: none has passed its gates "
-                                     "(see pricetrail status)")
-    files = served.resolve(local_sources(root) if sources is None else sources)
-    bundle = load_bundle(files["model.pt"], files["preprocessor.skops"], daily=files["daily.parquet"],
-                         reference=files["reference.parquet"])
-    if bundle.version != served.version:
-        raise BundleError(f"registry record of {code} names version {served.version}, its checkpoint is "
-                          f"{bundle.version}")
-    return bundle

@@ -132,8 +132,8 @@ def cmd_gc(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail.bundle import load_served_bundle
     from pricetrail.recommend import PriceContext, recommend_price
+    from pricetrail.service import load_served_bundle
 
     code = _product(root, args.stockcode)
     bundle = load_served_bundle(root, code)
