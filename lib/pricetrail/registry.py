@@ -90,28 +90,44 @@ def product_dir(root: Path, code: str) -> Path:
 
 
 def _read_record(path: Path, code: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise RegistryError(f"registry record of {code} is damaged: {path} does not exist")
+    return parse_record(path.read_text(encoding="utf-8"), str(path), code)
+
+
+def _parse_json(text: str, where: str) -> Any:
+    """JSON text with the message :func:`pricetrail.config.read_json` gives for a file."""
     try:
-        record = read_json(path)
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{where} is not valid JSON: {error}") from error
+
+
+def parse_record(text: str, where: str, code: str) -> dict[str, Any]:
+    """A served.json or versions/<v>.json record of ``code`` from its text (the workspace's or a git revision's);
+    ``where`` names the file in messages."""
+    try:
+        record = _parse_json(text, where)
     except ConfigError as error:
         raise RegistryError(f"registry record of {code} is damaged: {error}") from error
     if not isinstance(record, dict):
-        raise RegistryError(f"registry record {path} of {code} is damaged: expected a JSON object")
+        raise RegistryError(f"registry record {where} of {code} is damaged: expected a JSON object")
     if "schema" not in record and "path" in record:
-        raise RegistryError(f"{path} is in the old layout that copied binaries into registry/; convert it with "
+        raise RegistryError(f"{where} is in the old layout that copied binaries into registry/; convert it with "
                             "`pricetrail migrate-registry` (nothing is lost)")
     if record.get("schema") != SCHEMA:
-        raise RegistryError(f"registry record {path} of {code} has schema {record.get('schema')!r}; "
+        raise RegistryError(f"registry record {where} of {code} has schema {record.get('schema')!r}; "
                             f"this pricetrail reads schema {SCHEMA}")
     version = record.get("version")
     if not isinstance(version, str) or not VERSION_PATTERN.match(version):
-        raise RegistryError(f"registry record {path} of {code} names version {version!r}; expected a hex "
+        raise RegistryError(f"registry record {where} of {code} names version {version!r}; expected a hex "
                             "content hash")
     if record.get("stockcode") != code:
-        raise RegistryError(f"registry record {path} belongs to {record.get('stockcode')!r}, not {code}")
+        raise RegistryError(f"registry record {where} belongs to {record.get('stockcode')!r}, not {code}")
     try:
         artifacts_of(record)
     except ArtifactError as error:
-        raise RegistryError(f"registry record {path} of {code} is damaged: {error}") from error
+        raise RegistryError(f"registry record {where} of {code} is damaged: {error}") from error
     return record
 
 
@@ -182,17 +198,22 @@ def history(root: Path, code: str) -> list[dict[str, Any]]:
     path = product_dir(root, code) / HISTORY
     if not path.is_file():
         return []
+    return parse_history(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_history(text: str, where: str) -> list[dict[str, Any]]:
+    """The decisions in a history.jsonl's text (the workspace's or a git revision's); ``where`` names it."""
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
         except json.JSONDecodeError as error:
-            raise RegistryError(f"{path} line {number} is not JSON ({error.msg}): {line[:80]!r}; repair or remove "
+            raise RegistryError(f"{where} line {number} is not JSON ({error.msg}): {line[:80]!r}; repair or remove "
                                 "that line (git diff shows what changed)") from error
         if not isinstance(entry, dict) or entry.get("action") not in ACTIONS:
-            raise RegistryError(f"{path} line {number} is not a registry decision (action one of {ACTIONS}): "
+            raise RegistryError(f"{where} line {number} is not a registry decision (action one of {ACTIONS}): "
                                 f"{line[:80]!r}")
         entries.append(entry)
     return entries
@@ -200,8 +221,13 @@ def history(root: Path, code: str) -> list[dict[str, Any]]:
 
 def promoted_versions(root: Path, code: str) -> list[str]:
     """Versions that were served at some time, in the order they were first served."""
+    return served_versions(history(root, code))
+
+
+def served_versions(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The versions a history (as :func:`parse_history` returns it) served, in the order they were first served."""
     seen: list[str] = []
-    for entry in history(root, code):
+    for entry in entries:
         if entry["action"] in ("promoted", "rollback") and entry.get("version") not in seen:
             seen.append(entry["version"])
     return seen
@@ -235,8 +261,13 @@ def read_drift_reference(root: Path, code: str) -> DriftReference:
     if not path.is_file():
         raise RegistryError(f"{path} does not exist; `pricetrail run` (or `pricetrail promote`) creates it for "
                             "every product in stockcodes.yaml")
+    return parse_drift_reference(path.read_text(encoding="utf-8"), str(path), code)
+
+
+def parse_drift_reference(text: str, where: str, code: str) -> DriftReference:
+    """A drift_reference.json of ``code`` from its text (the workspace's or a git revision's)."""
     try:
-        record = read_json(path)
+        record = _parse_json(text, where)
         kind = record["kind"]
         if kind == "none":
             return DriftReference(kind="none", label="older window of history (no served model yet)")
@@ -249,8 +280,8 @@ def read_drift_reference(root: Path, code: str) -> DriftReference:
             return DriftReference(kind=kind, label=f"data of {first} to {last} accepted on {record['since']}: "
                                   f"{record['reason']}", artifact=artifact, window=(str(first), str(last)))
     except (ConfigError, ArtifactError, KeyError, TypeError, ValueError) as error:
-        raise RegistryError(f"drift reference {path} of {code} is damaged: {error!r}") from error
-    raise RegistryError(f"drift reference {path} of {code} has kind {kind!r}; expected none, served_model or "
+        raise RegistryError(f"drift reference {where} of {code} is damaged: {error!r}") from error
+    raise RegistryError(f"drift reference {where} of {code} has kind {kind!r}; expected none, served_model or "
                         "accepted_drift")
 
 
