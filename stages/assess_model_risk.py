@@ -7,6 +7,9 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+from dvc_data.hashfile.hash_info import HashInfo
+from dvc_data.hashfile.meta import Meta
+from dvc_data.hashfile.tree import Tree
 
 from pricetrail import stage
 from pricetrail.config import load_params, read_json, section, write_json
@@ -15,6 +18,18 @@ from pricetrail.paths import ProductPaths
 from pricetrail.risk import baseline_prediction, fairness_checks, risk_checks, verdict
 
 log = logging.getLogger("pricetrail.assess")
+
+
+def dvc_hash(path: Path) -> str:
+    """The hash dvc.lock records for a dependency: a file's md5, or a folder's ``<md5>.dir``, built by DVC's own
+    tree code from its files' md5s (so it is the hash DVC computes, whatever DVC version serialises it)."""
+    if path.is_file():
+        return file_md5(path)
+    tree = Tree()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        tree.add(file.relative_to(path).parts, Meta(), HashInfo("md5", file_md5(file)))
+    tree.digest()
+    return str(tree.hash_info.value)
 
 
 def main(root: Path) -> None:
@@ -51,6 +66,11 @@ def main(root: Path) -> None:
             "checkpoint_md5": file_md5(root / paths.checkpoint),
             "train_md5": file_md5(root / paths.split("train")),
             "predictions_md5": file_md5(root / paths.predictions),
+            # The same inputs as this stage's dvc.lock entry records them (path: md5, a folder as <md5>.dir), so
+            # the verdict joins dvc.lock and the registry's out_md5 on DVC's own hashes. All are declared deps.
+            "dvc_deps": {path.as_posix(): dvc_hash(root / path) for path in (
+                paths.features_dir, paths.preprocessed_dir, paths.model_dir, paths.inference_dir,
+                paths.test_metrics)},
         },
         # Exactly the params this stage declares, keyed as dvc.lock keys them: the other stages' params are in
         # their own dvc.lock entries, which the registry records beside this verdict.
