@@ -90,7 +90,7 @@ def measure(label: str, revision: str, workdir: Path) -> dict:
     promotions = len(re.findall(r"^  \S+\s+promoted\s", first.stdout, flags=re.M))
 
     frame = pd.read_parquet(custom)
-    product_rows = frame.index[frame["stockcode"] == CHANGED]
+    product_rows = frame.index[frame["StockCode"] == CHANGED]  # the raw UCI schema
     frame.drop(index=product_rows[-5:]).to_parquet(custom, index=False)
     started = time.perf_counter()
     second = sh([python, "-m", "pricetrail.cli", "run"], root, env, check=False)
