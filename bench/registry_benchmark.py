@@ -8,7 +8,7 @@ five default products:
 2. one product's transactions change (its last five lines are dropped), `pricetrail run` again: wall time and the
    stages that ran (only that product's should, plus the ETLs that read the shared ingest output).
 
-    python bench/registry_benchmark.py --before ef2a772      # the last commit with the copied-binaries registry
+    python bench/registry_benchmark.py --before ef2a772 --after HEAD   # ef2a772: the last copied-binaries registry
 """
 
 from __future__ import annotations
@@ -108,10 +108,11 @@ def measure(label: str, revision: str, workdir: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", default="ef2a772", help="a revision with the old registry layout")
+    parser.add_argument("--after", default="HEAD", help="a revision with pointers (WORKTREE: the working tree)")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copies")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pricetrail-registry-bench-"))
-    results = [measure("before", args.before, workdir), measure("after", "WORKTREE", workdir)]
+    results = [measure("before", args.before, workdir), measure("after", args.after, workdir)]
     print(json.dumps(results, indent=2))
     print("\n| | registry bytes in git per promotion (of which binaries) | run after one product changed | "
           "stages run | drift gates run |")
