@@ -62,43 +62,44 @@ def test_volume_tier_lines_are_left_out_of_the_demand_data() -> None:
         {"invoice_no": "3", "invoice_date": day.format("11:00:00"), "unit_price": 2.55, "quantity": 6},  # small
         {"invoice_no": "4", "invoice_date": day.format("12:00:00"), "unit_price": 2.55, "quantity": 48,
          "customer_id": float("nan")},  # guests get no tier
-        # A markdown day: its first line sets the reference, so a big order at the markdown price stays.
+        # A markdown to 2.55 from Jan 10: on its first day a big order is taken for a tier line (the day before
+        # sold at 2.95); from its second day on the markdown price is the reference, and big orders stay.
         {"invoice_no": "5", "invoice_date": "2011-01-10 09:00:00", "unit_price": 2.55, "quantity": 6},
         {"invoice_no": "6", "invoice_date": "2011-01-10 10:00:00", "unit_price": 2.55, "quantity": 48},
+        {"invoice_no": "7", "invoice_date": "2011-01-11 10:00:00", "unit_price": 2.55, "quantity": 48},
     ])
     rules = CleaningRules(min_rows=1, volume_tier_min_quantity=24, volume_tier_min_discount=0.08)
     kept, report = clean_lines(frame, rules)
-    assert report.removed["volume_tier"] == 1
-    assert sorted(kept["invoice_no"]) == ["1", "3", "4", "5", "6"]
+    assert report.removed["volume_tier"] == 2
+    assert sorted(kept["invoice_no"]) == ["1", "3", "4", "5", "7"]
     _, keep_all = clean_lines(frame, CleaningRules(min_rows=1, volume_tier_min_quantity=None))
     assert keep_all.removed["volume_tier"] == 0
 
 
 def test_volume_tier_reference_is_what_was_charged_before_the_line() -> None:
-    """Earlier lines of the day, or for the day's first registered line the previous trading day; never later."""
+    """The highest registered price charged earlier that day or on the latest earlier day; never a later line."""
     frame = lines([
-        # No registered line on any earlier day: no reference, the line stays.
+        # The first day: no earlier registered line, no reference, the big line stays.
         {"invoice_no": "9", "invoice_date": "2011-01-02 10:00", "unit_price": 2.55, "quantity": 48},
-        {"invoice_no": "1", "invoice_date": "2011-01-03 09:00", "unit_price": 2.95, "quantity": 6},
-        # The day's first registered line: compared with 2.95 of Jan 3 (a tier line), whatever comes later.
-        {"invoice_no": "2", "invoice_date": "2011-01-04 10:00", "unit_price": 2.55, "quantity": 48},
-        {"invoice_no": "3", "invoice_date": "2011-01-04 15:00", "unit_price": 2.95, "quantity": 6},
         # A later line at a higher price does not turn an earlier big line into a tier line.
-        {"invoice_no": "4", "invoice_date": "2011-01-05 09:00", "unit_price": 2.55, "quantity": 6},
-        {"invoice_no": "5", "invoice_date": "2011-01-05 10:00", "unit_price": 2.55, "quantity": 48},
-        {"invoice_no": "6", "invoice_date": "2011-01-05 16:00", "unit_price": 2.95, "quantity": 6},
-        {"invoice_no": "7", "invoice_date": "2011-01-06 11:00", "unit_price": 2.45, "quantity": 6},
-        # Lines of the same moment do not see each other: 10 is compared with Jan 6 (2.45) and stays ...
-        {"invoice_no": "8", "invoice_date": "2011-01-07 11:00", "unit_price": 3.25, "quantity": 6,
+        {"invoice_no": "1", "invoice_date": "2011-01-03 09:00", "unit_price": 2.55, "quantity": 6},
+        {"invoice_no": "2", "invoice_date": "2011-01-03 10:00", "unit_price": 2.55, "quantity": 48},
+        {"invoice_no": "3", "invoice_date": "2011-01-03 15:00", "unit_price": 2.95, "quantity": 6},
+        # The day's first registered line is compared with the day before (2.95), and so is a tier line that
+        # follows only tier lines that day.
+        {"invoice_no": "4", "invoice_date": "2011-01-04 10:00", "unit_price": 2.55, "quantity": 48},
+        {"invoice_no": "5", "invoice_date": "2011-01-04 11:00", "unit_price": 2.55, "quantity": 48},
+        # Lines of the same moment do not see each other: 7 is compared with Jan 4 (2.55) and stays ...
+        {"invoice_no": "6", "invoice_date": "2011-01-05 11:00", "unit_price": 3.25, "quantity": 6,
          "customer_id": 1.0},
-        {"invoice_no": "10", "invoice_date": "2011-01-07 11:00", "unit_price": 2.75, "quantity": 48},
-        # ... while 11, an hour later, is compared with the 3.25 charged at 11:00.
-        {"invoice_no": "11", "invoice_date": "2011-01-07 12:00", "unit_price": 2.75, "quantity": 48},
+        {"invoice_no": "7", "invoice_date": "2011-01-05 11:00", "unit_price": 2.75, "quantity": 48},
+        # ... while 8, an hour later, is compared with the 3.25 charged at 11:00.
+        {"invoice_no": "8", "invoice_date": "2011-01-05 12:00", "unit_price": 2.75, "quantity": 48},
     ])
     rules = CleaningRules(min_rows=1, volume_tier_min_quantity=24, volume_tier_min_discount=0.08)
     kept, report = clean_lines(frame, rules)
-    assert set(kept["invoice_no"]) == {"9", "1", "3", "4", "5", "6", "7", "8", "10"}
-    assert report.removed["volume_tier"] == 2
+    assert set(kept["invoice_no"]) == {"9", "1", "2", "3", "6", "7"}
+    assert report.removed["volume_tier"] == 3
 
 
 def test_relative_outlier_cap_uses_the_median_of_earlier_days() -> None:

@@ -169,9 +169,11 @@ def _clean(con: duckdb.DuckDBPyConnection, relation: str, rules: CleaningRules) 
     report.removed["exact_duplicate"] = report.rows_in - previous - deduplicated
     # Volume tier: a registered customer's big line priced clearly below the list price as known before it: the
     # highest registered price charged earlier that day (strictly earlier: lines of the same moment do not see
-    # each other), or, for the day's first registered line, on the latest earlier day with one. Never a later
-    # line: whether one comes depends on demand the model is asked to predict. A markdown day's first line sets
-    # its own reference, so big orders later that day at the markdown price stay.
+    # each other) or on the latest earlier day with a registered line. Never a later line: whether one comes
+    # depends on demand the model is asked to predict. The previous day counts even after lines today, because
+    # a day's first registered lines may all be tier lines (the real 85123A sells 2.55 only in bulk, 2.95 list).
+    # The cost: on the first day of a markdown of more than volume_tier_min_discount, big orders are taken for
+    # tier lines; from its second day on the markdown price is the reference.
     tier_rule = "false" if rules.volume_tier_min_quantity is None else (
         f"customer_id IS NOT NULL AND quantity >= {int(rules.volume_tier_min_quantity)} "
         f"AND unit_price <= {1 - float(rules.volume_tier_min_discount)!r} * list_price_before")
@@ -190,7 +192,7 @@ def _clean(con: duckdb.DuckDBPyConnection, relation: str, rules: CleaningRules) 
                     AS previous_day_max
                 FROM (SELECT DISTINCT day FROM lines) d
             ), referenced AS (
-                SELECT l.*, COALESCE(l.earlier_today, p.previous_day_max) AS list_price_before
+                SELECT l.*, greatest(l.earlier_today, p.previous_day_max) AS list_price_before  -- NULLs ignored
                 FROM lines l JOIN previous_days p USING (day)
             )
             SELECT {', '.join(LINE_COLUMNS)} FROM referenced WHERE NOT COALESCE({tier_rule}, false)"""
