@@ -1,0 +1,104 @@
+"""The in-memory DuckDB database behind the views: load the tables, expand folder hashes, then lock it down.
+
+Everything is read before the first user statement: afterwards the connection has no access to files
+(``enable_external_access=false``, locked), so a query can neither read nor write outside the database, and
+:func:`pricetrail.lineage.query.run` refuses any statement that is not a query.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pricetrail.lineage.errors import LineageError
+
+log = logging.getLogger(__name__)
+
+_DIR_HASH = re.compile(r"^[0-9a-f]{32}\.dir$")
+_VIEW_DOC = re.compile(r"^-- (\w+)(?:\([^)]*\))?: (.+)\nCREATE (?:VIEW|MACRO) (\w+)", re.MULTILINE)
+
+
+@cache
+def sql_text(name: str) -> str:
+    """A SQL file of the package (``sql/<name>``)."""
+    return (resources.files("pricetrail.lineage") / "sql" / name).read_text(encoding="utf-8")
+
+
+def view_docs() -> dict[str, str]:
+    """Each view (and table macro) with its one-line documentation, in the order views.sql defines them."""
+    docs = {}
+    for match in _VIEW_DOC.finditer(sql_text("views.sql")):
+        if match.group(1) != match.group(3):
+            raise LineageError(f"views.sql documents {match.group(1)} above CREATE {match.group(3)}")
+        docs[match.group(1)] = match.group(2)
+    return docs
+
+
+def open_database(tables: dict[str, pa.Table], dir_hashes: set[str], cache_dir: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("CREATE SCHEMA internal")
+        for name, table in tables.items():
+            con.register("_load", table)
+            con.execute(f"CREATE TABLE internal.{name} AS SELECT * FROM _load")  # our table names, not input
+            con.unregister("_load")
+        _refuse_invalid_json(con)
+        _load_dir_objects(con, dir_hashes, cache_dir)
+        con.execute(sql_text("build.sql"))
+        con.execute(sql_text("views.sql"))
+    except duckdb.Error as error:
+        con.close()
+        raise LineageError(f"cannot build the lineage views: {error}") from error
+    except LineageError:
+        con.close()
+        raise
+    # From here on the connection touches no file: no reads, no writes, no spilling, no extension downloads.
+    con.execute("SET temp_directory = ''")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _refuse_invalid_json(con: duckdb.DuckDBPyConnection) -> None:
+    invalid = con.execute("SELECT f.revision, f.path FROM internal.json_blobs b JOIN internal.files f USING (blob) "
+                          "WHERE NOT json_valid(b.text) ORDER BY f.revision, f.path LIMIT 1").fetchall()
+    if invalid:
+        revision, path = invalid[0]
+        where = path if revision == "workspace" else f"{revision[:10]}:{path}"
+        raise LineageError(f"{where} is not valid JSON (truncated or damaged?); rerun the stage that writes it, or "
+                           "restore it with git")
+
+
+def _load_dir_objects(con: duckdb.DuckDBPyConnection, dir_hashes: set[str], cache_dir: Path) -> None:
+    """internal.dir_files: each .dir object in the DVC cache (a JSON list of md5 and relpath) as rows."""
+    found = {}
+    for md5 in sorted(dir_hashes):
+        if _DIR_HASH.match(md5):
+            path = cache_dir / "files" / "md5" / md5[:2] / md5[2:]
+            if path.is_file():
+                found[str(path)] = md5
+    missing = len(dir_hashes) - len(found)
+    if missing:
+        log.warning("%d of %d folder hashes have no .dir object in the DVC cache %s; dir_files lacks their files "
+                    "(`dvc fetch` brings them)", missing, len(dir_hashes), cache_dir)
+    con.execute("CREATE TABLE internal.dir_files (dir_md5 VARCHAR, relpath VARCHAR, md5 VARCHAR)")
+    if not found:
+        return
+    con.register("_objects", pa.table({"filename": list(found), "dir_md5": list(found.values())}))
+    try:
+        con.execute("INSERT INTO internal.dir_files SELECT o.dir_md5, j.relpath, j.md5 FROM read_json(?, "
+                    "format = 'array', columns = {md5: 'VARCHAR', relpath: 'VARCHAR'}, filename = true) j "
+                    "JOIN _objects o ON o.filename = j.filename", [list(found)])
+    except duckdb.Error as error:
+        raise LineageError(f"a .dir object in the DVC cache {cache_dir} is not a DVC folder listing: "
+                           f"{error}") from error
+    finally:
+        con.unregister("_objects")

@@ -1,0 +1,362 @@
+"""The lineage tables' rows, built from each revision's record files.
+
+Rows are keyed by the file they come from (its git blob, or ``w:<path>`` in the workspace), and
+``internal.files`` says which revision holds which file: a dvc.lock or a metrics file that twenty commits share
+is parsed once. The registry is read by :mod:`pricetrail.registry` itself: its functions in the workspace, its
+text parsers for a git revision's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from pricetrail import registry
+from pricetrail.artifacts import Artifact
+from pricetrail.config import STOCKCODE_PATTERN
+from pricetrail.dvclock import stages_of
+from pricetrail.lineage.errors import LineageError
+from pricetrail.lineage.snapshot import LOCK, WORKSPACE, Blobs, Snapshot
+from pricetrail.paths import ProductPaths
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Which stage writes a product's metrics file, when dvc.lock does not say (its stage failed before DVC recorded
+# it): the names dvc.yaml gives them (see pricetrail.paths).
+METRICS_STAGE = {"etl": "etl_pipeline", "drift": "data_drift_check", "preprocess": "preprocess",
+                 "validation": "tune_primary_model", "test": "inference_primary_model",
+                 "verdict": "assess_model_risk", "ingest": "ingest"}
+
+_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
+    "revisions": [("revision", _S), ("rev_index", _I), ("commit_time", pa.timestamp("s", tz="UTC")),
+                  ("subject", _S), ("has_lock", _B)],
+    "files": [("revision", _S), ("path", _S), ("blob", _S), ("kind", _S), ("product", _S), ("stage", _S)],
+    "lock_stages": [("blob", _S), ("stage", _S), ("kind", _S), ("product", _S), ("cmd", _S)],
+    "lock_files": [("blob", _S), ("stage", _S), ("kind", _S), ("product", _S), ("role", _S), ("path", _S),
+                   ("md5", _S), ("size", _I), ("nfiles", _I)],
+    "lock_params": [("blob", _S), ("stage", _S), ("kind", _S), ("product", _S), ("file", _S), ("param", _S),
+                    ("value", _S), ("number", _F)],
+    "lock_edges": [("blob", _S), ("upstream", _S), ("downstream", _S), ("path", _S), ("md5", _S)],
+    "params_values": [("blob", _S), ("param", _S), ("value", _S), ("number", _F)],
+    "products": [("blob", _S), ("product", _S), ("description", _S)],
+    "json_blobs": [("blob", _S), ("md5", _S), ("text", _S)],
+    "lineage_keys": [("product", _S), ("key", _S), ("path", _S)],
+    "history": [("blob", _S), ("product", _S), ("seq", _I), ("time", _S), ("action", _S), ("version", _S),
+                ("candidate", _S), ("from_version", _S), ("reason", _S), ("git_commit", _S), ("git_dirty", _B),
+                ("test_rmsle", _F), ("test_mae", _F), ("baseline_rmsle", _F), ("window_first", _S),
+                ("window_last", _S)],
+    "records": [("blob", _S), ("product", _S), ("version", _S), ("served_by", _S), ("served_since", _S),
+                ("reason", _S), ("promoted_at", _S), ("git_commit", _S), ("git_dirty", _B),
+                ("train_first_date", _S), ("train_last_date", _S), ("train_rows", _I), ("test_rmsle", _F),
+                ("test_mae", _F), ("baseline_rmsle", _F), ("verdict_passed", _B), ("drift", _S)],
+    "record_artifacts": [("blob", _S), ("artifact", _S), ("path", _S), ("md5", _S), ("size", _I), ("out", _S),
+                         ("out_md5", _S)],
+    "record_stages": [("blob", _S), ("stage", _S), ("kind", _S), ("cmd", _S)],
+    "record_files": [("blob", _S), ("stage", _S), ("kind", _S), ("role", _S), ("path", _S), ("md5", _S)],
+    "record_params": [("blob", _S), ("stage", _S), ("kind", _S), ("param", _S), ("value", _S), ("number", _F)],
+    "drift_refs": [("blob", _S), ("product", _S), ("kind", _S), ("label", _S), ("path", _S), ("md5", _S),
+                   ("out_md5", _S), ("window_first", _S), ("window_last", _S)],
+}
+
+
+def split_stage(name: str) -> tuple[str, str | None]:
+    """``etl_pipeline@85123A`` -> (``etl_pipeline``, ``85123A``); a shared stage has no product."""
+    kind, _, product = name.partition("@")
+    return kind, product or None
+
+
+def json_value(value: Any) -> tuple[str | None, float | None]:
+    """A param's value as text (strings as they are, anything else as JSON) and as a number when it is one."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        return value, None
+    number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return json.dumps(value, sort_keys=True, default=str), number
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Nested mappings as dotted keys (``assess_model_risk.min_group_size``); lists stay whole."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from flatten(value, f"{name}.")
+        else:
+            yield name, value
+
+
+@dataclass
+class Tables:
+    """Rows per internal table, each file's rows added once."""
+
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {name: [] for name in SCHEMAS})
+    parsed: set[str] = field(default_factory=set)
+    dir_hashes: set[str] = field(default_factory=set)
+    lineage_products: set[str] = field(default_factory=set)
+
+    def add(self, table: str, *values: Any) -> None:
+        self.rows[table].append(values)
+
+    def first(self, blob: str) -> bool:
+        """True the first time a file is met: its rows are added then, and only then."""
+        if blob in self.parsed:
+            return False
+        self.parsed.add(blob)
+        return True
+
+    def to_arrow(self) -> dict[str, pa.Table]:
+        result = {}
+        for name, schema in SCHEMAS.items():
+            rows = self.rows[name]
+            columns = {column: pa.array([row[i] for row in rows], type=kind) for i, (column, kind) in
+                       enumerate(schema)}
+            result[name] = pa.table(columns)
+        return result
+
+
+def collect(root: Path, snapshots: list[Snapshot], blobs: Blobs) -> Tables:
+    """The rows of every snapshot (index 0 = the newest)."""
+    tables = Tables()
+    owners: dict[str, dict[str, str]] = {}  # lock blob -> out path -> the stage writing it
+    for index, snapshot in enumerate(snapshots):
+        revision = snapshot.revision
+        files = snapshot.files
+        tables.add("revisions", revision.revision, index, revision.commit_time, revision.subject, LOCK in files)
+        owner: dict[str, str] = {}
+        if LOCK in files:
+            owner = owners.setdefault(files[LOCK], {})
+            _lock(tables, snapshot, blobs, owner)
+        for name, kind in (("params.yaml", "params"), ("stockcodes.yaml", "stockcodes")):
+            if name in files:
+                tables.add("files", revision.revision, name, files[name], kind, None, None)
+                if tables.first(files[name]):
+                    _yaml_file(tables, kind, files[name], blobs.text(files[name], snapshot.where(name)),
+                               snapshot.where(name))
+        for relpath, blob in files.items():
+            if relpath.startswith("metrics/") and relpath.endswith(".json"):
+                _metrics_file(tables, snapshot, blobs, relpath, blob, owner)
+        codes = sorted({parts[1] for parts in (PurePosixPath(p).parts for p in files)
+                        if parts[0] == "registry" and len(parts) >= 3 and STOCKCODE_PATTERN.fullmatch(parts[1])})
+        for code in codes:
+            _registry(tables, root, snapshot, blobs, code)
+    for code in sorted(tables.lineage_products):
+        paths = ProductPaths(code)
+        for key, path in (("features_md5", paths.lines), ("daily_md5", paths.daily),
+                          ("preprocessor_md5", paths.preprocessor), ("checkpoint_md5", paths.checkpoint),
+                          ("train_md5", paths.split("train")), ("predictions_md5", paths.predictions)):
+            tables.add("lineage_keys", code, key, path.as_posix())
+    return tables
+
+
+def _lock(tables: Tables, snapshot: Snapshot, blobs: Blobs, owner: dict[str, str]) -> None:
+    blob = snapshot.files[LOCK]
+    tables.add("files", snapshot.revision.revision, LOCK, blob, "lock", None, None)
+    if not tables.first(blob):
+        return
+    where = snapshot.where(LOCK)
+    stages = stages_of(blobs.text(blob, where), where=where)
+    for name, entry in stages.items():
+        if not isinstance(entry, Mapping):
+            raise LineageError(f"{where}: stage {name!r} is not a mapping; is it a DVC 3 lockfile?")
+        for out in entry.get("outs") or []:
+            if isinstance(out, Mapping) and "path" in out:
+                owner[str(out["path"])] = str(name)
+    for name, entry in stages.items():
+        kind, product = split_stage(str(name))
+        tables.add("lock_stages", blob, name, kind, product, entry.get("cmd") if isinstance(
+            entry.get("cmd"), str) else json.dumps(entry.get("cmd")))
+        for role in ("deps", "outs"):
+            for item in entry.get(role) or []:
+                if not isinstance(item, Mapping) or "path" not in item:
+                    continue
+                path, md5 = str(item["path"]), item.get("md5")
+                md5 = None if md5 is None else str(md5)
+                if md5 and md5.endswith(".dir"):
+                    tables.dir_hashes.add(md5)
+                tables.add("lock_files", blob, name, kind, product, role[:-1], path, md5, item.get("size"),
+                           item.get("nfiles"))
+                if role == "deps":
+                    upstream = _owner_of(path, owner)
+                    if upstream is not None:
+                        tables.add("lock_edges", blob, upstream, name, path, md5)
+        for file, values in (entry.get("params") or {}).items():
+            for param, value in flatten(values if isinstance(values, Mapping) else {}):
+                text, number = json_value(value)
+                tables.add("lock_params", blob, name, kind, product, file, param, text, number)
+
+
+def _owner_of(path: str, owner: Mapping[str, str]) -> str | None:
+    """The stage whose output is ``path`` or a folder holding it."""
+    candidate = PurePosixPath(path)
+    for parent in (candidate, *candidate.parents):
+        stage = owner.get(parent.as_posix())
+        if stage is not None:
+            return stage
+    return None
+
+
+def _yaml_file(tables: Tables, kind: str, blob: str, text: str, where: str) -> None:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        raise LineageError(f"{where} is not valid YAML: {error}") from error
+    if not isinstance(data, Mapping):
+        raise LineageError(f"{where} must hold a mapping")
+    if kind == "params":
+        for param, value in flatten(data):
+            text_value, number = json_value(value)
+            tables.add("params_values", blob, param, text_value, number)
+        return
+    products = data.get("stockcodes")
+    if not isinstance(products, Mapping):
+        raise LineageError(f"{where} has no 'stockcodes' mapping")
+    for code, fields in products.items():
+        description = fields.get("description") if isinstance(fields, Mapping) else None
+        tables.add("products", blob, str(code), None if description is None else str(description))
+
+
+def _metrics_file(tables: Tables, snapshot: Snapshot, blobs: Blobs, relpath: str, blob: str,
+                  owner: Mapping[str, str]) -> None:
+    parts = PurePosixPath(relpath).parts
+    name = PurePosixPath(relpath).stem
+    product = parts[1] if len(parts) == 3 and STOCKCODE_PATTERN.fullmatch(parts[1]) else None
+    stage = owner.get(relpath)
+    if stage is None and name in METRICS_STAGE and (product or name == "ingest"):
+        stage = METRICS_STAGE[name] + (f"@{product}" if product and name != "ingest" else "")
+    tables.add("files", snapshot.revision.revision, relpath, blob, "metrics", product, stage)
+    if product and name == "verdict":
+        tables.lineage_products.add(product)
+    if tables.first(blob):
+        content = blobs.get(blob)
+        tables.add("json_blobs", blob, hashlib.md5(content, usedforsecurity=False).hexdigest(),
+                   blobs.text(blob, snapshot.where(relpath)))
+
+
+# --------------------------------------------------------------------------------------------- the registry
+
+
+def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code: str) -> None:
+    """One product's registry records, read by pricetrail.registry (its functions, or its text parsers)."""
+    revision = snapshot.revision.revision
+    directory = f"registry/{code}"
+    files = snapshot.files
+    history_path = f"{directory}/{registry.HISTORY}"
+    served_path = f"{directory}/{registry.SERVED}"
+    reference_path = f"{directory}/{registry.DRIFT_REFERENCE}"
+    in_workspace = revision == WORKSPACE
+    if in_workspace:
+        entries = registry.history(root, code)
+        served = registry.served_model(root, code)
+        served_record = served.record if served else None
+        versions = {version: registry.version_record(root, code, version)
+                    for version in registry.promoted_versions(root, code)}
+        reference = registry.read_drift_reference(root, code) if reference_path in files else None
+    else:
+        entries = registry.parse_history(blobs.text(files[history_path], snapshot.where(history_path)),
+                                         snapshot.where(history_path)) if history_path in files else []
+        served_record = registry.parse_record(blobs.text(files[served_path], snapshot.where(served_path)),
+                                              snapshot.where(served_path), code) if served_path in files else None
+        versions = {}
+        for version in registry.served_versions(entries):
+            path = f"{directory}/{registry.VERSIONS}/{version}.json"
+            if path not in files:
+                raise LineageError(f"{snapshot.where(history_path)} names version {version} of {code}, but "
+                                   f"{path} is not in commit {snapshot.revision.label}")
+            versions[version] = registry.parse_record(blobs.text(files[path], snapshot.where(path)),
+                                                      snapshot.where(path), code)
+        reference = registry.parse_drift_reference(
+            blobs.text(files[reference_path], snapshot.where(reference_path)), snapshot.where(reference_path),
+            code) if reference_path in files else None
+    if history_path in files:
+        blob = files[history_path]
+        tables.add("files", revision, history_path, blob, "history", code, None)
+        if tables.first(blob):
+            _history(tables, blob, code, entries)
+    if served_record is not None:
+        blob = files[served_path]
+        tables.add("files", revision, served_path, blob, "served", code, None)
+        if tables.first(blob):
+            _record(tables, blob, code, served_record)
+    for version, record in versions.items():
+        path = f"{directory}/{registry.VERSIONS}/{version}.json"
+        tables.add("files", revision, path, files[path], "version", code, None)
+        if tables.first(files[path]):
+            _record(tables, files[path], code, record)
+    if reference is not None:
+        blob = files[reference_path]
+        tables.add("files", revision, reference_path, blob, "drift_reference", code, None)
+        if tables.first(blob):
+            artifact = reference.artifact
+            window = reference.window or (None, None)
+            if artifact is not None and artifact.out_md5:
+                tables.dir_hashes.add(artifact.out_md5)
+            tables.add("drift_refs", blob, code, reference.kind, reference.label,
+                       artifact.path if artifact else None, artifact.md5 if artifact else None,
+                       artifact.out_md5 if artifact else None, window[0], window[1])
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _history(tables: Tables, blob: str, code: str, entries: list[dict[str, Any]]) -> None:
+    for seq, entry in enumerate(entries, start=1):
+        metrics = entry.get("metrics") if isinstance(entry.get("metrics"), Mapping) else {}
+        window = entry.get("window") if isinstance(entry.get("window"), list) and len(entry["window"]) == 2 else [
+            None, None]
+        dirty = entry.get("git_dirty")
+        tables.add("history", blob, code, seq, _text(entry.get("time")), entry["action"], _text(entry.get("version")),
+                   _text(entry.get("candidate")), _text(entry.get("from_version")), _text(entry.get("reason")),
+                   _text(entry.get("git_commit")), dirty if isinstance(dirty, bool) else None,
+                   _number(metrics.get("test_rmsle")), _number(metrics.get("test_mae")),
+                   _number(metrics.get("baseline_rmsle")), _text(window[0]), _text(window[1]))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any]) -> None:
+    training = record.get("training_data") if isinstance(record.get("training_data"), Mapping) else {}
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
+    verdict = record.get("verdict") if isinstance(record.get("verdict"), Mapping) else {}
+    dirty = record.get("git_dirty")
+    rows = training.get("rows")
+    tables.add("records", blob, code, record["version"], _text(record.get("served_by")),
+               _text(record.get("served_since")), _text(record.get("reason")), _text(record.get("promoted_at")),
+               _text(record.get("git_commit")), dirty if isinstance(dirty, bool) else None,
+               _text(training.get("first_date")), _text(training.get("last_date")),
+               rows if isinstance(rows, int) else None, _number(metrics.get("test_rmsle")),
+               _number(metrics.get("test_mae")), _number(metrics.get("baseline_rmsle")),
+               verdict.get("promoted") if isinstance(verdict.get("promoted"), bool) else None,
+               _text(record.get("drift")))
+    artifact: Artifact
+    for name, artifact in registry.artifacts_of(record).items():
+        if artifact.out_md5:
+            tables.dir_hashes.add(artifact.out_md5)
+        tables.add("record_artifacts", blob, name, artifact.path, artifact.md5, artifact.size, artifact.out,
+                   artifact.out_md5)
+    stages = record.get("stages") if isinstance(record.get("stages"), Mapping) else {}
+    for stage, entry in stages.items():
+        if not isinstance(entry, Mapping):
+            continue
+        kind, _ = split_stage(str(stage))
+        tables.add("record_stages", blob, stage, kind, _text(entry.get("cmd")))
+        for role in ("deps", "outs"):
+            items = entry.get(role) if isinstance(entry.get(role), Mapping) else {}
+            for path, md5 in items.items():
+                if isinstance(md5, str) and md5.endswith(".dir"):
+                    tables.dir_hashes.add(md5)
+                tables.add("record_files", blob, stage, kind, role[:-1], str(path), _text(md5))
+        params = entry.get("params") if isinstance(entry.get("params"), Mapping) else {}
+        for param, value in flatten(params):
+            text, number = json_value(value)
+            tables.add("record_params", blob, stage, kind, param, text, number)
