@@ -178,6 +178,13 @@ def cmd_run(args: argparse.Namespace, root: Path) -> int:
     return 1 if failed else 0
 
 
+def cmd_lineage(args: argparse.Namespace, root: Path) -> int:
+    """SQL over the pipeline's records (dvc.lock, params, metrics, registry), in the workspace or across commits."""
+    from pricetrail.lineage.command import run_command
+
+    return run_command(args, root, sys.stdin, sys.stdout, sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricetrail", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -221,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--unit-cost", type=float, help="maximise profit instead of revenue")
     recommend.add_argument("--curve", action="store_true", help="include the whole demand curve")
     recommend.set_defaults(func=cmd_recommend)
+    from pricetrail.lineage.command import add_arguments as add_lineage_arguments
+
+    lineage = sub.add_parser("lineage", help="SQL over stages, data hashes, params, metrics, gates and the registry, "
+                             "across git revisions (see README: Lineage in SQL)")
+    add_lineage_arguments(lineage)
+    lineage.set_defaults(func=cmd_lineage)
     return parser
 
 
