@@ -152,30 +152,52 @@ def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_run(args: argparse.Namespace, root: Path) -> int:
-    """The weekly job: reproduce every product's chain, promote what passed, and let the drift gates settle."""
-    products = list(load_stockcodes(root))
-    _out(f"pricetrail: {len(products)} products: {', '.join(products)}")
-    created = registry.ensure_records(root, products)
-    if created:
-        _out(f"new products, drift gate against their own history until a model is served: {', '.join(created)}")
-    first = _dvc("repro", "--keep-going", root=root)
-    decisions = registry.promote_all(root, products)
-    promoted = [d.stockcode for d in decisions if d.action in ("promoted",)]
-    if promoted:
-        # Promotion changed those products' drift references (their served models' training rows): re-check them
-        # now, so the reports describe the served models and the next `dvc repro` has nothing to do. The gate
-        # files depend only on the data, so nothing after the drift gate reruns, and no other product is touched.
-        _out(f"re-checking drift against the newly promoted models of {', '.join(promoted)}")
-        settle = _dvc("repro", "--keep-going", *[f"data_drift_check@{code}" for code in promoted], root=root)
-        registry.refresh_lineage(root, decisions)
-    else:
-        settle = 0
-    _out("\npromotion:")
-    _print_decisions(decisions)
-    _out("\nreports: metrics/<code>/*.json (dvc metrics show), reports/<code>/drift.html, "
-         "plots/<code>/ (dvc plots show), registry/<code>/served.json, pricetrail history <code>")
-    failed = first != 0 or settle != 0 or any(d.action == "error" for d in decisions)
-    return 1 if failed else 0
+    """The weekly job: the Prefect flow that runs every product's chain in parallel on Dask, then promotes."""
+    from pricetrail.flow.settings import offline_environment
+
+    offline_environment()  # before Prefect is imported: it reads its settings once
+    from pricetrail.flow.weekly import RunOptions
+    from pricetrail.flow.weekly import run as run_flow
+
+    codes = tuple(ProductPaths(code).code for code in args.stockcodes)
+    options = RunOptions(codes=codes, workers=args.workers, dask_address=args.dask_address, push=args.push,
+                         timeout_seconds=args.timeout)
+    _out(f"pricetrail: {len(codes) or len(load_stockcodes(root))} products on "
+         f"{args.dask_address or f'{args.workers} local Dask workers'}; per-product logs in logs/<code>.log")
+    ok, rows, message = run_flow(root, options, _out)
+    _print_table(rows)
+    _out(f"\n{message}")
+    _out("reports: metrics/<code>/*.json (dvc metrics show), reports/<code>/drift.html, plots/<code>/, "
+         "pricetrail history <code>")
+    return 0 if ok else 1
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns = ["product", "stages run", "from run-cache", "skipped", "re-checked", "result", "failed stage",
+               "served version", "seconds", "decision"]
+    cells = [[str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) if i < len(columns) - 1 else len(c)
+              for i, c in enumerate(columns)]
+    _out("")
+    _out("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for line in cells:
+        _out("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)))
+    for row in rows:
+        if row["reason"]:
+            _out(f"  {row['product']}: {row['failed stage']}: {row['reason']}")
+
+
+def cmd_schedule(args: argparse.Namespace, root: Path) -> int:
+    """Serve the weekly flow as a Prefect deployment on a cron schedule (needs a running `prefect server`)."""
+    from pricetrail.flow.settings import offline_environment
+
+    offline_environment()
+    from pricetrail.flow.schedule import serve_weekly
+
+    serve_weekly(root, cron=args.cron, workers=args.workers, dask_address=args.dask_address, push=not args.no_push)
+    return 0
 
 
 def cmd_lineage(args: argparse.Namespace, root: Path) -> int:
@@ -189,8 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricetrail", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="dvc repro -k, promote what passed, settle the drift gates").set_defaults(
-        func=cmd_run)
+    cores = os.cpu_count() or 1
+    run = sub.add_parser("run", help="the weekly job: every product's chain in parallel (Prefect + Dask), promote")
+    run.add_argument("stockcodes", nargs="*", help="only these products (default: all of stockcodes.yaml)")
+    run.add_argument("--workers", type=int, default=cores, help=f"local Dask workers (default: {cores}, the cores)")
+    run.add_argument("--dask-address", help="an existing Dask scheduler, e.g. tcp://host:8786 (needs a DVC remote)")
+    run.add_argument("--push", action="store_true", help="dvc push outputs and run-cache to the default remote")
+    run.add_argument("--timeout", type=float, default=3600.0, help="seconds one product's chain may take")
+    run.set_defaults(func=cmd_run)
+    schedule = sub.add_parser("schedule", help="serve the weekly run as a Prefect deployment with a cron schedule")
+    schedule.add_argument("--cron", default="0 6 * * 1", help="when (default: Mondays 06:00, the server's zone)")
+    schedule.add_argument("--workers", type=int, default=cores)
+    schedule.add_argument("--dask-address")
+    schedule.add_argument("--no-push", action="store_true", help="do not push to the DVC remote after a run")
+    schedule.set_defaults(func=cmd_schedule)
     profile = sub.add_parser("profile", help="apply profiles/<name>.yaml to params.yaml and stockcodes.yaml")
     profile.add_argument("name")
     profile.set_defaults(func=cmd_profile)
@@ -241,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # The flow's services talk a lot at INFO; what a person needs is the progress lines and the summary.
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING if args.command == "run" else logging.INFO)
     try:
         return int(args.func(args, project_root()))
     except ValueError as error:  # our errors: one clear line, no traceback

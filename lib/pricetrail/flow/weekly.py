@@ -1,0 +1,490 @@
+"""The weekly job: a Prefect flow that fans the products' DVC chains out over a Dask cluster.
+
+1. Shared stages (synthetic data, ingest, the stockcode check) run once, in the main workspace.
+2. DVC says which products have anything to do (:mod:`pricetrail.flow.planning`); each becomes one task that
+   runs its chain in an isolated workspace (:mod:`pricetrail.flow.workspace`) on a Dask worker.
+3. Results come back in one dvc.lock write (:mod:`pricetrail.flow.lockmerge`); promotion runs in the main
+   workspace; promoted products' drift gates are re-checked in a second, small fan-out, so ``dvc status`` ends
+   clean and the next run does nothing.
+4. A summary table is printed and published as a Prefect table artifact; with a DVC remote, everything is pushed.
+
+A product's failure (a gate, an error) stops only that product. Retries are for transient errors only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pricetrail import registry
+from pricetrail.artifacts import dvc_cache_dir
+from pricetrail.config import ConfigError, load_stockcodes
+from pricetrail.dvclock import read_stages
+from pricetrail.flow import lockmerge
+from pricetrail.flow.planning import plan
+from pricetrail.flow.settings import offline_environment
+from pricetrail.flow.workspace import (
+    JobResult,
+    ProductJob,
+    RemoteSpec,
+    TransientJobError,
+    project_files,
+    run_job,
+)
+
+log = logging.getLogger(__name__)
+
+PROGRESS_TOPIC = "pricetrail-progress"
+CHAIN = ("etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
+         "assess_model_risk")
+WORKSPACES = Path(".dvc/tmp/pricetrail/workspaces")
+LOGS = Path("logs")
+
+
+class FlowError(ValueError):
+    """The flow cannot start as asked (bad input or an unreachable service); nothing has been changed."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    codes: tuple[str, ...]  # the products to run (all of stockcodes.yaml when empty)
+    workers: int  # local Dask cluster size (ignored with ``dask_address``)
+    dask_address: str | None = None  # an existing cluster: workers share only the DVC remote with us
+    push: bool = False  # push outputs and run-cache to the default DVC remote at the end
+    timeout_seconds: float = 3600.0  # per product chain
+
+
+@dataclass
+class ProductSummary:
+    code: str
+    ran: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    rechecked: list[str] = field(default_factory=list)  # drift gates re-checked after promotion
+    failed_stage: str | None = None
+    reason: str | None = None
+    decision: str = ""
+    served_version: str | None = None
+    seconds: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        verdict = "failed" if self.failed_stage else "ok"
+        return {"product": self.code, "stages run": len(self.ran), "from run-cache": len(self.restored),
+                "skipped": len(CHAIN) - len(self.ran) - len(self.restored), "re-checked": len(self.rechecked),
+                "result": verdict,
+                "failed stage": self.failed_stage or "", "reason": self.reason or "", "decision": self.decision,
+                "served version": self.served_version or "-", "seconds": round(self.seconds, 1)}
+
+
+# --------------------------------------------------------------------------------------------- preflight
+
+
+def check_inputs(root: Path, options: RunOptions) -> list[str]:
+    """Refuse what cannot work before anything is touched; return the products to run."""
+    if options.workers < 1:
+        raise FlowError(f"--workers {options.workers} is not accepted: use a whole number >= 1")
+    products = load_stockcodes(root)
+    unknown = [code for code in options.codes if code not in products]
+    if unknown:
+        raise FlowError(f"unknown products {unknown}: not in stockcodes.yaml ({', '.join(products)})")
+    _check_dvc_yaml_committed(root)
+    if options.dask_address:
+        if _default_remote(root) is None:
+            raise FlowError("a Dask cluster's workers share nothing with this machine but the DVC remote, and this "
+                            "project has no default remote: `dvc remote add -d NAME URL` first")
+        _check_dask_address(options.dask_address)
+    _check_prefect_api()
+    return list(options.codes) or list(products)
+
+
+def _check_dask_address(address: str) -> None:
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(address)
+    if parsed.scheme != "tcp" or not parsed.hostname or not parsed.port:
+        raise FlowError(f"--dask-address {address!r} is not accepted: use tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786)")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=5).close()
+    except OSError as error:
+        raise FlowError(f"no Dask scheduler answers at {address} ({error.strerror or error}); start one "
+                        "(`dask scheduler`) or leave out --dask-address for a local cluster") from error
+
+
+def _check_prefect_api() -> None:
+    import httpx
+
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/health", timeout=5)
+    except httpx.HTTPError as error:
+        raise FlowError(f"the Prefect server at PREFECT_API_URL={url} does not answer ({error}); start it "
+                        "(`prefect server start`) or unset PREFECT_API_URL for a temporary one") from error
+    if response.status_code != 200:
+        raise FlowError(f"the Prefect server at PREFECT_API_URL={url} answered {response.status_code} to /health")
+
+
+def _check_dvc_yaml_committed(root: Path) -> None:
+    import subprocess
+
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True,
+                            text=True, check=False)
+    if inside.returncode != 0:
+        return
+    diff = subprocess.run(["git", "status", "--porcelain", "--", "dvc.yaml"], cwd=root, capture_output=True,
+                          text=True, check=False)
+    if diff.stdout.strip():
+        raise FlowError("dvc.yaml has uncommitted edits; the run's lineage must name the pipeline it ran: commit "
+                        "them (git commit dvc.yaml) or undo them (git checkout dvc.yaml)")
+
+
+def _default_remote(root: Path) -> RemoteSpec | None:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    for name in ("config", "config.local"):
+        path = root / ".dvc" / name
+        if path.is_file():
+            parser.read(path, encoding="utf-8")
+    if not parser.has_option("core", "remote"):
+        return None
+    name = parser.get("core", "remote").strip()
+    # DVC writes configobj sections: ['remote "name"'], quotes and all.
+    section = next((candidate for candidate in (f"'remote \"{name}\"'", f'remote "{name}"')
+                    if parser.has_section(candidate)), "")
+    if not section:
+        raise FlowError(f"the default DVC remote {name!r} is not configured in .dvc/config")
+    options = {key: value for key, value in parser.items(section)
+               if key not in ("url", "access_key_id", "secret_access_key", "session_token", "password")}
+    url = parser.get(section, "url")
+    if "://" not in url and not os.path.isabs(url):
+        url = str((root / ".dvc" / url).resolve())  # DVC resolves a relative URL against .dvc/
+    return RemoteSpec(name=name, url=url, options=options)
+
+
+# --------------------------------------------------------------------------------------------- jobs
+
+
+def _jobs(root: Path, codes: list[str], starts: dict[str, str], *, cluster: bool, timeout: float) -> list[ProductJob]:
+    products = load_stockcodes(root)
+    stages = read_stages(root)
+    shared_outs = [str(out["path"]) for name, entry in stages.items() if "@" not in name
+                   for out in entry.get("outs", []) or []]
+    remote = _default_remote(root) if cluster else None
+    jobs = []
+    for code in codes:
+        entries = {name: entry for name, entry in stages.items() if name.endswith(f"@{code}")}
+        outputs = [path for path in shared_outs if path.startswith("data/interim/")]
+        outputs += lockmerge.output_paths(entries)
+        fetch: tuple[tuple[str, int], ...] = ()
+        if cluster:
+            reference = registry.read_drift_reference(root, code)
+            if reference.artifact is not None:
+                fetch = ((reference.artifact.md5, reference.artifact.size),)
+        jobs.append(ProductJob(
+            code=code, targets=(starts[code],), downstream=True,
+            files=project_files(root, code, stockcodes_entry=products[code], lock_entries=entries),
+            outputs=tuple(outputs), main_root=None if cluster else str(root),
+            cache_dir=None if cluster else str(dvc_cache_dir(root)), remote=remote, fetch_objects=fetch,
+            timeout_seconds=timeout))
+    return jobs
+
+
+def _publish(event: dict[str, Any]) -> None:
+    from distributed import get_worker
+
+    get_worker().log_event(PROGRESS_TOPIC, event)
+
+
+def _worker_directory() -> Path:
+    """A cluster worker's own scratch space (its workspaces and DVC cache persist there between runs)."""
+    from distributed import get_worker
+
+    try:
+        return Path(get_worker().local_directory)
+    except ValueError:  # not inside a Dask worker (a test calling the task's function directly)
+        return Path(tempfile.gettempdir())
+
+
+def product_chain_fn(job: ProductJob, workdir: str | None) -> JobResult:
+    """The body of a flow task: one product's chain; progress to the client, the full log to Prefect."""
+    from prefect import get_run_logger
+
+    logger = get_run_logger()
+    started = time.monotonic()
+    base = Path(workdir) if workdir else _worker_directory() / "pricetrail-workspaces"
+
+    def on_stage(stage: str, event: str) -> None:
+        logger.info("%s: %s %s", job.code, event, stage)
+        _publish({"code": job.code, "stage": stage, "event": event, "elapsed": time.monotonic() - started})
+
+    _publish({"code": job.code, "stage": job.targets[0], "event": "started", "elapsed": 0.0})
+    result = run_job(job, base, on_stage=on_stage)
+    logger.info("%s: %s\n%s", job.code, "done" if result.ok else f"FAILED at {result.failed_stage}", result.log)
+    _publish({"code": job.code, "stage": result.failed_stage or "done", "event": "failed" if not result.ok else "done",
+              "elapsed": result.seconds})
+    return result
+
+
+def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a task only for transient errors (locks, the network); a gate's verdict is never retried."""
+    return isinstance(state.result(raise_on_failure=False), TransientJobError)
+
+
+def _fan_out(jobs: list[ProductJob], workdir: str | None) -> tuple[list[JobResult], dict[str, str]]:
+    """Submit one task per job and wait for all; return the results and, per failed task, its reason."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.futures import wait
+
+    chain = task(product_chain_fn, name="product-chain", task_run_name="{job.code}", cache_policy=NO_CACHE,
+                 retries=2, retry_delay_seconds=5, retry_condition_fn=_transient_only)
+    futures = [chain.submit(job, workdir) for job in jobs]
+    wait(futures)
+    results, errors = [], {}
+    for job, future in zip(jobs, futures, strict=True):
+        state = future.state
+        if state.is_completed():
+            results.append(future.result())
+        else:
+            errors[job.code] = f"task {state.name}: {state.message or 'no message'}"
+    return results, errors
+
+
+# --------------------------------------------------------------------------------------------- the flow
+
+
+def weekly_fn(root: str, codes: list[str], cluster: bool, push: bool, timeout_seconds: float,
+              shared: list[str], changed: dict[str, list[str]]) -> Any:
+    """The flow body (wrapped by :func:`make_flow`); ``shared`` and ``changed`` are the plan made before it."""
+    from prefect.artifacts import create_table_artifact
+    from prefect.states import Completed, Failed
+
+    project = Path(root)
+    summaries = {code: ProductSummary(code) for code in codes}
+    if shared:
+        _run_main_dvc(project, ["repro", *shared])
+        changed = plan(project, codes).products  # the shared outputs changed: ask again
+    starts = {code: _first_in_chain(stages) for code, stages in changed.items()}
+    workdir = None if cluster else str(project / WORKSPACES)
+    results, errors = _fan_out(_jobs(project, list(starts), starts, cluster=cluster, timeout=timeout_seconds),
+                               workdir) if starts else ([], {})
+    _bring_back(project, results, cluster=cluster)
+    logs = {result.code: result.log for result in results}
+    for result in results:
+        summary = summaries[result.code]
+        summary.ran, summary.restored, summary.seconds = result.ran, result.restored, result.seconds
+        summary.failed_stage, summary.reason = result.failed_stage, result.reason
+    for code, reason in errors.items():
+        summaries[code].failed_stage, summaries[code].reason = "task", reason
+
+    decisions = registry.promote_all(project, codes)
+    promoted = [d.stockcode for d in decisions if d.action == "promoted"]
+    if promoted:
+        # Promotion changed these products' drift references: re-check their gates so the reports describe the
+        # served models and the next run has nothing to do (the gate files hold only the data hash).
+        settle_starts = {code: f"data_drift_check@{code}" for code in promoted}
+        settled, settle_errors = _fan_out(_jobs(project, promoted, settle_starts, cluster=cluster,
+                                                timeout=timeout_seconds), workdir)
+        _bring_back(project, settled, cluster=cluster)
+        for result in settled:
+            logs[result.code] = logs.get(result.code, "") + result.log
+            summaries[result.code].rechecked = result.ran + result.restored
+            if not result.ok:
+                summaries[result.code].failed_stage, summaries[result.code].reason = result.failed_stage, result.reason
+        for code, reason in settle_errors.items():
+            summaries[code].failed_stage, summaries[code].reason = "settle", reason
+        registry.refresh_lineage(project, decisions)
+    for decision in decisions:
+        summaries[decision.stockcode].decision = f"{decision.action}: {decision.reason}"
+        summaries[decision.stockcode].served_version = decision.served_version
+        if decision.action == "error":
+            summaries[decision.stockcode].failed_stage = summaries[decision.stockcode].failed_stage or "promotion"
+            summaries[decision.stockcode].reason = summaries[decision.stockcode].reason or decision.reason
+    for code, text in logs.items():
+        _write_log(project, code, text)
+    if push:
+        _run_main_dvc(project, ["push", "--run-cache"])
+    rows = [summaries[code].row() for code in codes]
+    create_table_artifact(key="pricetrail-weekly-summary", table=rows,
+                          description="Per product: stages run, gate verdicts, promotion, duration")
+    failed = [row for row in rows if row["result"] == "failed"]
+    if failed:
+        names = ", ".join(f"{row['product']} ({row['failed stage']}: {row['reason']})" for row in failed)
+        return Failed(message=f"{len(failed)} of {len(rows)} products failed: {names}", data=rows)
+    return Completed(message=f"{len(rows)} products done", data=rows)
+
+
+def _first_in_chain(stages: list[str]) -> str:
+    return min(stages, key=lambda name: CHAIN.index(name.split("@")[0]) if name.split("@")[0] in CHAIN else -1)
+
+
+def _bring_back(root: Path, results: list[JobResult], *, cluster: bool) -> None:
+    lockmerge.bring_back(root, results, move_outputs=not cluster)
+    if cluster and any(result.lock_entries for result in results):
+        _run_main_dvc(root, ["pull", "--allow-missing"])  # the outputs the workers pushed
+
+
+def _write_log(root: Path, code: str, text: str) -> None:
+    from pricetrail.config import atomic_path
+
+    with atomic_path(root / LOGS / f"{code}.log") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _run_main_dvc(root: Path, args: list[str]) -> None:
+    import subprocess
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("ERROR")]
+        raise ConfigError(f"dvc {' '.join(args)} failed: {(errors or [result.stderr.strip()])[-1]}")
+
+
+def make_flow(task_runner: Any) -> Any:
+    from prefect import flow
+
+    return flow(weekly_fn, name="pricetrail-weekly", task_runner=task_runner, log_prints=False,
+                validate_parameters=True)
+
+
+# --------------------------------------------------------------------------------------------- services
+
+
+class Services:
+    """The Prefect API and the Dask cluster for one run: ours (started and stopped here) or the user's."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.server: Any = None
+        self.cluster: Any = None
+        self.client: Any = None
+        self.address = ""
+
+    def __enter__(self) -> Services:
+        # The temporary Prefect server takes seconds to start: start the Dask cluster meanwhile. Its workers must
+        # know the server's URL when they start (without it each would start a server of its own), so the port
+        # is chosen and announced first.
+        offline_environment()
+        if not os.environ.get("PREFECT_API_URL"):
+            from prefect.server.api.server import SubprocessASGIServer
+
+            self.server = SubprocessASGIServer()
+            self.server.port = self.server.find_available_port()
+            os.environ["PREFECT_API_URL"] = self.server.api_url
+        errors: list[BaseException] = []
+
+        def start_prefect() -> None:
+            try:
+                self._prefect()
+            except BaseException as error:  # noqa: BLE001 - re-raised in the main thread below
+                errors.append(error)
+
+        starter = threading.Thread(target=start_prefect, name="prefect-server-start")
+        starter.start()
+        try:
+            self._dask()
+        finally:
+            starter.join()
+        if errors:
+            self.__exit__(None, None, None)
+            raise errors[0]
+        return self
+
+    def _prefect(self) -> None:
+        if self.server is None:  # the user's server, checked by check_inputs
+            return
+        # One temporary server for the whole run, shared by every worker: each worker starting its own is slow
+        # and silently drops tasks (see PLATFORM-FACTS).
+        self.server.start(timeout=120)
+        if os.environ.get("PREFECT_API_URL") != self.server.api_url:  # it had to move to another port
+            raise FlowError(f"the temporary Prefect server started on {self.server.api_url}, not on the announced "
+                            f"{os.environ.get('PREFECT_API_URL')}; run again")
+
+    def _dask(self) -> None:
+        from distributed import Client, LocalCluster
+
+        if self.options.dask_address:
+            try:
+                self.client = Client(self.options.dask_address, timeout="20s")
+            except (OSError, TimeoutError) as error:
+                raise FlowError(f"no Dask scheduler answers at {self.options.dask_address} ({error}); start one "
+                                "(`dask scheduler`) or leave out --dask-address for a local cluster") from error
+            self.address = self.options.dask_address
+            return
+        # Processes, one thread each: a stage is a subprocess anyway, and torch wants one thread per process.
+        self.cluster = LocalCluster(n_workers=self.options.workers, threads_per_worker=1, processes=True,
+                                    host="127.0.0.1", dashboard_address=None)
+        self.client = Client(self.cluster)
+        self.address = self.cluster.scheduler_address
+
+    def subscribe(self, handler: Callable[[dict[str, Any]], None]) -> None:
+        self.client.subscribe_topic(PROGRESS_TOPIC, lambda event: handler(event[1]))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        if self.server is not None:
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=5)  # the run's last logs reach the server before it stops
+            self.server.stop()
+            os.environ.pop("PREFECT_API_URL", None)
+
+
+class Progress:
+    """One line per product and stage reached, with its elapsed time (the full logs go to logs/<code>.log)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        stage = str(event.get("stage", "")).split("@")[0]
+        with self.lock:
+            self.write(f"  {event.get('code', '?'):<10} {event.get('event', ''):<9} {stage:<24} "
+                       f"{float(event.get('elapsed', 0)):7.1f} s")
+
+
+def run(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]], str]:
+    """Run the weekly flow; return (all products succeeded, summary rows, the flow's message)."""
+    from prefect_dask import DaskTaskRunner
+
+    offline_environment()
+    codes = check_inputs(root, options)
+    registry.ensure_records(root, codes)
+    planned = plan(root, codes)
+    if not planned.shared and not planned.products and not os.environ.get("PREFECT_API_URL"):
+        # Nothing to run and no Prefect server to record it in: starting a temporary one would only cost time.
+        decisions = registry.promote_all(root, codes)
+        if not any(d.action in ("promoted", "error") for d in decisions):
+            rows = [ProductSummary(d.stockcode, decision=f"{d.action}: {d.reason}", served_version=d.served_version
+                                   ).row() for d in decisions]
+            return True, rows, f"nothing to do: all {len(codes)} products are up to date (dvc status is clean)"
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with Services(options) as services, temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
+        # Prefect read its settings when imported; the context carries the API URL to the flow and, serialized
+        # with every task, to workers of an existing cluster.
+        services.subscribe(Progress(write))
+        weekly = make_flow(DaskTaskRunner(address=services.address))
+        state = weekly(root=str(root), codes=codes, cluster=bool(options.dask_address), push=options.push,
+                       timeout_seconds=options.timeout_seconds, shared=planned.shared, changed=planned.products,
+                       return_state=True)
+    rows = state.result(raise_on_failure=False)
+    if isinstance(rows, BaseException):
+        raise FlowError(f"the flow crashed: {rows!r}") from rows
+    return bool(state.is_completed()), list(rows), str(state.message or "")

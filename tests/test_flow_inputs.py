@@ -1,0 +1,62 @@
+"""The flow refuses what cannot work before anything is touched: one message, a non-zero exit."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pricetrail import cli
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "stockcodes.yaml").write_text('stockcodes:\n  "85123A": {}\n  "22423": {}\n')
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    remote = local\n['remote \"local\"']\n    url = /tmp/r\n")
+    for args in (["init", "-q"], ["config", "user.email", "t@example.invalid"], ["config", "user.name", "t"],
+                 ["add", "-A"], ["commit", "-qm", "start"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    return tmp_path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def refused(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_bad_run_input_is_refused_before_anything_changes(project: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    before = sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if ".git/" not in p.as_posix())
+    refused(capsys, ["run", "99999"], "unknown products ['99999']: not in stockcodes.yaml")
+    refused(capsys, ["run", "../x"], "stockcode '../x' is not accepted")
+    refused(capsys, ["run", "--workers", "0"], "--workers 0 is not accepted")
+    refused(capsys, ["run", "--dask-address", "localhost:8786"], "use tcp://HOST:PORT")
+    refused(capsys, ["run", "--dask-address", f"tcp://127.0.0.1:{free_port()}"], "no Dask scheduler answers at")
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    refused(capsys, ["run"], "does not answer")
+    monkeypatch.delenv("PREFECT_API_URL")
+    (project / "dvc.yaml").write_text("stages: {}\n# an edit\n")
+    refused(capsys, ["run"], "dvc.yaml has uncommitted edits")
+    after = sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if ".git/" not in p.as_posix())
+    assert after == before
+
+
+def test_schedule_needs_a_real_server_and_a_cron(project: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    refused(capsys, ["schedule"], "schedules fire only against a running Prefect server")
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    refused(capsys, ["schedule", "--cron", "every monday"], "is not a cron expression")
+    refused(capsys, ["schedule"], "does not answer")
