@@ -21,8 +21,8 @@ import yaml
 from pricetrail import registry
 from pricetrail.artifacts import Artifact
 from pricetrail.config import STOCKCODE_PATTERN
-from pricetrail.dvclock import stages_of
 from pricetrail.lineage.errors import LineageError
+from pricetrail.lineage.lockfile import read_lock
 from pricetrail.lineage.snapshot import LOCK, WORKSPACE, Blobs, Snapshot
 from pricetrail.paths import ProductPaths
 
@@ -101,6 +101,7 @@ class Tables:
     parsed: set[str] = field(default_factory=set)
     dir_hashes: set[str] = field(default_factory=set)
     lineage_products: set[str] = field(default_factory=set)
+    lock_params: dict[str, Any] = field(default_factory=dict)  # a dvc.lock params block's text -> its values
 
     def add(self, table: str, *values: Any) -> None:
         self.rows[table].append(values)
@@ -162,7 +163,7 @@ def _lock(tables: Tables, snapshot: Snapshot, blobs: Blobs, owner: dict[str, str
     if not tables.first(blob):
         return
     where = snapshot.where(LOCK)
-    stages = stages_of(blobs.text(blob, where), where=where)
+    stages = read_lock(blobs.text(blob, where), where=where, params_cache=tables.lock_params)
     for name, entry in stages.items():
         if not isinstance(entry, Mapping):
             raise LineageError(f"{where}: stage {name!r} is not a mapping; is it a DVC 3 lockfile?")
