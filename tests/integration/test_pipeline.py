@@ -32,9 +32,18 @@ def commit(root: Path, message: str) -> None:
 
 
 def stages_run(output: str) -> set[str]:
-    """Stages that ran, or were restored from DVC's run-cache (same deps as an earlier run)."""
-    return set(re.findall(r"Running stage '([^']+)'", output)) | set(
+    """Stages that ran, or were restored from DVC's run-cache (same deps as an earlier run): from `dvc repro`'s
+    own lines, or from the progress lines of `pricetrail run` ("  <code>  running  <stage>  <s> s")."""
+    found = set(re.findall(r"Running stage '([^']+)'", output)) | set(
         re.findall(r"Stage '([^']+)' is cached - skipping run", output))
+    found |= {f"{stage}@{code}" for code, stage in re.findall(r"^  (\S+)\s+(?:running|restored)\s+(\S+)\s", output,
+                                                               flags=re.M)}
+    return found
+
+
+def failures(output: str) -> dict[str, str]:
+    """Product -> "stage: reason" from the lines under `pricetrail run`'s summary table."""
+    return dict(re.findall(r"^  (\S+): (\S+@\S+: .*)$", output, flags=re.M))
 
 
 def served_version(root: Path, code: str) -> str | None:
@@ -46,7 +55,7 @@ def served_version(root: Path, code: str) -> str | None:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_copy(tmp_path_factory.mktemp("smoke") / "project")
     result = pricetrail("run", cwd=root)
-    assert len(re.findall(r"^  \S+\s+promoted\s", result.stdout, flags=re.M)) == len(SMOKE_CODES), result.stdout
+    assert result.stdout.count("promoted: passed the drift gate") == len(SMOKE_CODES), result.stdout
     commit(root, "week 1")
     return root
 
@@ -137,13 +146,14 @@ def test_a_drifted_new_product_stops_alone_and_adding_it_reruns_nothing_else(pro
     set_params(project, {"synthetic.drift": {THIRD: 2.0}})
     result = pricetrail("run", cwd=project, check=False)
     assert result.returncode == 1
-    gate_lines = [line for line in result.stderr.splitlines() if line.startswith("GATE FAILED")]
-    assert len(gate_lines) == 1 and f"data_drift_check@{THIRD}" in gate_lines[0], result.stderr[-3000:]
+    failed = failures(result.stdout)
+    assert list(failed) == [THIRD] and failed[THIRD].startswith(f"data_drift_check@{THIRD}: GATE FAILED"), failed
+    assert f"1 of 3 products failed: {THIRD}" in result.stdout
     ran = stages_run(result.stdout)
     assert f"tune_primary_model@{THIRD}" not in ran
     # The other products' data did not change, so nothing of theirs beyond the ETL reran.
     assert not {name for name in ran if name.split("@")[-1] in SMOKE_CODES and not name.startswith("etl_")}, ran
-    assert re.search(rf"{THIRD}\s+none .*drift gate failed", result.stdout), result.stdout
+    assert re.search(rf"^{THIRD}\s.*none: the drift gate failed", result.stdout, flags=re.M), result.stdout
     commit(project, "week 2: a third product")
 
 

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Plan:
-    shared: list[str]  # shared stages (no @product) that changed
+    shared: list[str]  # every shared stage (no @product), in pipeline order, when any of them changed; else []
     products: dict[str, list[str]]  # product -> its changed stages, in pipeline order; only products with some
 
 
@@ -26,16 +26,18 @@ def plan(root: Path, codes: list[str]) -> Plan:
 
     wanted = set(codes)
     shared: list[str] = []
+    shared_changed = False
     products: dict[str, list[str]] = {}
     with Repo(str(root)) as repo, repo.lock:
         for stage in repo.index.stages:
             name = stage.name
-            if not stage.changed():
-                continue
             if "@" not in name:
+                # `changed()` looks at a stage's own deps only: a changed generator leaves ingest "unchanged"
+                # until it has run, so all shared stages are reproduced together.
                 shared.append(name)
+                shared_changed = shared_changed or stage.changed()
                 continue
             code = name.split("@", 1)[1]
-            if code in wanted:
+            if code in wanted and stage.changed():
                 products.setdefault(code, []).append(name)
-    return Plan(shared=shared, products=products)
+    return Plan(shared=shared if shared_changed else [], products=products)

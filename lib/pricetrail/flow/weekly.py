@@ -275,6 +275,10 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, push: bool, timeout_se
         _run_main_dvc(project, ["repro", *shared])
         changed = plan(project, codes).products  # the shared outputs changed: ask again
     starts = {code: _first_in_chain(stages) for code, stages in changed.items()}
+    if cluster and starts:
+        # Workers share only the remote with us: the shared stages' outputs must be there before they start.
+        shared_stages = [name for name in read_stages(project) if "@" not in name]
+        _run_main_dvc(project, ["push", *shared_stages])
     workdir = None if cluster else str(project / WORKSPACES)
     results, errors = _fan_out(_jobs(project, list(starts), starts, cluster=cluster, timeout=timeout_seconds),
                                workdir) if starts else ([], {})
