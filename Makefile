@@ -43,4 +43,7 @@ bench-pipeline: $(STAMP)  ## wall time of the smoke and default pipelines, and o
 bench-registry: $(STAMP)  ## registry bytes in git per promotion and a one-product rerun, old registry vs pointers
 	$(BIN)/python bench/registry_benchmark.py
 
-.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry
+bench-flow: $(STAMP)  ## the weekly flow vs sequential dvc repro at 8 and 40 products; no-op; one product changed
+	$(BIN)/python bench/flow_benchmark.py --products 8 40
+
+.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry bench-flow

@@ -60,3 +60,15 @@ def test_schedule_needs_a_real_server_and_a_cron(project: Path, capsys: pytest.C
     monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
     refused(capsys, ["schedule", "--cron", "every monday"], "is not a cron expression")
     refused(capsys, ["schedule"], "does not answer")
+
+
+def test_stage_times_come_from_dvcs_own_lines() -> None:
+    from pricetrail.flow.workspace import StageTimer
+
+    clock = iter([0.0, 0.5, 3.0, 3.2, 4.0, 9.0]).__next__
+    timer = StageTimer(clock)
+    for line in ["Running stage 'etl_pipeline@X':", "> python stages/etl_pipeline.py --stockcode X",
+                 "Updating lock file 'dvc.lock'", "Running stage 'data_drift_check@X':", "> python ...",
+                 "GATE FAILED data_drift_check@X: 3 of 5 monitored columns drifted"]:
+        timer.line(line)
+    assert timer.seconds == {"etl_pipeline@X": 3.0, "data_drift_check@X": 5.8}

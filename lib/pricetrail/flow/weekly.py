@@ -73,6 +73,7 @@ class ProductSummary:
     decision: str = ""
     served_version: str | None = None
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         verdict = "failed" if self.failed_stage else "ok"
@@ -80,7 +81,8 @@ class ProductSummary:
                 "skipped": len(CHAIN) - len(self.ran) - len(self.restored), "re-checked": len(self.rechecked),
                 "result": verdict,
                 "failed stage": self.failed_stage or "", "reason": self.reason or "", "decision": self.decision,
-                "served version": self.served_version or "-", "seconds": round(self.seconds, 1)}
+                "served version": self.served_version or "-", "seconds": round(self.seconds, 1),
+                "stage seconds": round(sum(self.stage_seconds.values()), 1)}
 
 
 # --------------------------------------------------------------------------------------------- preflight
@@ -287,6 +289,7 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, push: bool, timeout_se
     for result in results:
         summary = summaries[result.code]
         summary.ran, summary.restored, summary.seconds = result.ran, result.restored, result.seconds
+        summary.stage_seconds = dict(result.stage_seconds)
         summary.failed_stage, summary.reason = result.failed_stage, result.reason
     for code, reason in errors.items():
         summaries[code].failed_stage, summaries[code].reason = "task", reason
@@ -303,6 +306,9 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, push: bool, timeout_se
         for result in settled:
             logs[result.code] = logs.get(result.code, "") + result.log
             summaries[result.code].rechecked = result.ran + result.restored
+            summaries[result.code].seconds += result.seconds
+            summaries[result.code].stage_seconds.update(
+                {f"{name} (re-check)": value for name, value in result.stage_seconds.items()})
             if not result.ok:
                 summaries[result.code].failed_stage, summaries[result.code].reason = result.failed_stage, result.reason
         for code, reason in settle_errors.items():
@@ -319,6 +325,7 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, push: bool, timeout_se
     if push:
         _run_main_dvc(project, ["push", "--run-cache"])
     rows = [summaries[code].row() for code in codes]
+    _write_summary(project, rows, {code: summaries[code].stage_seconds for code in codes})
     create_table_artifact(key="pricetrail-weekly-summary", table=rows,
                           description="Per product: stages run, gate verdicts, promotion, duration")
     failed = [row for row in rows if row["result"] == "failed"]
@@ -336,6 +343,13 @@ def _bring_back(root: Path, results: list[JobResult], *, cluster: bool) -> None:
     lockmerge.bring_back(root, results, move_outputs=not cluster)
     if cluster and any(result.lock_entries for result in results):
         _run_main_dvc(root, ["pull", "--allow-missing"])  # the outputs the workers pushed
+
+
+def _write_summary(root: Path, rows: list[dict[str, Any]], stage_seconds: dict[str, dict[str, float]]) -> None:
+    """logs/last-run.json: the summary table and every stage's time, for scripts (and the benchmarks)."""
+    from pricetrail.config import write_json
+
+    write_json(root / LOGS / "last-run.json", {"rows": rows, "stage_seconds": stage_seconds})
 
 
 def _write_log(root: Path, code: str, text: str) -> None:

@@ -81,6 +81,9 @@ class JobResult:
     workspace: str  # where the outputs are (this machine: moved into the main workspace from here)
     seconds: float
     log: str
+    # Wall time of each stage: from DVC's "Running stage" line to its "Updating lock file" line, i.e. the command
+    # plus DVC saving that stage's outputs (what the benchmark subtracts from the run's wall time).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def project_files(root: Path, code: str, *, stockcodes_entry: dict[str, Any], lock_entries: dict[str, Any]) -> dict[
@@ -178,9 +181,11 @@ def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], No
     cache_dir = Path(job.cache_dir) if job.cache_dir else workdir / ".dvc-cache"  # a worker keeps its cache
     _write_config(workspace, job, cache_dir)
     log_lines: list[str] = []
+    timer = StageTimer()
 
     def dvc(args: list[str], what: str) -> tuple[int, str]:
         def line(text: str) -> None:
+            timer.line(text)
             for pattern, event in ((RUNNING, "running"), (CACHED, "restored")):
                 match = pattern.search(text)
                 if match and on_stage is not None:
@@ -215,7 +220,27 @@ def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], No
         code=job.code, ok=exit_code == 0, ran=RUNNING.findall(output), restored=CACHED.findall(output),
         failed_stage=failed_stage, reason=reason, lock_entries=changed,
         files=_uncached_outputs(workspace, job.code, failed_stage), workspace=str(workspace),
-        seconds=time.monotonic() - started, log="".join(log_lines))
+        seconds=time.monotonic() - started, log="".join(log_lines), stage_seconds=timer.seconds)
+
+
+class StageTimer:
+    """Stage command times from ``dvc repro``'s streamed output (see :attr:`JobResult.stage_seconds`)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.seconds: dict[str, float] = {}
+        self._stage: str | None = None
+        self._started = 0.0
+
+    def line(self, text: str) -> None:
+        now = self.clock()
+        running = RUNNING.search(text)
+        if running:
+            self._stage, self._started = running.group(1), now
+        elif self._stage is not None and ("Updating lock file" in text or FAILURE_LINE.match(text.strip())
+                                          or text.startswith("ERROR")):
+            self.seconds[self._stage] = now - self._started
+            self._stage = None
 
 
 def _pull_inputs(job: ProductJob, workspace: Path, dvc: Callable[[list[str], str], tuple[int, str]]) -> None:
