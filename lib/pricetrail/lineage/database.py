@@ -7,7 +7,9 @@ Everything is read before the first user statement: afterwards the connection ha
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from functools import cache
 from importlib import resources
@@ -78,27 +80,38 @@ def _refuse_invalid_json(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _load_dir_objects(con: duckdb.DuckDBPyConnection, dir_hashes: set[str], cache_dir: Path) -> None:
-    """internal.dir_files: each .dir object in the DVC cache (a JSON list of md5 and relpath) as rows."""
-    found = {}
+    """internal.dir_files: each .dir object in the DVC cache (a JSON list of md5 and relpath) as rows.
+
+    Read here rather than with DuckDB's read_json: thousands of tiny files cost ~0.3 ms each there, a tenth here.
+    """
+    folders: list[str] = []
+    relpaths: list[str] = []
+    md5s: list[str] = []
+    missing = 0
+    base = os.path.join(cache_dir, "files", "md5")
     for md5 in sorted(dir_hashes):
-        if _DIR_HASH.match(md5):
-            path = cache_dir / "files" / "md5" / md5[:2] / md5[2:]
-            if path.is_file():
-                found[str(path)] = md5
-    missing = len(dir_hashes) - len(found)
+        if not _DIR_HASH.match(md5):
+            continue
+        path = os.path.join(base, md5[:2], md5[2:])
+        try:
+            with open(path, "rb") as handle:
+                listing = json.loads(handle.read())
+        except FileNotFoundError:
+            missing += 1
+            continue
+        except (OSError, ValueError) as error:
+            raise LineageError(f"{path} in the DVC cache is not a DVC folder listing: {error}") from error
+        if not isinstance(listing, list):
+            raise LineageError(f"{path} in the DVC cache is not a DVC folder listing (expected a JSON list)")
+        for entry in listing:
+            if isinstance(entry, dict) and "relpath" in entry:
+                folders.append(md5)
+                relpaths.append(str(entry["relpath"]))
+                md5s.append(str(entry.get("md5")))
     if missing:
         log.warning("%d of %d folder hashes have no .dir object in the DVC cache %s; dir_files lacks their files "
                     "(`dvc fetch` brings them)", missing, len(dir_hashes), cache_dir)
-    con.execute("CREATE TABLE internal.dir_files (dir_md5 VARCHAR, relpath VARCHAR, md5 VARCHAR)")
-    if not found:
-        return
-    con.register("_objects", pa.table({"filename": list(found), "dir_md5": list(found.values())}))
-    try:
-        con.execute("INSERT INTO internal.dir_files SELECT o.dir_md5, j.relpath, j.md5 FROM read_json(?, "
-                    "format = 'array', columns = {md5: 'VARCHAR', relpath: 'VARCHAR'}, filename = true) j "
-                    "JOIN _objects o ON o.filename = j.filename", [list(found)])
-    except duckdb.Error as error:
-        raise LineageError(f"a .dir object in the DVC cache {cache_dir} is not a DVC folder listing: "
-                           f"{error}") from error
-    finally:
-        con.unregister("_objects")
+    columns = {"dir_md5": folders, "relpath": relpaths, "md5": md5s}
+    con.register("_load", pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()}))
+    con.execute("CREATE TABLE internal.dir_files AS SELECT * FROM _load")
+    con.unregister("_load")

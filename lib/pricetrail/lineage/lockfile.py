@@ -30,10 +30,14 @@ class _Unexpected(Exception):
     """The text is not in the layout DVC writes; parse it as YAML."""
 
 
-def read_lock(text: str, *, where: str, params_cache: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """The ``stages`` mapping of a dvc.lock's text, as :func:`pricetrail.dvclock.stages_of` returns it."""
+def read_lock(text: str, *, where: str, params_cache: dict[str, Any] | None = None,
+              stage_cache: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The ``stages`` mapping of a dvc.lock's text, as :func:`pricetrail.dvclock.stages_of` returns it.
+
+    The caches (a params block's text, a stage's text -> what they hold) are shared between revisions.
+    """
     try:
-        return _fast(text, {} if params_cache is None else params_cache)
+        return _fast(text, {} if params_cache is None else params_cache, stage_cache)
     except _Unexpected:
         return stages_of(text, where=where)
 
@@ -53,91 +57,98 @@ def _scalar(text: str) -> Any:
     raise _Unexpected(text)
 
 
+_STAGE_START = re.compile(r"\n(?=  \S)")
+
+
 def _key_value(line: str, indent: int) -> tuple[str, str]:
-    body = line[indent:]
-    key, colon, value = body.partition(":")
-    if not colon or (value and not value.startswith(" ")):
+    key, colon, value = line[indent:].partition(":")
+    if not colon or (value and value[0] != " "):
         raise _Unexpected(line)
     return key, value.strip()
 
 
-def _fast(text: str, params_cache: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    lines = text.split("\n")
-    if not lines or not lines[0].startswith("schema:"):
+def _fast(text: str, params_cache: dict[str, Any],
+          stage_cache: dict[str, tuple[str, dict[str, Any]]] | None = None) -> dict[str, dict[str, Any]]:
+    """Each stage's lines parsed once: a stage whose entry did not change since another revision is not re-read."""
+    header, newline, body = text.partition("\n")
+    if not header.startswith("schema:") or not newline:
         raise _Unexpected("schema")
-    if len(lines) < 2 or lines[1] != "stages:":
+    if not body.startswith("stages:\n"):
         raise _Unexpected("stages")
+    cache = {} if stage_cache is None else stage_cache
     stages: dict[str, dict[str, Any]] = {}
-    entry: dict[str, Any] | None = None
+    for chunk in _STAGE_START.split(body[len("stages:\n"):].rstrip("\n")):
+        if not chunk:
+            continue
+        if chunk not in cache:
+            cache[chunk] = _stage(chunk, params_cache)
+        name, entry = cache[chunk]
+        stages[name] = entry
+    return stages
+
+
+def _stage(chunk: str, params_cache: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    lines = chunk.split("\n")
+    key, value = _key_value(lines[0], 2)
+    if value or not lines[0].startswith("  ") or lines[0][2] == " ":
+        raise _Unexpected(lines[0])
+    name = _scalar(key)
+    entry: dict[str, Any] = {}
     section: str | None = None
     items: list[dict[str, Any]] = []
     params_lines: list[str] = []
-
-    def close_params() -> None:
-        if entry is not None and section == "params":
-            block = "\n".join(params_lines)
-            if block not in params_cache:
-                try:
-                    params_cache[block] = yaml.load(textwrap.dedent(block), Loader=_Loader)  # noqa: S506 - safe
-                except yaml.YAMLError as error:  # an alias to another block, say: let YAML read the whole file
-                    raise _Unexpected(block) from error
-            entry["params"] = params_cache[block]
-            params_lines.clear()
-
-    for line in lines[2:]:
+    for line in lines[1:]:
         if not line:
             continue
-        if "#" in line and section != "params":
-            raise _Unexpected(line)
-        indent = len(line) - len(line.lstrip(" "))
-        if section == "params" and indent >= 6:
+        if section == "params" and line.startswith("      "):
             params_lines.append(line)
             continue
-        if indent == 2:
-            close_params()
-            key, value = _key_value(line, 2)
-            if value:
-                raise _Unexpected(line)
-            entry = stages.setdefault(_scalar(key), {})
-            section = None
-        elif indent == 4 and entry is not None and not line.startswith("    - "):
-            close_params()
+        if "#" in line:
+            raise _Unexpected(line)
+        if line.startswith("      ") and line[6] != " " and section in ("deps", "outs") and items:
+            item = items[-1]
+        elif line.startswith("    - ") and section in ("deps", "outs"):
+            item = {}
+            items.append(item)
+        elif line.startswith("    ") and line[4] != " " and line[4] != "-":
             key, value = _key_value(line, 4)
             section = key
             if key == "cmd":
                 if not value:
                     raise _Unexpected(line)  # a list of commands, or a multi-line one
                 entry["cmd"] = _scalar(value)
-            elif key in ("deps", "outs"):
-                if value:
-                    raise _Unexpected(line)
+            elif key in ("deps", "outs") and not value:
                 items = entry.setdefault(key, [])
-            elif key == "params":
-                if value:
-                    raise _Unexpected(line)
+            elif key == "params" and not value:
+                pass
             elif key == "frozen" and value in ("true", "false"):
                 entry["frozen"] = value == "true"
             else:
                 raise _Unexpected(line)
-        elif section in ("deps", "outs") and (line.startswith("    - ") or indent == 6):
-            if line.startswith("    - "):
-                items.append({})
-                key, value = _key_value(line, 6)
-            else:
-                key, value = _key_value(line, 6)
-            if key not in _ITEM_KEYS or not value or not items:
-                raise _Unexpected(line)
-            if key in _INTEGERS:
-                if not value.isdigit():
-                    raise _Unexpected(line)
-                items[-1][key] = int(value)
-            elif value in ("true", "false"):
-                items[-1][key] = value == "true"
-            elif key == "md5" and _HASH.match(value) and not value.isdigit():
-                items[-1][key] = value  # the common case, without asking YAML's resolver
-            else:
-                items[-1][key] = _scalar(value)
+            continue
         else:
             raise _Unexpected(line)
-    close_params()
-    return stages
+        key, colon, value = line[6:].partition(": ")
+        if not colon or key not in _ITEM_KEYS or not value or value[0] == " ":
+            raise _Unexpected(line)
+        if key == "md5" and _HASH.match(value) and not value.isdigit():
+            item[key] = value  # the common case, without asking YAML's resolver
+        elif key in _INTEGERS:
+            if not value.isdigit():
+                raise _Unexpected(line)
+            item[key] = int(value)
+        elif value in ("true", "false"):
+            item[key] = value == "true"
+        else:
+            item[key] = _scalar(value)
+    if section == "params" or params_lines:
+        block = "\n".join(params_lines)
+        if block not in params_cache:
+            try:
+                params_cache[block] = yaml.load(textwrap.dedent(block), Loader=_Loader)  # noqa: S506 - safe loader
+            except yaml.YAMLError as error:  # an alias to another block, say: let YAML read the whole file
+                raise _Unexpected(block) from error
+        if not isinstance(params_cache[block], dict):
+            raise _Unexpected(block)
+        entry["params"] = params_cache[block]
+    return name, entry

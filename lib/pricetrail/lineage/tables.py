@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -79,8 +79,13 @@ def json_value(value: Any) -> tuple[str | None, float | None]:
         return None, None
     if isinstance(value, str):
         return value, None
-    number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-    return json.dumps(value, sort_keys=True, default=str), number
+    if isinstance(value, bool):
+        return ("true" if value else "false"), None
+    if isinstance(value, int):
+        return str(value), float(value)
+    if isinstance(value, float):
+        return json.dumps(value), value
+    return json.dumps(value, sort_keys=True, default=str), None
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -102,6 +107,17 @@ class Tables:
     dir_hashes: set[str] = field(default_factory=set)
     lineage_products: set[str] = field(default_factory=set)
     lock_params: dict[str, Any] = field(default_factory=dict)  # a dvc.lock params block's text -> its values
+    lock_chunks: dict[str, Any] = field(default_factory=dict)  # a dvc.lock stage's text -> (name, entry)
+    flat_params: dict[str, list[tuple[str, str | None, float | None]]] = field(default_factory=dict)
+    record_dirs: dict[str, list[str]] = field(default_factory=dict)  # version record blob -> its folder hashes
+    registry_cache: dict[str, Any] = field(default_factory=dict)  # a commit's registry file blob -> parsed
+
+    def flat(self, values: Mapping[str, Any]) -> list[tuple[str, str | None, float | None]]:
+        """Flattened params; every product's stage of one kind has the same, so each is flattened once."""
+        key = repr(values)
+        if key not in self.flat_params:
+            self.flat_params[key] = [(param, *json_value(value)) for param, value in flatten(values)]
+        return self.flat_params[key]
 
     def add(self, table: str, *values: Any) -> None:
         self.rows[table].append(values)
@@ -116,10 +132,9 @@ class Tables:
     def to_arrow(self) -> dict[str, pa.Table]:
         result = {}
         for name, schema in SCHEMAS.items():
-            rows = self.rows[name]
-            columns = {column: pa.array([row[i] for row in rows], type=kind) for i, (column, kind) in
-                       enumerate(schema)}
-            result[name] = pa.table(columns)
+            values = list(zip(*self.rows[name], strict=True)) or [() for _ in schema]
+            result[name] = pa.table({column: pa.array(values[i], type=kind) for i, (column, kind) in
+                                     enumerate(schema)})
         return result
 
 
@@ -144,8 +159,8 @@ def collect(root: Path, snapshots: list[Snapshot], blobs: Blobs) -> Tables:
         for relpath, blob in files.items():
             if relpath.startswith("metrics/") and relpath.endswith(".json"):
                 _metrics_file(tables, snapshot, blobs, relpath, blob, owner)
-        codes = sorted({parts[1] for parts in (PurePosixPath(p).parts for p in files)
-                        if parts[0] == "registry" and len(parts) >= 3 and STOCKCODE_PATTERN.fullmatch(parts[1])})
+        codes = sorted({parts[1] for parts in (p.split("/", 2) for p in files if p.startswith("registry/"))
+                        if len(parts) == 3 and STOCKCODE_PATTERN.fullmatch(parts[1])})
         for code in codes:
             _registry(tables, root, snapshot, blobs, code)
     for code in sorted(tables.lineage_products):
@@ -163,7 +178,8 @@ def _lock(tables: Tables, snapshot: Snapshot, blobs: Blobs, owner: dict[str, str
     if not tables.first(blob):
         return
     where = snapshot.where(LOCK)
-    stages = read_lock(blobs.text(blob, where), where=where, params_cache=tables.lock_params)
+    stages = read_lock(blobs.text(blob, where), where=where, params_cache=tables.lock_params,
+                       stage_cache=tables.lock_chunks)
     for name, entry in stages.items():
         if not isinstance(entry, Mapping):
             raise LineageError(f"{where}: stage {name!r} is not a mapping; is it a DVC 3 lockfile?")
@@ -189,18 +205,17 @@ def _lock(tables: Tables, snapshot: Snapshot, blobs: Blobs, owner: dict[str, str
                     if upstream is not None:
                         tables.add("lock_edges", blob, upstream, name, path, md5)
         for file, values in (entry.get("params") or {}).items():
-            for param, value in flatten(values if isinstance(values, Mapping) else {}):
-                text, number = json_value(value)
+            for param, text, number in tables.flat(values if isinstance(values, Mapping) else {}):
                 tables.add("lock_params", blob, name, kind, product, file, param, text, number)
 
 
 def _owner_of(path: str, owner: Mapping[str, str]) -> str | None:
     """The stage whose output is ``path`` or a folder holding it."""
-    candidate = PurePosixPath(path)
-    for parent in (candidate, *candidate.parents):
-        stage = owner.get(parent.as_posix())
+    while path:
+        stage = owner.get(path)
         if stage is not None:
             return stage
+        path = path.rpartition("/")[0]
     return None
 
 
@@ -226,8 +241,8 @@ def _yaml_file(tables: Tables, kind: str, blob: str, text: str, where: str) -> N
 
 def _metrics_file(tables: Tables, snapshot: Snapshot, blobs: Blobs, relpath: str, blob: str,
                   owner: Mapping[str, str]) -> None:
-    parts = PurePosixPath(relpath).parts
-    name = PurePosixPath(relpath).stem
+    parts = relpath.split("/")
+    name = parts[-1].rpartition(".")[0]
     product = parts[1] if len(parts) == 3 and STOCKCODE_PATTERN.fullmatch(parts[1]) else None
     stage = owner.get(relpath)
     if stage is None and name in METRICS_STAGE and (product or name == "ingest"):
@@ -261,21 +276,24 @@ def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code
                     for version in registry.promoted_versions(root, code)}
         reference = registry.read_drift_reference(root, code) if reference_path in files else None
     else:
-        entries = registry.parse_history(blobs.text(files[history_path], snapshot.where(history_path)),
-                                         snapshot.where(history_path)) if history_path in files else []
-        served_record = registry.parse_record(blobs.text(files[served_path], snapshot.where(served_path)),
-                                              snapshot.where(served_path), code) if served_path in files else None
+        def parse(path: str, parser: Any, *extra: str) -> Any:
+            """A commit's registry file through the registry's parser, once per distinct file."""
+            blob = files[path]
+            if blob not in tables.registry_cache:
+                where = snapshot.where(path)
+                tables.registry_cache[blob] = parser(blobs.text(blob, where), where, *extra)
+            return tables.registry_cache[blob]
+
+        entries = parse(history_path, registry.parse_history) if history_path in files else []
+        served_record = parse(served_path, registry.parse_record, code) if served_path in files else None
         versions = {}
         for version in registry.served_versions(entries):
             path = f"{directory}/{registry.VERSIONS}/{version}.json"
             if path not in files:
                 raise LineageError(f"{snapshot.where(history_path)} names version {version} of {code}, but "
                                    f"{path} is not in commit {snapshot.revision.label}")
-            versions[version] = registry.parse_record(blobs.text(files[path], snapshot.where(path)),
-                                                      snapshot.where(path), code)
-        reference = registry.parse_drift_reference(
-            blobs.text(files[reference_path], snapshot.where(reference_path)), snapshot.where(reference_path),
-            code) if reference_path in files else None
+            versions[version] = parse(path, registry.parse_record, code)
+        reference = parse(reference_path, registry.parse_drift_reference, code) if reference_path in files else None
     if history_path in files:
         blob = files[history_path]
         tables.add("files", revision, history_path, blob, "history", code, None)
@@ -291,6 +309,12 @@ def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code
         tables.add("files", revision, path, files[path], "version", code, None)
         if tables.first(files[path]):
             _record(tables, files[path], code, record)
+    if served_record is not None:
+        # The folders of the served version's run join dir_files; older versions' folders (thousands, in a long
+        # history) only when a loaded dvc.lock names them.
+        served_blob = files.get(f"{directory}/{registry.VERSIONS}/{served_record['version']}.json")
+        for blob in (files[served_path], served_blob):
+            tables.dir_hashes.update(tables.record_dirs.get(blob or "", ()))
     if reference is not None:
         blob = files[reference_path]
         tables.add("files", revision, reference_path, blob, "drift_reference", code, None)
@@ -342,7 +366,7 @@ def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any]) -> 
     artifact: Artifact
     for name, artifact in registry.artifacts_of(record).items():
         if artifact.out_md5:
-            tables.dir_hashes.add(artifact.out_md5)
+            tables.record_dirs.setdefault(blob, []).append(artifact.out_md5)
         tables.add("record_artifacts", blob, name, artifact.path, artifact.md5, artifact.size, artifact.out,
                    artifact.out_md5)
     stages = record.get("stages") if isinstance(record.get("stages"), Mapping) else {}
@@ -355,9 +379,8 @@ def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any]) -> 
             items = entry.get(role) if isinstance(entry.get(role), Mapping) else {}
             for path, md5 in items.items():
                 if isinstance(md5, str) and md5.endswith(".dir"):
-                    tables.dir_hashes.add(md5)
+                    tables.record_dirs.setdefault(blob, []).append(md5)
                 tables.add("record_files", blob, stage, kind, role[:-1], str(path), _text(md5))
         params = entry.get("params") if isinstance(entry.get("params"), Mapping) else {}
-        for param, value in flatten(params):
-            text, number = json_value(value)
+        for param, text, number in tables.flat(params):
             tables.add("record_params", blob, stage, kind, param, text, number)

@@ -10,7 +10,7 @@ SELECT b.blob,
        CASE WHEN t.type IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST(t.value::VARCHAR AS DOUBLE) END AS number,
        t.type AS json_type
 FROM internal.json_blobs b, json_tree(b.text) t
-WHERE t.type <> 'OBJECT' AND NOT regexp_matches(t.fullkey, '\[[0-9]+\]');
+WHERE t.type <> 'OBJECT' AND NOT contains(t.fullkey, '[');  -- a list's items stay in the list's value
 
 CREATE TABLE internal.gate_files AS
 SELECT DISTINCT b.blob, b.text, split_part(f.stage, '@', 1) AS gate
