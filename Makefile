@@ -46,4 +46,7 @@ bench-registry: $(STAMP)  ## registry bytes in git per promotion and a one-produ
 bench-flow: $(STAMP)  ## the weekly flow vs sequential dvc repro at 8 and 40 products; no-op; one product changed
 	$(BIN)/python bench/flow_benchmark.py --products 8 40
 
-.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry bench-flow
+bench-lineage: $(STAMP)  ## lineage views and fleet report at 100 and 1,000 products, 20 revisions of history, vs dvc metrics show
+	$(BIN)/python bench/lineage_benchmark.py --products 100 1000 --revisions 20
+
+.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry bench-flow bench-lineage
