@@ -183,10 +183,14 @@ def _jobs(root: Path, codes: list[str], starts: dict[str, str], *, cluster: bool
                    for out in entry.get("outs", []) or []]
     remote = _default_remote(root) if cluster else None
     jobs = []
+    shared_entries = {name: entry for name, entry in stages.items() if "@" not in name}
     for code in codes:
         entries = {name: entry for name, entry in stages.items() if name.endswith(f"@{code}")}
         outputs = [path for path in shared_outs if path.startswith("data/interim/")]
         outputs += lockmerge.output_paths(entries)
+        # The shared stages' entries too: a cluster worker's `dvc pull` finds their outputs by them (with
+        # --downstream from the product's first stage, they are never reproduced there).
+        entries = {**shared_entries, **entries}
         fetch: tuple[tuple[str, int], ...] = ()
         if cluster:
             reference = registry.read_drift_reference(root, code)
