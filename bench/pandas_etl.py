@@ -84,15 +84,39 @@ def read_ingested_product(transactions: Path, stockcode: str) -> pd.DataFrame:
 
 
 def volume_tier(lines: pd.DataFrame, rules: CleaningRules) -> pd.Series:
-    """A registered customer's big line priced clearly below the day's highest registered price (of the product)."""
+    """A registered customer's big line priced clearly below the list price as known before it: the highest
+    registered price charged strictly earlier that day or on the latest earlier day with a registered line."""
     if rules.volume_tier_min_quantity is None:
         return pd.Series(False, index=lines.index)
     registered = lines["customer_id"].notna()
     day = lines["invoice_date"].dt.normalize()
-    # NaN on a day without registered lines: the comparison below is then False, as COALESCE(NULL, false) is.
-    day_list_price = lines["unit_price"].where(registered).groupby(day).transform("max")
+    charged = pd.DataFrame({"moment": lines["invoice_date"], "day": day, "price": lines["unit_price"]})[registered]
+    charged = charged.sort_values("moment", kind="stable")
+    charged["running_max"] = charged.groupby("day")["price"].cummax()
+    query = pd.DataFrame({"moment": lines["invoice_date"], "day": day, "row": np.arange(len(lines))})
+    query = query.sort_values("moment", kind="stable")
+    earlier = pd.merge_asof(query, charged[["moment", "day", "running_max"]], on="moment", by="day",
+                            allow_exact_matches=False)
+    day_max = charged.groupby("day")["price"].max().rename("previous_day_max").reset_index()
+    previous = pd.merge_asof(query.sort_values("day", kind="stable"), day_max, on="day", allow_exact_matches=False)
+    reference = np.fmax(earlier.set_index("row")["running_max"].sort_index().to_numpy(),
+                        previous.set_index("row")["previous_day_max"].sort_index().to_numpy())
     return (registered & (lines["quantity"] >= int(rules.volume_tier_min_quantity))
-            & (lines["unit_price"] <= (1 - float(rules.volume_tier_min_discount)) * day_list_price))
+            & (lines["unit_price"] <= (1 - float(rules.volume_tier_min_discount)) * reference))
+
+
+def outlier_kept(untiered: pd.DataFrame, rules: CleaningRules) -> np.ndarray:
+    """The outlier rules as run_etl applies them: an absolute cap, and a multiple of the median of earlier days."""
+    day = untiered["invoice_date"].dt.normalize().to_numpy()
+    quantity = untiered["quantity"].to_numpy()
+    order = np.argsort(day, kind="stable")
+    sorted_day, sorted_quantity = day[order], quantity[order]
+    days, first = np.unique(sorted_day, return_index=True)
+    median_before = np.array([np.median(sorted_quantity[:start]) if start else np.nan for start in first])
+    position = np.searchsorted(days, day)
+    relative_ok = (first[position] < rules.outlier_min_history_lines) | (
+        quantity <= rules.outlier_median_factor * median_before[position])
+    return (quantity <= rules.max_quantity) & relative_ok
 
 
 def clean_lines(lines: pd.DataFrame, rules: CleaningRules) -> tuple[pd.DataFrame, CleaningReport]:
@@ -114,8 +138,7 @@ def clean_lines(lines: pd.DataFrame, rules: CleaningRules) -> tuple[pd.DataFrame
     report.removed["exact_duplicate"] = len(current) - len(dedup)
     untiered = dedup[~volume_tier(dedup, rules).to_numpy(dtype=bool)]
     report.removed["volume_tier"] = len(dedup) - len(untiered)
-    quantity = untiered["quantity"]
-    kept = untiered[(quantity <= rules.max_quantity) & (quantity <= rules.outlier_median_factor * quantity.median())]
+    kept = untiered[outlier_kept(untiered, rules)]
     report.removed["extreme_outlier"] = len(untiered) - len(kept)
     kept = kept.sort_values(LINE_ORDER, kind="stable", ignore_index=True)  # NaN last, as DuckDB's NULLs
     report.rows_out = len(kept)
