@@ -121,7 +121,11 @@ def measure(base: Path, n: int, workers: int, api: str, skip_sequential: bool) -
     result: dict = {"products": n, "workers": workers}
     if not skip_sequential:
         seq = project(base, f"sequential-{n}", n)
+        # New products need their drift reference record before plain `dvc repro` (pricetrail run makes them).
+        run([sys.executable, "-m", "pricetrail.cli", "promote"], seq)
         wall, output, stages = timed([sys.executable, "-m", "dvc", "repro"], seq, env())
+        if "ERROR" in output:
+            raise SystemExit(f"sequential dvc repro failed:\n{output[-3000:]}")
         result["sequential"] = {"wall_s": round(wall, 1), "stage_s": round(stages, 1),
                                 "bookkeeping_share": round((wall - stages) / wall, 3),
                                 "exit_ok": "ERROR" not in output}
