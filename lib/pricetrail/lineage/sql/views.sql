@@ -32,7 +32,7 @@ SELECT r.revision, r.rev_index, r.commit_time, x.stage, x.kind, x.product, x.pat
 FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_files x ON x.blob = f.blob
 WHERE f.kind = 'lock' AND x.role = 'out';
 
--- dir_files: the files of every folder hash the loaded records name, from its .dir object in the DVC cache: dir_md5, relpath, md5
+-- dir_files: the files of each folder hash in the loaded dvc.lock revisions, served versions and drift references, from its .dir object in the DVC cache: dir_md5, relpath, md5
 CREATE VIEW dir_files AS
 SELECT dir_md5, relpath, md5 FROM internal.dir_files;
 
