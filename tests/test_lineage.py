@@ -72,6 +72,7 @@ def complete_run(root: Path, code: str, *, rmsle: float = 0.5, rows: int = 60) -
                  out(paths.etl_metrics.as_posix(), file_md5(root / paths.etl_metrics))]}
     stages[f"preprocess@{code}"]["deps"] = [out(paths.features_dir.as_posix(), features)]
     stages[f"preprocess@{code}"]["outs"][0]["md5"] = dir_object(root, paths.preprocessed_dir)
+    stages[f"tune_primary_model@{code}"]["outs"][0]["md5"] = dir_object(root, paths.model_dir)
     test = json.loads((root / paths.test_metrics).read_text())
     write_json(root / paths.test_metrics, {**test, "rmsle": rmsle})
     verdict = json.loads((root / paths.verdict).read_text())
