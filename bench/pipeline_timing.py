@@ -33,7 +33,7 @@ def measure(profile: str, base: Path) -> dict[str, object]:
     started = time.perf_counter()
     noop = run([sys.executable, "-m", "dvc", "repro"], root, check=False)
     noop_elapsed = time.perf_counter() - started
-    promoted = sum(line.split()[1:2] == ["promoted"] for line in result.stdout.splitlines())  # decision rows
+    promoted = result.stdout.count("promoted: passed the drift gate")  # decision column of the summary table
     products = len([line for line in (root / "stockcodes.yaml").read_text().splitlines() if line.startswith("  ")])
     return {"profile": profile, "products": products, "exit": result.returncode, "run_s": round(elapsed),
             "promoted": promoted, "noop_repro_s": round(noop_elapsed, 1),
