@@ -131,7 +131,13 @@ def test_stages_deps_outs_and_params_come_from_dvc_lock(project: Path) -> None:
                                                             f"metrics/{CODE}/etl.json": False}
     params = rows(con, "SELECT param, value, number FROM stage_params WHERE stage = ?", [f"etl_pipeline@{CODE}"])
     assert {"param": "etl.min_rows", "value": "20", "number": 20.0} in params
-    assert {"param": "etl.non_product_codes", "value": '["POST", "DOT"]', "number": None} in params
+    assert {"param": "etl.non_product_codes", "value": '["POST","DOT"]', "number": None} in params  # compact JSON
+    # The entries recorded with the served version read the same as dvc.lock's (flattened by DuckDB there).
+    recorded = rows(con, "SELECT v.stage, v.param, v.value, v.number FROM version_params v JOIN served s "
+                         "USING (revision, product, version) WHERE s.product = ? ORDER BY 1, 2", [CODE])
+    in_lock = rows(con, "SELECT stage, param, value, number FROM stage_params WHERE stage IN (SELECT stage FROM "
+                        "version_params WHERE product = ?) ORDER BY 1, 2", [CODE])
+    assert recorded == in_lock and len(recorded) >= 3
     assert rows(con, "SELECT value FROM params WHERE param = 'base.seed'") == [{"value": "42"}]
     assert rows(con, "SELECT product, description FROM products ORDER BY product") == [
         {"product": OTHER, "description": None}, {"product": CODE, "description": "HEART"}]

@@ -19,7 +19,6 @@ import pyarrow as pa
 import yaml
 
 from pricetrail import registry
-from pricetrail.artifacts import Artifact
 from pricetrail.config import STOCKCODE_PATTERN
 from pricetrail.lineage.errors import LineageError
 from pricetrail.lineage.lockfile import read_lock
@@ -39,11 +38,10 @@ SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
     "revisions": [("revision", _S), ("rev_index", _I), ("commit_time", pa.timestamp("s", tz="UTC")),
                   ("subject", _S), ("has_lock", _B)],
     "files": [("revision", _S), ("path", _S), ("blob", _S), ("kind", _S), ("product", _S), ("stage", _S)],
-    "lock_stages": [("blob", _S), ("stage", _S), ("kind", _S), ("product", _S), ("cmd", _S)],
-    "lock_files": [("blob", _S), ("stage", _S), ("kind", _S), ("product", _S), ("role", _S), ("path", _S),
-                   ("md5", _S), ("size", _I), ("nfiles", _I)],
-    "lock_params": [("blob", _S), ("stage", _S), ("kind", _S), ("product", _S), ("file", _S), ("param", _S),
-                    ("value", _S), ("number", _F)],
+    "lock_entries": [("blob", _S), ("entry", _S)],
+    "lock_stages": [("entry", _S), ("stage", _S), ("kind", _S), ("product", _S), ("cmd", _S), ("params", _S)],
+    "lock_files": [("entry", _S), ("role", _S), ("path", _S), ("md5", _S), ("size", _I), ("nfiles", _I)],
+    "lock_params": [("params", _S), ("file", _S), ("param", _S), ("value", _S), ("number", _F)],
     "lock_edges": [("blob", _S), ("upstream", _S), ("downstream", _S), ("path", _S), ("md5", _S)],
     "params_values": [("blob", _S), ("param", _S), ("value", _S), ("number", _F)],
     "products": [("blob", _S), ("product", _S), ("description", _S)],
@@ -59,9 +57,7 @@ SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
                 ("test_mae", _F), ("baseline_rmsle", _F), ("verdict_passed", _B), ("drift", _S)],
     "record_artifacts": [("blob", _S), ("artifact", _S), ("path", _S), ("md5", _S), ("size", _I), ("out", _S),
                          ("out_md5", _S)],
-    "record_stages": [("blob", _S), ("stage", _S), ("kind", _S), ("cmd", _S)],
-    "record_files": [("blob", _S), ("stage", _S), ("kind", _S), ("role", _S), ("path", _S), ("md5", _S)],
-    "record_params": [("blob", _S), ("stage", _S), ("kind", _S), ("param", _S), ("value", _S), ("number", _F)],
+    "record_json": [("blob", _S), ("text", _S)],
     "drift_refs": [("blob", _S), ("product", _S), ("kind", _S), ("label", _S), ("path", _S), ("md5", _S),
                    ("out_md5", _S), ("window_first", _S), ("window_last", _S)],
 }
@@ -85,7 +81,7 @@ def json_value(value: Any) -> tuple[str | None, float | None]:
         return str(value), float(value)
     if isinstance(value, float):
         return json.dumps(value), value
-    return json.dumps(value, sort_keys=True, default=str), None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str), None  # compact, as DuckDB's
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -106,7 +102,8 @@ class Tables:
     parsed: set[str] = field(default_factory=set)
     dir_hashes: set[str] = field(default_factory=set)
     lineage_products: set[str] = field(default_factory=set)
-    lock_params: dict[str, Any] = field(default_factory=dict)  # a dvc.lock params block's text -> its values
+    params_blocks: dict[str, Any] = field(default_factory=dict)  # a dvc.lock params block's text -> its values
+    keep: list[Any] = field(default_factory=list)  # the objects whose ids key lock rows
     lock_chunks: dict[str, Any] = field(default_factory=dict)  # a dvc.lock stage's text -> (name, entry)
     flat_params: dict[str, list[tuple[str, str | None, float | None]]] = field(default_factory=dict)
     record_dirs: dict[str, list[str]] = field(default_factory=dict)  # version record blob -> its folder hashes
@@ -178,7 +175,7 @@ def _lock(tables: Tables, snapshot: Snapshot, blobs: Blobs, owner: dict[str, str
     if not tables.first(blob):
         return
     where = snapshot.where(LOCK)
-    stages = read_lock(blobs.text(blob, where), where=where, params_cache=tables.lock_params,
+    stages = read_lock(blobs.text(blob, where), where=where, params_cache=tables.params_blocks,
                        stage_cache=tables.lock_chunks)
     for name, entry in stages.items():
         if not isinstance(entry, Mapping):
@@ -187,26 +184,39 @@ def _lock(tables: Tables, snapshot: Snapshot, blobs: Blobs, owner: dict[str, str
             if isinstance(out, Mapping) and "path" in out:
                 owner[str(out["path"])] = str(name)
     for name, entry in stages.items():
+        # A stage whose text is unchanged since another revision is the same object (the reader's cache): its rows
+        # are added once and the revisions share them through lock_entries. Params blocks are shared alike.
+        key = f"e{id(entry)}"
+        tables.add("lock_entries", blob, key)
+        for role in ("deps",):
+            for item in entry.get(role) or []:
+                if isinstance(item, Mapping) and "path" in item:
+                    upstream = _owner_of(str(item["path"]), owner)
+                    if upstream is not None:
+                        tables.add("lock_edges", blob, upstream, name, str(item["path"]), _text(item.get("md5")))
+        if key in tables.parsed:
+            continue
+        tables.parsed.add(key)
+        tables.keep.append(entry)  # ids stay unique while the rows refer to them
         kind, product = split_stage(str(name))
-        tables.add("lock_stages", blob, name, kind, product, entry.get("cmd") if isinstance(
-            entry.get("cmd"), str) else json.dumps(entry.get("cmd")))
+        params = entry.get("params") if isinstance(entry.get("params"), Mapping) else {}
+        params_key = f"p{id(params)}"
+        tables.add("lock_stages", key, name, kind, product, entry.get("cmd") if isinstance(
+            entry.get("cmd"), str) else json.dumps(entry.get("cmd")), params_key)
         for role in ("deps", "outs"):
             for item in entry.get(role) or []:
                 if not isinstance(item, Mapping) or "path" not in item:
                     continue
-                path, md5 = str(item["path"]), item.get("md5")
-                md5 = None if md5 is None else str(md5)
+                md5 = _text(item.get("md5"))
                 if md5 and md5.endswith(".dir"):
                     tables.dir_hashes.add(md5)
-                tables.add("lock_files", blob, name, kind, product, role[:-1], path, md5, item.get("size"),
-                           item.get("nfiles"))
-                if role == "deps":
-                    upstream = _owner_of(path, owner)
-                    if upstream is not None:
-                        tables.add("lock_edges", blob, upstream, name, path, md5)
-        for file, values in (entry.get("params") or {}).items():
-            for param, text, number in tables.flat(values if isinstance(values, Mapping) else {}):
-                tables.add("lock_params", blob, name, kind, product, file, param, text, number)
+                tables.add("lock_files", key, role[:-1], str(item["path"]), md5, item.get("size"), item.get("nfiles"))
+        if params_key not in tables.parsed:
+            tables.parsed.add(params_key)
+            tables.keep.append(params)
+            for file, values in params.items():
+                for param, text, number in tables.flat(values if isinstance(values, Mapping) else {}):
+                    tables.add("lock_params", params_key, file, param, text, number)
 
 
 def _owner_of(path: str, owner: Mapping[str, str]) -> str | None:
@@ -303,18 +313,22 @@ def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code
         blob = files[served_path]
         tables.add("files", revision, served_path, blob, "served", code, None)
         if tables.first(blob):
-            _record(tables, blob, code, served_record)
+            _record(tables, blob, code, served_record, None)
     for version, record in versions.items():
         path = f"{directory}/{registry.VERSIONS}/{version}.json"
         tables.add("files", revision, path, files[path], "version", code, None)
         if tables.first(files[path]):
-            _record(tables, files[path], code, record)
+            _record(tables, files[path], code, record, blobs.text(files[path], snapshot.where(path)))
     if served_record is not None:
         # The folders of the served version's run join dir_files; older versions' folders (thousands, in a long
         # history) only when a loaded dvc.lock names them.
-        served_blob = files.get(f"{directory}/{registry.VERSIONS}/{served_record['version']}.json")
-        for blob in (files[served_path], served_blob):
-            tables.dir_hashes.update(tables.record_dirs.get(blob or "", ()))
+        tables.dir_hashes.update(tables.record_dirs.get(files[served_path], ()))
+        stages = (versions.get(served_record["version"]) or {}).get("stages")
+        for entry in (stages.values() if isinstance(stages, Mapping) else ()):
+            for role in ("deps", "outs"):
+                items = entry.get(role) if isinstance(entry, Mapping) and isinstance(entry.get(role), Mapping) else {}
+                tables.dir_hashes.update(md5 for md5 in items.values() if isinstance(md5, str)
+                                         and md5.endswith(".dir"))
     if reference is not None:
         blob = files[reference_path]
         tables.add("files", revision, reference_path, blob, "drift_reference", code, None)
@@ -349,7 +363,7 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any]) -> None:
+def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any], text: str | None) -> None:
     training = record.get("training_data") if isinstance(record.get("training_data"), Mapping) else {}
     metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
     verdict = record.get("verdict") if isinstance(record.get("verdict"), Mapping) else {}
@@ -363,24 +377,13 @@ def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any]) -> 
                _number(metrics.get("test_mae")), _number(metrics.get("baseline_rmsle")),
                verdict.get("promoted") if isinstance(verdict.get("promoted"), bool) else None,
                _text(record.get("drift")))
-    artifact: Artifact
-    for name, artifact in registry.artifacts_of(record).items():
-        if artifact.out_md5:
-            tables.record_dirs.setdefault(blob, []).append(artifact.out_md5)
-        tables.add("record_artifacts", blob, name, artifact.path, artifact.md5, artifact.size, artifact.out,
-                   artifact.out_md5)
-    stages = record.get("stages") if isinstance(record.get("stages"), Mapping) else {}
-    for stage, entry in stages.items():
-        if not isinstance(entry, Mapping):
-            continue
-        kind, _ = split_stage(str(stage))
-        tables.add("record_stages", blob, stage, kind, _text(entry.get("cmd")))
-        for role in ("deps", "outs"):
-            items = entry.get(role) if isinstance(entry.get(role), Mapping) else {}
-            for path, md5 in items.items():
-                if isinstance(md5, str) and md5.endswith(".dir"):
-                    tables.record_dirs.setdefault(blob, []).append(md5)
-                tables.add("record_files", blob, stage, kind, role[:-1], str(path), _text(md5))
-        params = entry.get("params") if isinstance(entry.get("params"), Mapping) else {}
-        for param, text, number in tables.flat(params):
-            tables.add("record_params", blob, stage, kind, param, text, number)
+    artifacts = record["artifacts"]  # as registry.parse_record checked them: every serving artifact, by md5
+    for name in registry.SERVING_ARTIFACTS:
+        artifact = artifacts[name]
+        if artifact.get("out_md5"):
+            tables.record_dirs.setdefault(blob, []).append(str(artifact["out_md5"]))
+        tables.add("record_artifacts", blob, name, str(artifact["path"]), str(artifact["md5"]), artifact["size"],
+                   _text(artifact.get("out")), _text(artifact.get("out_md5")))
+    if text is not None and isinstance(record.get("stages"), Mapping):
+        # Its dvc.lock entries (thousands of rows over a long history) are flattened by DuckDB (build.sql).
+        tables.add("record_json", blob, text)

@@ -15,21 +15,24 @@ WHERE f.kind = 'stockcodes';
 -- stages: one row per stage in dvc.lock (stage@product): stage, kind (its dvc.yaml stage), product (NULL for a shared stage), cmd
 CREATE VIEW stages AS
 SELECT r.revision, r.rev_index, r.commit_time, s.stage, s.kind, s.product, s.cmd
-FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_stages s ON s.blob = f.blob
+FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_entries e ON e.blob = f.blob
+     JOIN internal.lock_stages s ON s.entry = e.entry
 WHERE f.kind = 'lock';
 
 -- deps: every dependency of every stage as dvc.lock records it: stage, kind, product, path, md5 (a folder's is <md5>.dir), size, nfiles, is_dir
 CREATE VIEW deps AS
-SELECT r.revision, r.rev_index, r.commit_time, x.stage, x.kind, x.product, x.path, x.md5, x.size, x.nfiles,
+SELECT r.revision, r.rev_index, r.commit_time, s.stage, s.kind, s.product, x.path, x.md5, x.size, x.nfiles,
        coalesce(x.md5 LIKE '%.dir', false) AS is_dir
-FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_files x ON x.blob = f.blob
+FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_entries e ON e.blob = f.blob
+     JOIN internal.lock_stages s ON s.entry = e.entry JOIN internal.lock_files x ON x.entry = e.entry
 WHERE f.kind = 'lock' AND x.role = 'dep';
 
 -- outs: every output of every stage as dvc.lock records it (metrics files included): stage, kind, product, path, md5, size, nfiles, is_dir
 CREATE VIEW outs AS
-SELECT r.revision, r.rev_index, r.commit_time, x.stage, x.kind, x.product, x.path, x.md5, x.size, x.nfiles,
+SELECT r.revision, r.rev_index, r.commit_time, s.stage, s.kind, s.product, x.path, x.md5, x.size, x.nfiles,
        coalesce(x.md5 LIKE '%.dir', false) AS is_dir
-FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_files x ON x.blob = f.blob
+FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_entries e ON e.blob = f.blob
+     JOIN internal.lock_stages s ON s.entry = e.entry JOIN internal.lock_files x ON x.entry = e.entry
 WHERE f.kind = 'lock' AND x.role = 'out';
 
 -- dir_files: the files of each folder hash in the loaded dvc.lock revisions, served versions and drift references, from its .dir object in the DVC cache: dir_md5, relpath, md5
@@ -44,8 +47,9 @@ WHERE f.kind = 'lock';
 
 -- stage_params: the params each stage last ran with (dvc.lock), nested keys dotted: stage, kind, product, file, param, value, number
 CREATE VIEW stage_params AS
-SELECT r.revision, r.rev_index, r.commit_time, x.stage, x.kind, x.product, x.file, x.param, x.value, x.number
-FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_params x ON x.blob = f.blob
+SELECT r.revision, r.rev_index, r.commit_time, s.stage, s.kind, s.product, x.file, x.param, x.value, x.number
+FROM internal.files f JOIN internal.revisions r USING (revision) JOIN internal.lock_entries e ON e.blob = f.blob
+     JOIN internal.lock_stages s ON s.entry = e.entry JOIN internal.lock_params x ON x.params = s.params
 WHERE f.kind = 'lock';
 
 -- params: params.yaml as committed, nested keys dotted (what the next run uses): param, value, number
