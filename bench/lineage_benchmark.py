@@ -289,12 +289,17 @@ def naive_history_loop(root: Path, revisions: int, codes: list[str]) -> int:
     return values
 
 
-def measure(products: int, revisions: int, base: Path, dvc_history: bool) -> list[tuple[str, str, str]]:
+def measure(products: int, revisions: int, base: Path, dvc_history: bool, reuse: bool) -> list[tuple[str, str, str]]:
     fixture = Fixture(base / f"repo-{products}", products)
     started = time.perf_counter()
-    fixture.create()
-    for _ in range(revisions):
-        fixture.write_week()
+    if reuse and (fixture.root / ".git").is_dir():
+        count = int(sh(["git", "rev-list", "--count", "HEAD"], fixture.root).stdout)
+        if count != revisions:
+            raise SystemExit(f"{fixture.root} holds {count} commits, not {revisions}; build it again without --reuse")
+    else:
+        fixture.create()
+        for _ in range(revisions):
+            fixture.write_week()
     build = time.perf_counter() - started
     root = fixture.root
     lock_kb = (root / "dvc.lock").stat().st_size / 1024
@@ -352,12 +357,16 @@ def main() -> None:
     parser.add_argument("--products", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--revisions", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="build the repositories here and keep them")
+    parser.add_argument("--reuse", action="store_true", help="measure the repositories already in --keep")
+    parser.add_argument("--skip-dvc-history", action="store_true",
+                        help="leave out `dvc metrics show --all-commits` (10 minutes at 100 products)")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
     try:
         results = {}
         for products in args.products:
-            results[products] = measure(products, args.revisions, base, dvc_history=products <= 100)
+            results[products] = measure(products, args.revisions, base, reuse=args.reuse and args.keep is not None,
+                                        dvc_history=products <= 100 and not args.skip_dvc_history)
         for products, figures in results.items():
             print(f"\n{products} products, {args.revisions} revisions")
             print("| | time | note |\n|---|---|---|")

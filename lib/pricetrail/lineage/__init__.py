@@ -46,4 +46,7 @@ def connect(root: Path, revisions: str | Sequence[str] | None = None) -> duckdb.
         raise LineageError(f"no dvc.lock in {labels}: nothing had run when {subject} committed (git log --oneline "
                            "-- dvc.lock lists the commits that have one)")
     tables = collect(root, snapshots, blobs)
-    return open_database(tables.to_arrow(), tables.dir_hashes, dvc_cache_dir(root))
+    del snapshots, blobs
+    arrow, dir_hashes = tables.to_arrow(), tables.dir_hashes
+    del tables  # the rows as Python objects: several times the size of the Arrow tables
+    return open_database(arrow, dir_hashes, dvc_cache_dir(root))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -47,6 +48,7 @@ _IMPLICIT = frozenset(key for key in _RESOLVER.yaml_implicit_resolvers if key)  
 _STR = "tag:yaml.org,2002:str"
 
 
+@lru_cache(maxsize=1 << 16)  # paths and commands repeat in every revision
 def _scalar(text: str) -> Any:
     if _PLAIN.match(text) and not text.endswith(" "):
         if text[0] in _IMPLICIT and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) != _STR:

@@ -7,6 +7,7 @@ than one.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -64,6 +65,10 @@ class Blobs:
                 raise KeyError(key)
             self.data[key] = (self.root / key[2:]).read_bytes()
         return self.data[key]
+
+    def forget(self, key: str) -> None:
+        """Drop bytes that will not be read again (a version record, once its rows are built)."""
+        self.data.pop(key, None)
 
     def text(self, key: str, where: str) -> str:
         try:
@@ -182,10 +187,12 @@ def _workspace_files(root: Path) -> dict[str, str]:
         if path.is_file():
             files[name] = f"w:{name}"
         elif path.is_dir():
-            for item in sorted(path.rglob("*")):
-                if item.is_file() and not item.name.startswith("."):
-                    relpath = item.relative_to(root).as_posix()
-                    files[relpath] = f"w:{relpath}"
+            for folder, subfolders, names in os.walk(path):
+                subfolders.sort()
+                relative = Path(folder).relative_to(root).as_posix()
+                for file_name in sorted(names):
+                    if not file_name.startswith("."):
+                        files[f"{relative}/{file_name}"] = f"w:{relative}/{file_name}"
     return files
 
 

@@ -107,7 +107,7 @@ class Tables:
     lock_chunks: dict[str, Any] = field(default_factory=dict)  # a dvc.lock stage's text -> (name, entry)
     flat_params: dict[str, list[tuple[str, str | None, float | None]]] = field(default_factory=dict)
     record_dirs: dict[str, list[str]] = field(default_factory=dict)  # version record blob -> its folder hashes
-    registry_cache: dict[str, Any] = field(default_factory=dict)  # a commit's registry file blob -> parsed
+    stage_dirs: dict[str, list[str]] = field(default_factory=dict)  # version record blob -> its runs' folders
 
     def flat(self, values: Mapping[str, Any]) -> list[tuple[str, str | None, float | None]]:
         """Flattened params; every product's stage of one kind has the same, so each is flattened once."""
@@ -177,6 +177,7 @@ def _lock(tables: Tables, snapshot: Snapshot, blobs: Blobs, owner: dict[str, str
     where = snapshot.where(LOCK)
     stages = read_lock(blobs.text(blob, where), where=where, params_cache=tables.params_blocks,
                        stage_cache=tables.lock_chunks)
+    blobs.forget(blob)
     for name, entry in stages.items():
         if not isinstance(entry, Mapping):
             raise LineageError(f"{where}: stage {name!r} is not a mapping; is it a DVC 3 lockfile?")
@@ -264,45 +265,35 @@ def _metrics_file(tables: Tables, snapshot: Snapshot, blobs: Blobs, relpath: str
         content = blobs.get(blob)
         tables.add("json_blobs", blob, hashlib.md5(content, usedforsecurity=False).hexdigest(),
                    blobs.text(blob, snapshot.where(relpath)))
+        blobs.forget(blob)
 
 
 # --------------------------------------------------------------------------------------------- the registry
 
 
 def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code: str) -> None:
-    """One product's registry records, read by pricetrail.registry (its functions, or its text parsers)."""
+    """One product's registry records, read by pricetrail.registry: in the workspace its history(), served_model()
+    and read_drift_reference(); in a commit the text parsers those call. A version record (there are thousands in
+    a long history) goes through registry.parse_record once, the first time a revision names it."""
     revision = snapshot.revision.revision
     directory = f"registry/{code}"
     files = snapshot.files
     history_path = f"{directory}/{registry.HISTORY}"
     served_path = f"{directory}/{registry.SERVED}"
     reference_path = f"{directory}/{registry.DRIFT_REFERENCE}"
-    in_workspace = revision == WORKSPACE
-    if in_workspace:
+
+    def parse(path: str, parser: Any, *extra: str) -> Any:
+        where = snapshot.where(path)
+        return parser(blobs.text(files[path], where), where, *extra)
+
+    if revision == WORKSPACE:
         entries = registry.history(root, code)
         served = registry.served_model(root, code)
         served_record = served.record if served else None
-        versions = {version: registry.version_record(root, code, version)
-                    for version in registry.promoted_versions(root, code)}
         reference = registry.read_drift_reference(root, code) if reference_path in files else None
     else:
-        def parse(path: str, parser: Any, *extra: str) -> Any:
-            """A commit's registry file through the registry's parser, once per distinct file."""
-            blob = files[path]
-            if blob not in tables.registry_cache:
-                where = snapshot.where(path)
-                tables.registry_cache[blob] = parser(blobs.text(blob, where), where, *extra)
-            return tables.registry_cache[blob]
-
         entries = parse(history_path, registry.parse_history) if history_path in files else []
         served_record = parse(served_path, registry.parse_record, code) if served_path in files else None
-        versions = {}
-        for version in registry.served_versions(entries):
-            path = f"{directory}/{registry.VERSIONS}/{version}.json"
-            if path not in files:
-                raise LineageError(f"{snapshot.where(history_path)} names version {version} of {code}, but "
-                                   f"{path} is not in commit {snapshot.revision.label}")
-            versions[version] = parse(path, registry.parse_record, code)
         reference = parse(reference_path, registry.parse_drift_reference, code) if reference_path in files else None
     if history_path in files:
         blob = files[history_path]
@@ -314,21 +305,24 @@ def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code
         tables.add("files", revision, served_path, blob, "served", code, None)
         if tables.first(blob):
             _record(tables, blob, code, served_record, None)
-    for version, record in versions.items():
+        tables.dir_hashes.update(tables.record_dirs.get(blob, ()))
+    for version in registry.served_versions(entries):
         path = f"{directory}/{registry.VERSIONS}/{version}.json"
-        tables.add("files", revision, path, files[path], "version", code, None)
-        if tables.first(files[path]):
-            _record(tables, files[path], code, record, blobs.text(files[path], snapshot.where(path)))
-    if served_record is not None:
-        # The folders of the served version's run join dir_files; older versions' folders (thousands, in a long
-        # history) only when a loaded dvc.lock names them.
-        tables.dir_hashes.update(tables.record_dirs.get(files[served_path], ()))
-        stages = (versions.get(served_record["version"]) or {}).get("stages")
-        for entry in (stages.values() if isinstance(stages, Mapping) else ()):
-            for role in ("deps", "outs"):
-                items = entry.get(role) if isinstance(entry, Mapping) and isinstance(entry.get(role), Mapping) else {}
-                tables.dir_hashes.update(md5 for md5 in items.values() if isinstance(md5, str)
-                                         and md5.endswith(".dir"))
+        if path not in files:
+            where = "the workspace" if revision == WORKSPACE else f"commit {snapshot.revision.label}"
+            raise LineageError(f"{snapshot.where(history_path)} names version {version} of {code}, but {path} is "
+                               f"not in {where}; restore it from git (git log -- {path})")
+        blob = files[path]
+        tables.add("files", revision, path, blob, "version", code, None)
+        if tables.first(blob):
+            record = parse(path, registry.parse_record, code)
+            _record(tables, blob, code, record, blobs.text(blob, snapshot.where(path)))
+            tables.stage_dirs[blob] = _stage_dirs(record)
+        if served_record is not None and version == served_record["version"]:
+            # The folders of the served version's run join dir_files; older versions' folders (thousands, in a
+            # long history) only when a loaded dvc.lock names them.
+            tables.dir_hashes.update(tables.stage_dirs[blob])
+        blobs.forget(blob)
     if reference is not None:
         blob = files[reference_path]
         tables.add("files", revision, reference_path, blob, "drift_reference", code, None)
@@ -340,6 +334,17 @@ def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code
             tables.add("drift_refs", blob, code, reference.kind, reference.label,
                        artifact.path if artifact else None, artifact.md5 if artifact else None,
                        artifact.out_md5 if artifact else None, window[0], window[1])
+
+
+def _stage_dirs(record: Mapping[str, Any]) -> list[str]:
+    """The folder hashes among a version record's dvc.lock entries."""
+    stages = record.get("stages")
+    found = []
+    for entry in (stages.values() if isinstance(stages, Mapping) else ()):
+        for role in ("deps", "outs"):
+            items = entry.get(role) if isinstance(entry, Mapping) and isinstance(entry.get(role), Mapping) else {}
+            found.extend(md5 for md5 in items.values() if isinstance(md5, str) and md5.endswith(".dir"))
+    return found
 
 
 def _number(value: Any) -> float | None:
