@@ -106,7 +106,7 @@ class Tables:
     keep: list[Any] = field(default_factory=list)  # the objects whose ids key lock rows
     lock_chunks: dict[str, Any] = field(default_factory=dict)  # a dvc.lock stage's text -> (name, entry)
     flat_params: dict[str, list[tuple[str, str | None, float | None]]] = field(default_factory=dict)
-    record_dirs: dict[str, list[str]] = field(default_factory=dict)  # version record blob -> its folder hashes
+    record_dirs: dict[str, list[str]] = field(default_factory=dict)  # a record's blob -> its artifacts' outs
     stage_dirs: dict[str, list[str]] = field(default_factory=dict)  # version record blob -> its runs' folders
 
     def flat(self, values: Mapping[str, Any]) -> list[tuple[str, str | None, float | None]]:
@@ -189,12 +189,11 @@ def _lock(tables: Tables, snapshot: Snapshot, blobs: Blobs, owner: dict[str, str
         # are added once and the revisions share them through lock_entries. Params blocks are shared alike.
         key = f"e{id(entry)}"
         tables.add("lock_entries", blob, key)
-        for role in ("deps",):
-            for item in entry.get(role) or []:
-                if isinstance(item, Mapping) and "path" in item:
-                    upstream = _owner_of(str(item["path"]), owner)
-                    if upstream is not None:
-                        tables.add("lock_edges", blob, upstream, name, str(item["path"]), _text(item.get("md5")))
+        for item in entry.get("deps") or []:  # edges depend on the whole lockfile's outputs: per revision
+            if isinstance(item, Mapping) and "path" in item:
+                upstream = _owner_of(str(item["path"]), owner)
+                if upstream is not None:
+                    tables.add("lock_edges", blob, upstream, name, str(item["path"]), _text(item.get("md5")))
         if key in tables.parsed:
             continue
         tables.parsed.add(key)
