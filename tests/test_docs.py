@@ -29,3 +29,11 @@ def test_every_cli_command_is_in_the_readme() -> None:
     commands = next(action for action in parser._actions if action.dest == "command").choices  # noqa: SLF001
     for name in commands:
         assert f"pricetrail {name}" in README, name
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # pytest's default import mode (rootdir-relative, no packages) refuses to collect two test files with the
+    # same basename — CI once failed at collection on tests/test_lineage.py vs tests/integration/test_lineage.py.
+    names = sorted(path.name for path in (ROOT / "tests").rglob("test_*.py"))
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    assert not duplicates, f"rename one of each: {duplicates}"
