@@ -7,13 +7,13 @@ from pathlib import Path
 from pricetrail import stage
 from pricetrail.config import atomic_path, load_params, section, write_json
 from pricetrail.etl import CleaningRules, run_etl
-from pricetrail.paths import INTERIM_TRANSACTIONS, ProductPaths
+from pricetrail.paths import ProductPaths
 
 
 def main(root: Path) -> None:
     paths = ProductPaths(CODE)
     rules = CleaningRules.from_params(section(load_params(root), "etl"))
-    features, daily, report = run_etl(root / INTERIM_TRANSACTIONS, CODE, rules)
+    features, daily, report = run_etl(root / paths.interim_lines, CODE, rules)
     with atomic_path(root / paths.lines) as tmp:
         features.to_parquet(tmp, index=False)
     with atomic_path(root / paths.daily) as tmp:

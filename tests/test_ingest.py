@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pricetrail.etl import PRODUCT_LINES_SQL
-from pricetrail.ingest import IngestError, ingest
+from pricetrail.config import ConfigError
+from pricetrail.ingest import IngestError, ingest, split_by_product
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 GOOD = (
@@ -183,3 +184,41 @@ def test_paths_with_quotes_are_bound_not_interpolated(tmp_path: Path, kind: str)
     out = folder / "out'; DROP TABLE typed; --.parquet"
     summary = ingest(source, out)
     assert summary.rows == 3 and len(pd.read_parquet(out)) == 3
+
+
+EXTRA = "536370,84879,ASSORTED COLOUR BIRD ORNAMENT,8,2010-12-03 10:00:00,1.69,12583.0,France\n"
+
+
+def test_split_gives_each_product_its_own_file_untouched_by_the_others(tmp_path: Path) -> None:
+    ingest(write(tmp_path / "a.csv", HEADER + GOOD), tmp_path / "two.parquet")
+    ingest(write(tmp_path / "b.csv", HEADER + GOOD + EXTRA), tmp_path / "three.parquet")
+    assert split_by_product(tmp_path / "two.parquet", tmp_path / "before", ["85123A", "22423"]) == {
+        "85123A": 2, "22423": 1}
+    counts = split_by_product(tmp_path / "three.parquet", tmp_path / "after", ["85123A", "22423", "84879"])
+    assert counts == {"85123A": 2, "22423": 1, "84879": 1}
+    # A product added to the data and the list leaves the others' files byte for byte: DVC re-runs no other ETL.
+    for code in ("85123A", "22423"):
+        assert (tmp_path / "before" / f"{code}.parquet").read_bytes() == \
+            (tmp_path / "after" / f"{code}.parquet").read_bytes()
+    frame = pd.read_parquet(tmp_path / "after" / "85123A.parquet")
+    assert set(frame["stockcode"]) == {"85123A"}
+    assert sorted(path.name for path in (tmp_path / "after").iterdir()) == [
+        "22423.parquet", "84879.parquet", "85123A.parquet"]
+
+
+def test_split_writes_an_empty_file_for_a_product_missing_from_the_data(tmp_path: Path) -> None:
+    ingest(write(tmp_path / "a.csv", HEADER + GOOD), tmp_path / "t.parquet")
+    assert split_by_product(tmp_path / "t.parquet", tmp_path / "out", ["99999"]) == {"99999": 0}
+    assert list(pd.read_parquet(tmp_path / "out" / "99999.parquet").columns)[:2] == ["invoice_no", "stockcode"]
+
+
+def test_split_refuses_a_bad_code_and_keeps_the_previous_folder(tmp_path: Path) -> None:
+    ingest(write(tmp_path / "a.csv", HEADER + GOOD), tmp_path / "t.parquet")
+    split_by_product(tmp_path / "t.parquet", tmp_path / "out", ["85123A"])
+    before = (tmp_path / "out" / "85123A.parquet").read_bytes()
+    with pytest.raises(ConfigError, match="not accepted"):
+        split_by_product(tmp_path / "t.parquet", tmp_path / "out", ["85123A", "../victim"])
+    with pytest.raises(IngestError, match="cannot split"):
+        split_by_product(tmp_path / "missing.parquet", tmp_path / "out", ["85123A"])
+    assert (tmp_path / "out" / "85123A.parquet").read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []  # no staging left

@@ -21,8 +21,6 @@ import yaml
 T = TypeVar("T")
 
 STOCKCODE_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
-# Written by the check_stockcodes stage, which every per-product stage comes after (see dvc.yaml).
-STOCKCODES_CHECKED = Path("data/interim/stockcodes_checked.json")
 
 
 class ConfigError(ValueError):
@@ -88,18 +86,6 @@ def load_stockcodes(root: Path) -> dict[str, dict[str, Any]]:
                               "{description: WHITE HANGING HEART T-LIGHT HOLDER}")
         result[validate_stockcode(code)] = dict(fields or {})
     return result
-
-
-def check_stockcodes(root: Path) -> dict[str, Any]:
-    """Validate every key of ``stockcodes.yaml`` (raise ConfigError naming the first bad one); return the record
-    the check_stockcodes stage writes.
-
-    DVC substitutes the keys into stage commands (run by a shell) and output paths (deleted before a stage
-    runs), so they must be checked before any per-product stage. The record does not list the products: adding
-    one rewrites the same bytes, and no other product's stages re-run.
-    """
-    load_stockcodes(root)
-    return {"stockcodes.yaml": "every key is a stockcode", "pattern": STOCKCODE_PATTERN.pattern}
 
 
 @contextmanager

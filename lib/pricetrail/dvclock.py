@@ -10,7 +10,6 @@ import yaml
 from pricetrail.config import ConfigError
 
 LOCK_FILE = "dvc.lock"
-SHARED_STAGES = ("generate_synthetic", "ingest")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader: dvc.lock grows with the catalogue
 
@@ -39,7 +38,7 @@ def stages_of(text: str, *, where: str = LOCK_FILE) -> dict[str, dict[str, Any]]
 
 def product_entries(stages: dict[str, dict[str, Any]], code: str) -> dict[str, dict[str, Any]]:
     """The entries of one product's stages (``name@code``) and of the shared stages it builds on."""
-    return {name: entry for name, entry in stages.items() if name in SHARED_STAGES or name.endswith(f"@{code}")}
+    return {name: entry for name, entry in stages.items() if "@" not in name or name.endswith(f"@{code}")}
 
 
 def compact_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

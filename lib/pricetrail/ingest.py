@@ -1,8 +1,9 @@
-"""Ingest: normalise the raw transactions once into a typed Parquet sorted by stockcode and date.
+"""Ingest: normalise the raw transactions once into a typed Parquet sorted by stockcode and date, then split it
+into one file per listed product.
 
-Every per-product ETL then reads only its own rows; Parquet row-group statistics on the sorted stockcode let DuckDB
-skip the rest, so the expensive parse of the raw input happens once, not once per product (the reference re-ran
-the full-data ETL for every product).
+The expensive parse of the raw input happens once, not once per product (the reference re-ran the full-data ETL
+for every product); each product's ETL then reads only its own file, so a change to another product's lines (or a
+product added) leaves it alone.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from pricetrail.config import atomic_path
+from pricetrail.config import atomic_path, validate_stockcode
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,9 @@ RAW_COLUMNS: dict[str, str] = {
 
 # Small row groups let a per-product read skip everything but its own rows (Parquet min/max statistics).
 ROW_GROUP_SIZE = 16_384
+
+# One total order for every file written here: the same rows always give the same bytes.
+_TOTAL_ORDER = "stockcode, invoice_date, invoice_no, quantity, unit_price, customer_id, description, country"
 
 
 class IngestError(ValueError):
@@ -236,9 +242,7 @@ def ingest(source: Path, output: Path, *, csv_glob: str = "*.csv") -> IngestSumm
                 f"""COPY (
                     SELECT invoice_no, stockcode, description, quantity, invoice_date, unit_price, customer_id, country
                     FROM typed
-                    -- a total order: the same input always gives the same file
-                    ORDER BY stockcode, invoice_date, invoice_no, quantity, unit_price, customer_id, description,
-                             country
+                    ORDER BY {_TOTAL_ORDER}  -- a total order: the same input always gives the same file
                 ) TO $path (FORMAT parquet, ROW_GROUP_SIZE {int(ROW_GROUP_SIZE)})""",
                 {"path": str(tmp)},  # bound, not interpolated: any character is fine in the output path
             )
@@ -256,3 +260,45 @@ def ingest(source: Path, output: Path, *, csv_glob: str = "*.csv") -> IngestSumm
 def input_description(source: Path) -> str:
     """A short, stable description of the input for metrics (not an absolute path: metrics are committed)."""
     return os.path.normpath(str(source))
+
+
+
+def split_by_product(transactions: Path, output_dir: Path, codes: list[str]) -> dict[str, int]:
+    """Write each listed product's lines to ``output_dir/<code>.parquet``; return the row count per product.
+
+    Each product's ETL depends on its own file, so adding or removing a product rewrites no other product's
+    file (same rows, same bytes) and DVC re-runs no other product's chain — with one shared transactions file,
+    every ETL re-ran. A listed product with no lines gets an empty file with the schema: its ETL then names the
+    product as missing from the data, rather than DVC reporting a missing dependency.
+
+    The folder is built beside ``output_dir`` and moved into place whole: a failure leaves the previous folder.
+    """
+    for code in codes:  # the codes become file names: refuse anything but letters and digits first
+        validate_stockcode(code)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
+    counts: dict[str, int] = {}
+    con = duckdb.connect(config={"threads": 1})  # one thread: a fixed row order within each file
+    try:
+        for code in codes:
+            target = staging / f"{code}.parquet"
+            con.execute(
+                f"""COPY (SELECT * FROM read_parquet($source) WHERE stockcode = $code ORDER BY {_TOTAL_ORDER})
+                    TO $target (FORMAT parquet, ROW_GROUP_SIZE {int(ROW_GROUP_SIZE)})""",
+                {"source": str(transactions), "code": code, "target": str(target)},
+            )
+            counts[code] = int(con.execute("SELECT count(*) FROM read_parquet($target)",
+                                           {"target": str(target)}).fetchall()[0][0])
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(staging, output_dir)
+    except duckdb.Error as error:
+        raise IngestError(f"cannot split {transactions} by product: {error}") from error
+    finally:
+        con.close()
+        if staging.exists():
+            shutil.rmtree(staging)
+    for code, rows in counts.items():
+        if rows == 0:
+            log.warning("stockcode %s has no lines in %s", code, transactions)
+    return counts

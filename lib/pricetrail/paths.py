@@ -9,6 +9,8 @@ from pricetrail.config import validate_stockcode
 
 SYNTHETIC_DIR = Path("data/raw/synthetic")
 INTERIM_TRANSACTIONS = Path("data/interim/transactions.parquet")
+# split_products: one Parquet per listed product, each product's ETL depends on its own file.
+INTERIM_PRODUCTS = Path("data/interim/products")
 INGEST_METRICS = Path("metrics/ingest.json")
 REGISTRY_DIR = Path("registry")
 
@@ -21,6 +23,10 @@ class ProductPaths:
 
     def __post_init__(self) -> None:
         validate_stockcode(self.code)
+
+    @property
+    def interim_lines(self) -> Path:
+        return INTERIM_PRODUCTS / f"{self.code}.parquet"
 
     @property
     def features_dir(self) -> Path:
