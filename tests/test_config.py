@@ -26,7 +26,8 @@ def write(root: Path, body: str) -> Path:
 
 
 def test_loading_stockcodes_names_the_bad_key(tmp_path: Path) -> None:
-    assert list(load_stockcodes(write(tmp_path, '  "85123A": {}\n  "22423": {description: X}\n'))) == ["85123A", "22423"]
+    products = load_stockcodes(write(tmp_path, '  "85123A": {}\n  "22423": {description: X}\n'))
+    assert list(products) == ["85123A", "22423"]
     with pytest.raises(ConfigError, match=r"stockcode 'x;cd \.\.;rm -rf victim;' is not accepted"):
         load_stockcodes(write(tmp_path, '  "85123A": {}\n  "x;cd ..;rm -rf victim;": {}\n'))
     with pytest.raises(ConfigError, match="is not accepted"):

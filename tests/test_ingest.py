@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pricetrail.etl import PRODUCT_LINES_SQL
 from pricetrail.config import ConfigError
+from pricetrail.etl import PRODUCT_LINES_SQL
 from pricetrail.ingest import IngestError, ingest, split_by_product
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
