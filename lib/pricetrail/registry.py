@@ -10,6 +10,9 @@ Layout (git-tracked text only; no model, preprocessor or Parquet bytes)::
     registry/<code>/drift_reference.json   what the drift gate compares against: nothing yet (an older window
                                            of the product's own history), the served model's training rows, or
                                            an operator-accepted window of newer data
+    registry/<code>/state.json             the product's newest daily history (by hash), written by every
+                                           promotion run whatever it decided: a server prices on the state of
+                                           the newest ingested data even when the model was kept
 
 The artifacts themselves are the DVC outputs the pipeline wrote, found again by md5 in the DVC cache
 (:mod:`pricetrail.artifacts`) and verified before use. Only ``drift_reference.json`` is a DVC dependency (of that
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pricetrail.artifacts import (
     Artifact,
@@ -54,6 +58,7 @@ SCHEMA = 2
 SERVED = "served.json"
 HISTORY = "history.jsonl"
 DRIFT_REFERENCE = "drift_reference.json"
+STATE = "state.json"
 VERSIONS = "versions"
 VERSION_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -446,7 +451,9 @@ def _candidate(root: Path, code: str) -> tuple[dict[str, Any] | None, str]:
             resolve(artifact, local_sources(root), owner=f"{code} candidate {candidate}")
         except ArtifactError as error:
             return None, f"{error} (the outputs must be in the DVC cache {cache} before they can be served)"
-    train = pd.read_parquet(root / paths.split("train"), columns=["invoice_date"])
+    train_path = root / paths.split("train")
+    wanted = [c for c in ("invoice_date", "unit_price", "is_registered") if c in pq.read_schema(train_path).names]
+    train = pd.read_parquet(train_path, columns=wanted)
     dates = pd.to_datetime(train["invoice_date"])
     test_metrics = read_json(root / paths.test_metrics) if (root / paths.test_metrics).is_file() else {}
     record = {
@@ -458,6 +465,7 @@ def _candidate(root: Path, code: str) -> tuple[dict[str, Any] | None, str]:
         "artifacts": {name: artifact.to_dict() for name, artifact in artifacts.items()},
         "training_data": {"first_date": str(dates.min().date()), "last_date": str(dates.max().date()),
                           "rows": len(train)},
+        "price_range": observed_price_ranges(train),
         "verdict": {"promoted": True, "checks": verdict.get("checks", []), "params": verdict.get("params", {}),
                     "lineage": lineage},
         "metrics": {"test_rmsle": test_metrics.get("rmsle"), "test_mae": test_metrics.get("mae"),
@@ -468,11 +476,82 @@ def _candidate(root: Path, code: str) -> tuple[dict[str, Any] | None, str]:
     return record, ""
 
 
+def observed_price_ranges(train: pd.DataFrame) -> dict[str, list[float]]:
+    """Lowest and highest training price per customer group (guests pay about twice the list price), so that a
+    server bounds its price grid from the record instead of reading the whole training split."""
+    ranges = {"all": [float(train["unit_price"].min()), float(train["unit_price"].max())]}
+    if "is_registered" not in train.columns:
+        return {**ranges, "registered": ranges["all"], "guest": ranges["all"]}
+    for name, registered in (("registered", True), ("guest", False)):
+        group = train.loc[train["is_registered"] == registered, "unit_price"]
+        ranges[name] = [float(group.min()), float(group.max())] if len(group) >= 2 else ranges["all"]
+    return ranges
+
+
+@dataclass(frozen=True)
+class StatePointer:
+    """The product's newest daily history, which state features (last month's volume and prices) come from."""
+
+    artifact: Artifact
+    first_day: str
+    last_day: str
+
+
+def read_state_pointer(root: Path, code: str) -> StatePointer | None:
+    path = product_dir(root, code) / STATE
+    return parse_state_pointer(path.read_text(encoding="utf-8"), str(path), code) if path.is_file() else None
+
+
+def parse_state_pointer(text: str, where: str, code: str) -> StatePointer:
+    """A state.json of ``code`` from its text; ``where`` names it in messages."""
+    try:
+        record = _parse_json(text, where)
+        if record["stockcode"] != code:
+            raise ValueError(f"it belongs to {record['stockcode']!r}")
+        return StatePointer(artifact=Artifact.from_dict("daily.parquet", record["artifact"]),
+                            first_day=str(record["first_day"]), last_day=str(record["last_day"]))
+    except (ConfigError, ArtifactError, KeyError, TypeError, ValueError) as error:
+        raise RegistryError(f"state pointer {where} of {code} is damaged: {error!r}") from error
+
+
+def record_state(root: Path, code: str) -> StatePointer | None:
+    """Point state.json at the product's current daily history if DVC recorded it and it is in the cache.
+
+    Written on every promotion run, whatever was decided: the daily history is a fact about sales, not a model,
+    so a product that keeps its model still prices on the newest ingested days. Unchanged content is not
+    rewritten (a weekly no-op leaves git clean).
+    """
+    relpath = ProductPaths(code).daily
+    if not (root / relpath).is_file():
+        return None
+    artifact = describe_file(root, "daily.parquet", relpath, out_hashes(read_stages(root)))
+    if artifact.out_md5 is None:
+        return None  # not committed by DVC yet: the next run records it
+    try:
+        resolve(artifact, local_sources(root), owner=f"{code} daily history")
+    except ArtifactError as error:
+        log.warning("%s: state pointer not updated: %s", code, error)
+        return None
+    current = read_state_pointer(root, code)
+    if current is not None and current.artifact.md5 == artifact.md5:
+        return current
+    try:
+        days = pd.to_datetime(pd.read_parquet(root / relpath, columns=["day"])["day"])
+    except (ValueError, OSError, KeyError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        log.warning("%s: state pointer not updated: %s is not a daily history: %s", code, relpath, error)
+        return None
+    pointer = StatePointer(artifact=artifact, first_day=str(days.min().date()), last_day=str(days.max().date()))
+    write_json(product_dir(root, code) / STATE, {"stockcode": code, "artifact": artifact.to_dict(),
+                                                 "first_day": pointer.first_day, "last_day": pointer.last_day})
+    return pointer
+
+
 def promote(root: Path, code: str, *, now: datetime | None = None) -> Decision:
     """Serve the product's new model if it passed both gates on the current data; otherwise keep what is served."""
     stamp = _now(now)
     _remove_interrupted_writes(root, code)
     _complete_interrupted(root, code, served_model(root, code))
+    record_state(root, code)
     served = served_model(root, code)
     served_version = served.version if served else None
     record, why_not = _candidate(root, code)
@@ -638,6 +717,9 @@ def referenced_artifacts(root: Path, codes: Iterable[str]) -> dict[str, list[Art
         reference = product_dir(root, code) / DRIFT_REFERENCE
         if reference.is_file() and read_drift_reference(root, code).artifact is not None:
             found.append(read_drift_reference(root, code).artifact)  # type: ignore[arg-type]
+        state = read_state_pointer(root, code)
+        if state is not None:
+            found.append(state.artifact)
         result[code] = found
     return result
 
