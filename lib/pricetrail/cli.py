@@ -132,22 +132,43 @@ def cmd_gc(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail.recommend import PriceContext, recommend_price
-    from pricetrail.service import load_served_bundle
+    from pricetrail import service
+    from pricetrail.artifacts import local_sources
 
     code = _product(root, args.stockcode)
-    bundle = load_served_bundle(root, code)
     settings = section(load_params(root), "recommend")
-    result = recommend_price(bundle, PriceContext(date=args.date, country=args.country,
-                                                  is_registered=not args.guest),
-                             low=args.low, high=args.high, grid_size=int(settings["grid_size"]),
-                             range_widening=float(args.widen if args.widen is not None
-                                                  else settings["range_widening"]),
-                             unit_cost=args.unit_cost)
-    payload = result.to_dict()
+    sources = local_sources(root)
+    served = service.load_served(root / "registry", service.read_product_record(root / "registry", code), sources)
+    request = service.PriceRequest(date=args.date, country=args.country,
+                                   customer="guest" if args.guest else "registered", min_price=args.low,
+                                   max_price=args.high, points=int(settings["grid_size"]), unit_cost=args.unit_cost,
+                                   range_widening=float(args.widen if args.widen is not None
+                                                        else settings["range_widening"]))
+    payload = service.recommend(served, request, sources)
     if not args.curve:
         payload.pop("curve")
     _out(json.dumps(payload, indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, root: Path) -> int:
+    """The price router under waitress: the same app as the Lambda image, on this project's registry and cache."""
+    from waitress import serve as waitress_serve
+
+    from pricetrail.artifacts import dvc_cache_dir
+    from pricetrail.serving.config import from_project
+
+    sys.path.insert(0, str(root))  # serve/ is a top-level folder of the project, beside lib/
+    from serve.app import create_app
+
+    config = from_project(root, dvc_cache_dir(root), max_models=args.max_models, max_memory_mb=args.max_memory_mb)
+    _out(f"pricetrail serve: http://{args.host}:{args.port}/v1/products ({len(config.stockcodes)} products, "
+         f"{args.threads} threads)")
+    # Timeouts: a slow or stalled client is dropped after 30 s instead of holding a thread for waitress' default
+    # 120 s; headers are capped at 16 KB (no request needs more), bodies at the app's max_request_bytes.
+    waitress_serve(create_app(config), host=args.host, port=args.port, threads=args.threads,
+                   channel_timeout=30, connection_limit=200, max_request_header_size=16384,
+                   max_request_body_size=config.max_request_bytes, ident="pricetrail")
     return 0
 
 
@@ -262,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--unit-cost", type=float, help="maximise profit instead of revenue")
     recommend.add_argument("--curve", action="store_true", help="include the whole demand curve")
     recommend.set_defaults(func=cmd_recommend)
+    serve = sub.add_parser("serve", help="serve price endpoints for every product's promoted model (waitress)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--threads", type=int, default=8, help="worker threads (default 8; waitress' default is 4)")
+    serve.add_argument("--max-models", type=int, default=32, help="models kept loaded at most (LRU)")
+    serve.add_argument("--max-memory-mb", type=float, default=1024.0, help="memory bound of the loaded models")
+    serve.set_defaults(func=cmd_serve)
     from pricetrail.lineage.command import add_arguments as add_lineage_arguments
 
     lineage = sub.add_parser("lineage", help="SQL over stages, data hashes, params, metrics, gates and the registry, "

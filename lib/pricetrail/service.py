@@ -1,20 +1,418 @@
-"""Serving a product's promoted model: the registry record, its artifacts resolved by hash, the loaded bundle.
+"""The service layer: from a registry record to a loaded, verified model, and from a price request to an answer.
 
-The one path from the registry to a usable model, shared by ``pricetrail recommend`` and the benchmarks (and the
-router to come), so that none of them reads a model from the workspace.
+The one path from the registry to a usable model, shared by the router (``serve/``), the Lambda handler and
+``pricetrail recommend``, so that none of them reads a model from the workspace or loads one its own way. It reads
+registry files from a registry directory, not a project root: a Lambda image has no checkout.
+
+What a request needs and no more is loaded: the checkpoint, the preprocessor and the newest daily history (for
+state features); the observed price range comes from the record, not from the training rows.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from pricetrail import registry
-from pricetrail.artifacts import ArtifactSource, local_sources
+from pricetrail.artifacts import ArtifactSource, LocalCache, local_sources, resolve
 from pricetrail.bundle import BundleError, ModelBundle, load_bundle
+from pricetrail.config import validate_stockcode
+from pricetrail.etl import calendar_features, price_features, state_features
+from pricetrail.model import predict
+from pricetrail.serving.grid import GridEncoder, check_against_preprocessor
+
+CUSTOMERS = ("registered", "guest")
+MAX_PRICE = 1_000_000.0  # a price above this is a typo, not a question
+
+
+class RequestError(ValueError):
+    """A price request that cannot be answered as asked; ``parameter`` names the offending input."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class NotServable(ValueError):
+    """The product has no model that may be served (none promoted, or a record without a passing verdict)."""
+
+
+# --------------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    """What the registry says about one product now: cheap to read (a few small JSON files), no artifacts."""
+
+    stockcode: str
+    record: dict[str, Any] | None  # served.json, or None when nothing was ever promoted
+    state: registry.StatePointer | None  # the newest daily history recorded by a weekly run
+    latest: dict[str, Any] | None  # the last history line (promoted, kept, none, rollback, accepted_drift)
+    pipeline_latest: dict[str, Any] | None = None  # the last decision of a weekly run (promoted, kept, none)
+
+    def unpromoted_candidate(self) -> dict[str, Any] | None:
+        """The weekly run's latest decision if it kept (did not promote) a model other than the served one."""
+        entry = self.pipeline_latest or {}
+        if entry.get("action") == "kept" and entry.get("candidate") not in (None, self.version):
+            return entry
+        return None
+
+    @property
+    def version(self) -> str | None:
+        return self.record["version"] if self.record else None
+
+    def daily_artifact(self) -> tuple[registry.Artifact, str]:
+        """The daily history to take state from, and where it comes from: the newer of the served version's and
+        the weekly run's (a kept model prices on the newest ingested days)."""
+        assert self.record is not None
+        own = registry.artifacts_of(self.record)["daily.parquet"]
+        if self.state is not None and self.state.artifact.md5 != own.md5 and (
+                self.state.last_day >= str(self.record.get("training_data", {}).get("last_date", ""))):
+            return self.state.artifact, f"history ingested by the weekly run up to {self.state.last_day}"
+        return own, "history recorded with the served version"
+
+    @property
+    def key(self) -> tuple[str | None, str | None]:
+        """What a loaded model must match: the served version and the daily history it prices from."""
+        if self.record is None:
+            return None, None
+        return self.version, self.daily_artifact()[0].md5
+
+
+def read_product_record(registry_dir: Path, code: str) -> ProductRecord:
+    code = validate_stockcode(code)
+    directory = registry_dir / code
+    served_path = directory / registry.SERVED
+    record = registry.parse_record(served_path.read_text(encoding="utf-8"), str(served_path), code) if (
+        served_path.is_file()) else None
+    state_path = directory / registry.STATE
+    state = registry.parse_state_pointer(state_path.read_text(encoding="utf-8"), str(state_path), code) if (
+        state_path.is_file()) else None
+    history_path = directory / registry.HISTORY
+    entries = registry.parse_history(history_path.read_text(encoding="utf-8"), str(history_path)) if (
+        history_path.is_file()) else []
+    decisions = [e for e in entries if e["action"] in ("promoted", "kept", "none")]
+    return ProductRecord(stockcode=code, record=record, state=state, latest=entries[-1] if entries else None,
+                         pipeline_latest=decisions[-1] if decisions else None)
+
+
+def verdict_failures(record: dict[str, Any]) -> list[str]:
+    """Why a record may not be served; empty when its verdict passed every check."""
+    verdict = record.get("verdict") or {}
+    failures = [f"{c.get('name')}={c.get('value')} (threshold {c.get('threshold')})"
+                for c in verdict.get("checks", []) if not c.get("passed")]
+    if verdict.get("promoted") is not True:
+        failures.insert(0, "verdict.promoted is not true")
+    if not verdict.get("checks"):
+        failures.append("the verdict records no checks")
+    return failures
+
+
+def status(product: ProductRecord, description: str = "") -> dict[str, Any]:
+    """A product's serving status for listings: servable or not and why, version, verdicts, training dates."""
+    latest = product.latest or {}
+    base: dict[str, Any] = {"stockcode": product.stockcode, "description": description,
+                            "latest_decision": _decision(latest) if latest else None}
+    if product.record is None:
+        return {**base, "servable": False, "reason": "no model has passed its gates yet (nothing promoted)",
+                "promoted_version": None, "verdict": None, "training_data": None}
+    record = product.record
+    failures = verdict_failures(record)
+    reason = (f"the served record's verdict did not pass: {'; '.join(failures)}" if failures else
+              f"serving {record['version']} ({record.get('served_by', 'promoted')} {record.get('served_since')})")
+    kept = product.unpromoted_candidate()
+    if not failures and kept:
+        reason += f"; the latest model {kept['candidate']} was not promoted: {kept.get('reason')}"
+    return {**base, "servable": not failures, "reason": reason, "promoted_version": record["version"],
+            "served_by": record.get("served_by"), "served_since": record.get("served_since"),
+            "verdict": {"passed": not failures, "checks": record.get("verdict", {}).get("checks", [])},
+            "training_data": record.get("training_data"), "metrics": record.get("metrics")}
+
+
+def _decision(entry: dict[str, Any]) -> dict[str, Any]:
+    return {key: entry.get(key) for key in ("time", "action", "version", "candidate", "reason")}
+
+
+def lineage(registry_dir: Path, product: ProductRecord) -> dict[str, Any]:
+    """What produced the served model: data, params, code and metric hashes per stage, and the git commit."""
+    if product.record is None:
+        raise NotServable(f"stockcode {product.stockcode} serves no model: none has passed its gates")
+    version = product.record["version"]
+    path = registry_dir / product.stockcode / registry.VERSIONS / f"{version}.json"
+    full = registry.parse_record(path.read_text(encoding="utf-8"), str(path), product.stockcode) if (
+        path.is_file()) else product.record
+    code_prefixes = ("lib/", "stages/")
+    stages = {}
+    for name, entry in (full.get("stages") or {}).items():
+        deps = dict(entry.get("deps") or {})  # {path: hash}, as dvclock.compact_entries stores them
+        outs = dict(entry.get("outs") or {})
+        stages[name] = {
+            "cmd": entry.get("cmd"),
+            "code": {p: h for p, h in deps.items() if p.startswith(code_prefixes)},
+            "data": {p: h for p, h in deps.items() if not p.startswith(code_prefixes)},
+            "params": entry.get("params", {}),
+            "metrics": {p: h for p, h in outs.items() if p.startswith("metrics/")},
+            "outs": {p: h for p, h in outs.items() if not p.startswith("metrics/")},
+        }
+    return {"stockcode": product.stockcode, "version": version, "git_commit": full.get("git_commit"),
+            "git_dirty": full.get("git_dirty"), "promoted_at": full.get("promoted_at"),
+            "data": dict((full.get("verdict") or {}).get("lineage", {})),
+            "artifacts": {name: a.to_dict() for name, a in registry.artifacts_of(full).items()},
+            "training_data": full.get("training_data"), "metrics": full.get("metrics"),
+            "verdict_params": (full.get("verdict") or {}).get("params", {}), "stages": stages}
+
+
+# --------------------------------------------------------------------------------------------- loaded models
+
+
+@dataclass
+class ServedProduct:
+    """A product's promoted model, loaded from verified artifacts, ready to price."""
+
+    product: ProductRecord
+    bundle: ModelBundle
+    encoder: GridEncoder
+    state_source: str
+    daily_md5: str
+    nbytes: int
+    _states: OrderedDict[pd.Timestamp, dict[str, float]] = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def stockcode(self) -> str:
+        return self.product.stockcode
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @functools.cached_property
+    def last_day(self) -> pd.Timestamp:
+        assert self.bundle.daily is not None
+        return pd.Timestamp(self.bundle.daily["day"].max()).normalize()
+
+    def state_on(self, day: pd.Timestamp) -> dict[str, float]:
+        """State features at the start of ``day`` (the pipeline's own definition), cached per day."""
+        with self._lock:
+            cached = self._states.get(day)
+            if cached is not None:
+                self._states.move_to_end(day)
+                return cached
+        row = state_features(self.bundle.daily, [day]).iloc[0]
+        state = {column: float(value) for column, value in row.items() if column != "day"}
+        with self._lock:
+            self._states[day] = state
+            while len(self._states) > 64:
+                self._states.popitem(last=False)
+        return state
+
+
+def load_served(registry_dir: Path, product: ProductRecord, sources: Iterable[ArtifactSource]) -> ServedProduct:
+    """Load the product's served version: verify every artifact it needs by md5, cross-check the bundle."""
+    code = product.stockcode
+    if product.record is None:
+        raise NotServable(f"stockcode {code} serves no model: none has passed its gates")
+    failures = verdict_failures(product.record)
+    if failures:
+        raise NotServable(f"stockcode {code} record {product.version} has no passing verdict "
+                          f"({'; '.join(failures)}); refusing to serve it")
+    sources = list(sources)
+    owner = f"{code} version {product.version}"
+    artifacts = registry.artifacts_of(product.record)
+    daily_artifact, state_source = product.daily_artifact()
+    checkpoint = resolve(artifacts["model.pt"], sources, owner=owner)
+    preprocessor = resolve(artifacts["preprocessor.skops"], sources, owner=owner)
+    daily = resolve(daily_artifact, sources, owner=f"{code} daily history")
+    bundle = load_bundle(checkpoint, preprocessor, daily=daily)
+    if bundle.version != product.version or bundle.stockcode != code:
+        raise BundleError(f"registry record of {code} names version {product.version}, its checkpoint is "
+                          f"{bundle.stockcode} {bundle.version}")
+    assert bundle.daily is not None
+    encoder = GridEncoder.from_preprocessor(bundle.preprocessor)
+    served = ServedProduct(product=product, bundle=bundle, encoder=encoder, state_source=state_source,
+                           daily_md5=daily_artifact.md5, nbytes=0)
+    # The fast grid must reproduce the preprocessor exactly, checked once on this product's own state.
+    request = PriceRequest(date=str(served.last_day.date()))
+    low, high = observed_range(product.record, request.customer, sources, owner)
+    numerical, categorical = _grid_inputs(served, request, np.linspace(low, high, 5))[:2]
+    check_against_preprocessor(encoder, numerical, categorical, 5)
+    served.nbytes = _size_of(served)
+    return served
+
+
+def _size_of(served: ServedProduct) -> int:
+    """Bytes the loaded model holds: weights, the daily history, and the preprocessor (its file size, roughly)."""
+    weights = sum(p.numel() * p.element_size() for p in served.bundle.network.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in served.bundle.network.buffers())
+    assert served.bundle.daily is not None
+    daily = int(served.bundle.daily.memory_usage(deep=True).sum())
+    return weights + buffers + daily + sys.getsizeof(served.bundle.checkpoint) + 64 * 1024
+
+
+def observed_range(record: dict[str, Any], customer: str, sources: Iterable[ArtifactSource],
+                   owner: str) -> tuple[float, float]:
+    """Lowest and highest training price for the customer group, from the record (older records: the training
+    rows' two columns, read by hash)."""
+    ranges = record.get("price_range")
+    if isinstance(ranges, dict) and customer in ranges:
+        low, high = ranges[customer]
+        return float(low), float(high)
+    path = resolve(registry.artifacts_of(record)["reference.parquet"], sources, owner=owner)
+    train = pd.read_parquet(path, columns=["unit_price", "is_registered"])
+    return tuple(registry.observed_price_ranges(train)[customer])  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------- pricing
+
+
+@dataclass(frozen=True)
+class PriceRequest:
+    """Who buys, where, when, and over which prices; every field validated with a message naming it."""
+
+    date: str
+    country: str = "United Kingdom"
+    customer: str = "registered"
+    min_price: float | None = None
+    max_price: float | None = None
+    points: int = 101
+    unit_cost: float | None = None
+    hour: int = 12
+    max_points: int = 2001
+    range_widening: float = 0.0
+
+    def __post_init__(self) -> None:
+        try:
+            day = pd.Timestamp(self.date)
+        except ValueError as error:
+            raise RequestError("date", f"date {self.date!r} is not a date; use YYYY-MM-DD") from error
+        if not isinstance(self.date, str) or len(self.date) != 10 or pd.isna(day):
+            raise RequestError("date", f"date {self.date!r} is not accepted; use YYYY-MM-DD")
+        if self.customer not in CUSTOMERS:
+            raise RequestError("customer", f"customer {self.customer!r} is not accepted; use one of {CUSTOMERS}")
+        if not isinstance(self.country, str) or not self.country.strip() or len(self.country) > 64 or any(
+                not (ch.isprintable()) for ch in self.country):
+            raise RequestError("country", f"country {self.country[:80]!r} is not accepted: a name of 1 to 64 "
+                                          "printable characters")
+        for name in ("min_price", "max_price"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0 < value <= MAX_PRICE):
+                raise RequestError(name, f"{name}={value!r} is not accepted: a finite price > 0 and <= {MAX_PRICE:g}")
+        if self.min_price is not None and self.max_price is not None and self.min_price >= self.max_price:
+            raise RequestError("min_price", f"min_price={self.min_price:g} must be below max_price={self.max_price:g}")
+        if self.unit_cost is not None and not (math.isfinite(self.unit_cost) and 0 <= self.unit_cost <= MAX_PRICE):
+            raise RequestError("unit_cost", f"unit_cost={self.unit_cost!r} is not accepted: a finite number >= 0")
+        if isinstance(self.points, bool) or not isinstance(self.points, int) or not 3 <= self.points <= self.max_points:
+            raise RequestError("points", f"points={self.points!r} is not accepted: a whole number from 3 to "
+                                         f"{self.max_points}")
+        if isinstance(self.hour, bool) or not isinstance(self.hour, int) or not 0 <= self.hour <= 23:
+            raise RequestError("hour", f"hour={self.hour!r} is not accepted: a whole number from 0 to 23")
+
+    @property
+    def is_registered(self) -> bool:
+        return self.customer == "registered"
+
+
+def _grid_inputs(served: ServedProduct, request: PriceRequest,
+                 prices: np.ndarray) -> tuple[dict[str, Any], dict[str, str], str]:
+    requested = pd.Timestamp(request.date).normalize()
+    # Past the history, the state is the one right after it: the previous-month features of a far future date
+    # would read as "no sales", which the model never saw (as recommend.grid_rows does).
+    state_day = min(requested, served.last_day + pd.Timedelta(days=1))
+    state = served.state_on(state_day)
+    features = price_features(prices, state["max_price_before"], state["prev_month_mean_price"])
+    numerical: dict[str, Any] = {column: features[column].to_numpy() for column in features.columns}
+    constants, day_of_week = _constants(requested, request.hour)
+    numerical.update(constants)
+    numerical.update(state)
+    numerical["is_registered"] = float(request.is_registered)
+    return numerical, {"country": request.country, "day_of_week": day_of_week}, str(state_day.date())
+
+
+@functools.lru_cache(maxsize=1024)
+def _constants(day: pd.Timestamp, hour: int) -> tuple[dict[str, float], str]:
+    """Calendar features of a request (the pipeline's definition), cached: pandas' datetime accessors cost more
+    than scoring the whole grid."""
+    calendar = calendar_features(pd.Series([day + pd.Timedelta(hours=hour)])).iloc[0]
+    return {column: float(calendar[column]) for column in calendar.index}, str(int(calendar["day_of_week"]))
+
+
+def recommend(served: ServedProduct, request: PriceRequest,
+              sources: Iterable[ArtifactSource] = ()) -> dict[str, Any]:
+    """The revenue- (or, with a unit cost, profit-) maximising price over the grid, with the curve and provenance."""
+    record = served.product.record
+    assert record is not None
+    observed = observed_range(record, request.customer, sources, f"{served.stockcode} version {served.version}")
+    span = observed[1] - observed[0]
+    allowed = (max(observed[0] - request.range_widening * span, 0.01), observed[1] + request.range_widening * span)
+    low = allowed[0] if request.min_price is None else request.min_price
+    high = allowed[1] if request.max_price is None else request.max_price
+    if low >= high:
+        which = "min_price" if request.min_price is not None else "max_price"
+        raise RequestError(which, f"price range [{low:g}, {high:g}] is empty: min_price must be below max_price "
+                                  f"(the observed range is {observed[0]:g}-{observed[1]:g})")
+    prices = np.linspace(low, high, request.points)
+    numerical, categorical, state_as_of = _grid_inputs(served, request, prices)
+    matrix = served.encoder.matrix(numerical, categorical, len(prices))
+    quantity = np.clip(np.expm1(predict(served.bundle.network, matrix)), 0, None)
+    revenue = prices * quantity
+    profit = None if request.unit_cost is None else (prices - request.unit_cost) * quantity
+    best = int(np.argmax(revenue if profit is None else profit))
+    within = observed[0] - 1e-9 <= low and high <= observed[1] + 1e-9
+    notes = []
+    if not within:
+        notes.append(f"the price range [{low:g}, {high:g}] leaves the observed range "
+                     f"[{observed[0]:g}, {observed[1]:g}] for {request.customer} customers: the model extrapolates")
+    if best in (0, len(prices) - 1):
+        notes.append("the best price is at the edge of the grid: the optimum may lie outside it")
+    requested_day = str(pd.Timestamp(request.date).date())
+    if state_as_of != requested_day:
+        notes.append(f"the date is after the product's history; state features are as of {state_as_of}")
+    country_status = served.encoder.category_status("country", request.country)
+    if country_status == "unseen":
+        notes.append(f"country {request.country!r} never occurs in this model's training data: it is priced as "
+                     "the encoder's infrequent/unknown category")
+    elif country_status == "infrequent":
+        notes.append(f"country {request.country!r} was rare in training: priced with the infrequent countries")
+    kept = served.product.unpromoted_candidate()
+    if kept:
+        notes.append(f"the latest model {kept['candidate']} was not promoted ({kept.get('reason')}); "
+                     f"serving {served.version}")
+    curve = [{"price": round(float(p), 6), "expected_quantity": round(float(q), 6),
+              "expected_revenue": round(float(r), 6),
+              **({} if profit is None else {"expected_profit": round(float(profit[i]), 6)})}
+             for i, (p, q, r) in enumerate(zip(prices, quantity, revenue, strict=True))]
+    return {
+        "stockcode": served.stockcode, "model_version": served.version,
+        "data_md5": (record.get("verdict") or {}).get("lineage", {}).get("features_md5"),
+        "served_by": record.get("served_by"), "served_since": record.get("served_since"),
+        "objective": "revenue" if profit is None else "profit",
+        "price": round(float(prices[best]), 6), "expected_quantity": round(float(quantity[best]), 6),
+        "expected_revenue": round(float(revenue[best]), 6),
+        "expected_profit": None if profit is None else round(float(profit[best]), 6),
+        "unit_cost": request.unit_cost, "price_range": [round(low, 6), round(high, 6)],
+        "observed_range": [round(observed[0], 6), round(observed[1], 6)], "within_observed_range": within,
+        "points": request.points, "date": requested_day, "customer": request.customer,
+        "country": {"name": request.country, "status": country_status},
+        "state_as_of": state_as_of, "state_source": served.state_source, "state_daily_md5": served.daily_md5,
+        "notes": notes, "curve": curve,
+    }
+
+
+# --------------------------------------------------------------------------------------------- one-shot use
 
 
 def load_served_bundle(root: Path, code: str, sources: list[ArtifactSource] | None = None) -> ModelBundle:
-    """The product's promoted model, its files resolved by content hash and verified (never the workspace's)."""
+    """The product's promoted model as a bundle with its training rows (for benchmarks that need them)."""
     served = registry.served_model(root, code)
     if served is None:
         raise registry.RegistryError(f"stockcode {code} serves no model: none has passed its gates "
@@ -26,3 +424,7 @@ def load_served_bundle(root: Path, code: str, sources: list[ArtifactSource] | No
         raise BundleError(f"registry record of {code} names version {served.version}, its checkpoint is "
                           f"{bundle.version}")
     return bundle
+
+
+def local_cache_sources(directories: Iterable[Path]) -> list[ArtifactSource]:
+    return [LocalCache(Path(d)) for d in directories]

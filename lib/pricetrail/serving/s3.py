@@ -1,0 +1,83 @@
+"""A DVC remote on S3 as an artifact source: objects fetched by md5 from ``files/md5/<2>/<30>``, no DVC needed.
+
+A fetched object is hashed while it streams and installed under a local cache directory (DVC's layout, so
+:class:`pricetrail.artifacts.LocalCache` would find it too) only when its md5 is the one asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pricetrail.artifacts import ArtifactError, object_relpath
+from pricetrail.serving.config import S3Settings
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class S3Remote:
+    settings: S3Settings
+    _client: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def description(self) -> str:
+        return f"the DVC remote {self.settings.url} (cached in {self.settings.cache_dir})"
+
+    def client(self) -> Any:
+        # boto3 is imported on first use: a server with only a local cache never pays for it. Clients are
+        # thread-safe; one is shared. Credentials come from boto3's usual chain (the Lambda role, AWS_* variables).
+        with self._lock:
+            if self._client is None:
+                import boto3
+
+                self._client = boto3.client("s3", endpoint_url=self.settings.endpoint_url,
+                                            region_name=self.settings.region)
+            return self._client
+
+    def key(self, md5: str) -> str:
+        relpath = object_relpath(md5).as_posix()
+        return f"{self.settings.prefix}/{relpath}" if self.settings.prefix else relpath
+
+    def locate(self, md5: str) -> Path | None:
+        target = self.settings.cache_dir / object_relpath(md5)
+        if target.is_file():
+            return target
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client().get_object(Bucket=self.settings.bucket, Key=self.key(md5))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise ArtifactError(f"cannot read {self.key(md5)} from {self.settings.url}: {error}") from error
+        except BotoCoreError as error:
+            raise ArtifactError(f"cannot reach {self.settings.url}: {error}") from error
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.md5()  # noqa: S324 - DVC's content address, not a security hash
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                for chunk in response["Body"].iter_chunks(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != md5:
+                raise ArtifactError(f"{self.settings.url}/{self.key(md5)} is damaged: its md5 is "
+                                    f"{digest.hexdigest()}; refusing to cache it")
+            os.replace(name, target)  # atomic: concurrent fetches of one object install the same bytes
+        except (BotoCoreError, OSError) as error:
+            raise ArtifactError(f"cannot fetch {self.key(md5)} from {self.settings.url}: {error}") from error
+        finally:
+            if os.path.exists(name):
+                os.unlink(name)
+        log.info("fetched %s from %s", md5, self.settings.url)
+        return target

@@ -1,0 +1,105 @@
+"""The Flask app factory: JSON endpoints over the model router, problem+json errors, the OpenAPI document.
+
+``create_app(config)`` takes a :class:`pricetrail.serving.config.ServeConfig`; waitress (``pricetrail serve``)
+and the Lambda handler (``serve.lambda_handler``) wrap the same app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from pricetrail.artifacts import ArtifactSource, LocalCache
+from pricetrail.serving.config import ServeConfig
+from pricetrail.serving.s3 import S3Remote
+from serve.api import api
+from serve.problems import Problem, problem_response
+from serve.router import ModelRouter
+
+log = logging.getLogger(__name__)
+
+OPENAPI = Path(__file__).with_name("openapi.json")
+
+
+def sources_of(config: ServeConfig) -> list[ArtifactSource]:
+    """Local DVC caches first (cheap), then the DVC remote on S3."""
+    sources: list[ArtifactSource] = [LocalCache(directory) for directory in config.cache_dirs]
+    if config.s3 is not None:
+        sources.append(S3Remote(config.s3))
+    return sources
+
+
+def create_app(config: ServeConfig, *, router: ModelRouter | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config["SERVE"] = config
+    # Only GETs exist; werkzeug refuses larger bodies with 413 before anything reads them.
+    app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    sources = sources_of(config)
+    app.extensions["pricetrail.sources"] = sources
+    app.extensions["pricetrail.router"] = router or ModelRouter(
+        config.registry_dir, sources, max_models=config.max_models, max_bytes=int(config.max_memory_mb * 2**20),
+        failure_retry_seconds=config.failure_retry_seconds)
+    app.extensions["pricetrail.openapi"] = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    app.register_blueprint(api)
+
+    @app.before_request
+    def refuse_bodies() -> Response | None:
+        # No endpoint takes a body: one on a GET is a client mistake (or smuggling), named rather than ignored.
+        if (request.content_length or 0) > 0 or "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            return problem_response(Problem(400, "request-body-not-allowed", "Request body not allowed",
+                                            f"{request.method} {request.path} takes no request body; send the "
+                                            "inputs as query parameters"))
+        return None
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> tuple[dict[str, Any], int]:
+        checks = {"registry_dir": config.registry_dir.is_dir()}
+        for source in sources:
+            if isinstance(source, LocalCache):
+                checks[source.description] = source.directory.is_dir()
+            elif isinstance(source, S3Remote):
+                checks[source.description] = _s3_reachable(source)
+        ready = all(checks.values())
+        return {"ready": ready, "checks": checks}, 200 if ready else 503
+
+    @app.get("/openapi.json")
+    def openapi() -> dict[str, Any]:
+        return current_app.extensions["pricetrail.openapi"]
+
+    @app.errorhandler(Problem)
+    def on_problem(error: Problem) -> Response:
+        if error.status >= 500:
+            log.warning("%s %s: %s", request.method, request.path, error.detail)
+        return problem_response(error)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(error: HTTPException) -> Response:
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(error.code or 500,
+                                                                                         "http-error")
+        detail = error.description or ""
+        if error.code == 404:
+            detail = f"no endpoint at {request.path[:200]!r}; see /openapi.json"
+        return problem_response(Problem(error.code or 500, slug, error.name, detail))
+
+    return app
+
+
+def _s3_reachable(source: S3Remote) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        source.client().head_bucket(Bucket=source.settings.bucket)
+    except (BotoCoreError, ClientError) as error:
+        log.warning("readyz: %s is not reachable: %s", source.settings.url, error)
+        return False
+    return True
