@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import sys
 import threading
 from collections import OrderedDict
@@ -32,7 +33,8 @@ from pricetrail.model import predict
 from pricetrail.serving.grid import GridEncoder, check_against_preprocessor
 
 CUSTOMERS = ("registered", "guest")
-MAX_PRICE = 1_000_000.0  # a price above this is a typo, not a question
+MAX_PRICE = 1_000_000.0
+DATE_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # a price above this is a typo, not a question
 
 
 class RequestError(ValueError):
@@ -291,12 +293,12 @@ class PriceRequest:
     range_widening: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.date, str) or not DATE_PATTERN.fullmatch(self.date):
+            raise RequestError("date", f"date {str(self.date)[:64]!r} is not accepted; use YYYY-MM-DD")
         try:
-            day = pd.Timestamp(self.date)
+            pd.Timestamp(self.date)
         except ValueError as error:
             raise RequestError("date", f"date {self.date!r} is not a date; use YYYY-MM-DD") from error
-        if not isinstance(self.date, str) or len(self.date) != 10 or pd.isna(day):
-            raise RequestError("date", f"date {self.date!r} is not accepted; use YYYY-MM-DD")
         if self.customer not in CUSTOMERS:
             raise RequestError("customer", f"customer {self.customer!r} is not accepted; use one of {CUSTOMERS}")
         if not isinstance(self.country, str) or not self.country.strip() or len(self.country) > 64 or any(
