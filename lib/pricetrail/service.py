@@ -63,11 +63,10 @@ class ProductRecord:
     pipeline_latest: dict[str, Any] | None = None  # the last decision of a weekly run (promoted, kept, none)
 
     def unpromoted_candidate(self) -> dict[str, Any] | None:
-        """The weekly run's latest decision if it kept (did not promote) a model other than the served one."""
+        """The weekly run's latest decision if it kept the served model instead of promoting its new one (the
+        reason names that model and the gate it failed)."""
         entry = self.pipeline_latest or {}
-        if entry.get("action") == "kept" and entry.get("candidate") not in (None, self.version):
-            return entry
-        return None
+        return entry if entry.get("action") == "kept" else None
 
     @property
     def version(self) -> str | None:
@@ -134,7 +133,7 @@ def status(product: ProductRecord, description: str = "") -> dict[str, Any]:
               f"serving {record['version']} ({record.get('served_by', 'promoted')} {record.get('served_since')})")
     kept = product.unpromoted_candidate()
     if not failures and kept:
-        reason += f"; the latest model {kept['candidate']} was not promoted: {kept.get('reason')}"
+        reason += f"; the latest weekly run ({kept.get('time')}) did not promote its model: {kept.get('reason')}"
     return {**base, "servable": not failures, "reason": reason, "promoted_version": record["version"],
             "served_by": record.get("served_by"), "served_since": record.get("served_since"),
             "verdict": {"passed": not failures, "checks": record.get("verdict", {}).get("checks", [])},
@@ -387,8 +386,7 @@ def recommend(served: ServedProduct, request: PriceRequest,
         notes.append(f"country {request.country!r} was rare in training: priced with the infrequent countries")
     kept = served.product.unpromoted_candidate()
     if kept:
-        notes.append(f"the latest model {kept['candidate']} was not promoted ({kept.get('reason')}); "
-                     f"serving {served.version}")
+        notes.append(f"the latest weekly run ({kept.get('time')}) did not promote its model: {kept.get('reason')}")
     curve = [{"price": round(float(p), 6), "expected_quantity": round(float(q), 6),
               "expected_revenue": round(float(r), 6),
               **({} if profit is None else {"expected_profit": round(float(profit[i]), 6)})}

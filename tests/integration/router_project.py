@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import smoke_project
 from smoke_project import dvc, make_copy, pricetrail, run, set_params
 from waitress.server import create_server
 
@@ -21,12 +22,16 @@ RETRAINED = "22423"  # promoted twice: v1 by the first run, v2 after a retrain
 NEVER_RUN = "85099B"  # in the server's list, never run by the pipeline: no promoted model
 
 
-def build(target: Path) -> tuple[Path, dict[str, list[str]]]:
-    """The smoke pipeline once, then one product retrained and promoted again (cheap tuning budget)."""
-    root = make_copy(target)
-    pricetrail("run", cwd=root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "week 1"], root)
+def build(target: Path, week1: Path | None = None) -> tuple[Path, dict[str, list[str]]]:
+    """The smoke pipeline's first week (a clone of the suite's shared one when given), then one product retrained
+    and promoted again (cheap tuning budget)."""
+    if week1 is not None:
+        root = smoke_project.clone_project(week1, target)
+    else:
+        root = make_copy(target)
+        pricetrail("run", cwd=root)
+        run(["git", "add", "-A"], root)
+        run(["git", "commit", "-qm", "week 1"], root)
     set_params(root, {"tune_primary_model.n_trials": 1, "tune_primary_model.max_epochs": 6})
     dvc("repro", f"assess_model_risk@{RETRAINED}", cwd=root)
     pricetrail("promote", "--stockcode", RETRAINED, cwd=root)

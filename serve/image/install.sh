@@ -1,0 +1,17 @@
+#!/bin/sh
+# The Lambda image's install steps, run by the Dockerfile and, into a fresh venv, by
+# tests/integration/test_router.py (so the recipe cannot rot without a Docker engine).
+#   serve/image/install.sh PYTHON PROJECT_DIR
+# TORCH_INDEX (the Dockerfile sets https://download.pytorch.org/whl/cpu) picks the CPU-only torch wheel; without it
+# pip takes torch==2.13.0 from its usual index (on the CI machines a CPU wheel on disk).
+set -eu
+PYTHON=${1:-python}
+PROJECT=${2:-.}
+if [ -n "${TORCH_INDEX:-}" ]; then
+    "$PYTHON" -m pip install --quiet --index-url "$TORCH_INDEX" torch==2.13.0
+else
+    "$PYTHON" -m pip install --quiet torch==2.13.0
+fi
+"$PYTHON" -m pip install --quiet -r "$PROJECT/serve/requirements.txt"
+# The library without its pipeline dependencies (DVC, Prefect, Optuna, Evidently, SHAP stay out of the image).
+"$PYTHON" -m pip install --quiet --no-deps "$PROJECT"
