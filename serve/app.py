@@ -15,6 +15,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from pricetrail.artifacts import ArtifactSource, LocalCache
+from pricetrail.service import warm_up
 from pricetrail.serving.config import ServeConfig
 from pricetrail.serving.s3 import S3Remote
 from serve.api import api
@@ -34,7 +35,9 @@ def sources_of(config: ServeConfig) -> list[ArtifactSource]:
     return sources
 
 
-def create_app(config: ServeConfig, *, router: ModelRouter | None = None) -> Flask:
+def create_app(config: ServeConfig, *, router: ModelRouter | None = None, warm: bool = True) -> Flask:
+    if warm:
+        warm_up()
     app = Flask(__name__)
     app.config["SERVE"] = config
     # Only GETs exist; werkzeug refuses larger bodies with 413 before anything reads them.

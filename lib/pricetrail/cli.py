@@ -158,7 +158,13 @@ def cmd_serve(args: argparse.Namespace, root: Path) -> int:
     from pricetrail.artifacts import dvc_cache_dir
     from pricetrail.serving.config import from_project
 
-    sys.path.insert(0, str(root))  # serve/ is a top-level folder of the project, beside lib/
+    # serve/ is a top-level folder beside lib/: in this project, or in the checkout the library was installed from
+    # (a throwaway copy of the project holds no serve/).
+    checkout = next((c for c in (root, Path(__file__).resolve().parents[2]) if (c / "serve" / "app.py").is_file()),
+                    None)
+    if checkout is None:
+        raise ConfigError(f"no serve/ folder in {root} or beside the installed library; run from a checkout")
+    sys.path.insert(0, str(checkout))
     from serve.app import create_app
 
     config = from_project(root, dvc_cache_dir(root), max_models=args.max_models, max_memory_mb=args.max_memory_mb)

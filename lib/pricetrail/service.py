@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -23,17 +22,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pricetrail import registry
 from pricetrail.artifacts import ArtifactSource, LocalCache, local_sources, resolve
 from pricetrail.bundle import BundleError, ModelBundle, load_bundle
 from pricetrail.config import validate_stockcode
-from pricetrail.etl import calendar_features, price_features, state_features
-from pricetrail.model import predict
-from pricetrail.serving.grid import GridEncoder, check_against_preprocessor
+from pricetrail.etl import calendar_features, state_features
+from pricetrail.serving.grid import GridEncoder, check_against_preprocessor, check_price_columns, price_columns
 
 CUSTOMERS = ("registered", "guest")
 MAX_PRICE = 1_000_000.0
+# Interpreter objects of a loaded model beyond its arrays (modules, the fitted transformers, caches): a second
+# smoke model raised the server's RSS by ~3 MiB (bench/router_benchmark.py), far above its weights and history.
+PER_MODEL_OVERHEAD = 3 * 2**20
 DATE_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # a price above this is a typo, not a question
 
 
@@ -245,8 +247,13 @@ def load_served(registry_dir: Path, product: ProductRecord, sources: Iterable[Ar
     # The fast grid must reproduce the preprocessor exactly, checked once on this product's own state.
     request = PriceRequest(date=str(served.last_day.date()))
     low, high = observed_range(product.record, request.customer, sources, owner)
-    numerical, categorical = _grid_inputs(served, request, np.linspace(low, high, 5))[:2]
+    grid = np.linspace(low, high, 5)
+    numerical, categorical = _grid_inputs(served, request, grid)[:2]
+    state = served.state_on(served.last_day)
+    for mean in (state["prev_month_mean_price"], float("nan")):  # both branches of the reference mean
+        check_price_columns(grid, state["max_price_before"], mean)
     check_against_preprocessor(encoder, numerical, categorical, 5)
+    bundle.network.eval()
     served.nbytes = _size_of(served)
     return served
 
@@ -257,7 +264,8 @@ def _size_of(served: ServedProduct) -> int:
     buffers = sum(b.numel() * b.element_size() for b in served.bundle.network.buffers())
     assert served.bundle.daily is not None
     daily = int(served.bundle.daily.memory_usage(deep=True).sum())
-    return weights + buffers + daily + sys.getsizeof(served.bundle.checkpoint) + 64 * 1024
+    preprocessor = registry.artifacts_of(served.product.record or {})["preprocessor.skops"].size
+    return weights + buffers + daily + preprocessor + PER_MODEL_OVERHEAD
 
 
 def observed_range(record: dict[str, Any], customer: str, sources: Iterable[ArtifactSource],
@@ -330,13 +338,34 @@ def _grid_inputs(served: ServedProduct, request: PriceRequest,
     # would read as "no sales", which the model never saw (as recommend.grid_rows does).
     state_day = min(requested, served.last_day + pd.Timedelta(days=1))
     state = served.state_on(state_day)
-    features = price_features(prices, state["max_price_before"], state["prev_month_mean_price"])
-    numerical: dict[str, Any] = {column: features[column].to_numpy() for column in features.columns}
+    numerical: dict[str, Any] = price_columns(prices, state["max_price_before"], state["prev_month_mean_price"])
     constants, day_of_week = _constants(requested, request.hour)
     numerical.update(constants)
     numerical.update(state)
     numerical["is_registered"] = float(request.is_registered)
     return numerical, {"country": request.country, "day_of_week": day_of_week}, str(state_day.date())
+
+
+def warm_up() -> None:
+    """Pay the process's one-time costs (DuckDB's first connection, torch's first pass) at start, not on the
+    first customer's request."""
+    daily = pd.DataFrame({"day": pd.to_datetime(["2011-01-03", "2011-02-01"]), "quantity": [1, 2], "lines": [1, 1],
+                          "max_price": [1.0, 1.0], "price_sum": [1.0, 1.0]})
+    state_features(daily, [pd.Timestamp("2011-03-01")])
+    _constants(pd.Timestamp("2011-03-01"), 12)
+    _predict(torch.nn.Sequential(torch.nn.Linear(2, 1)).eval(), np.zeros((2, 2), dtype="float32"))
+
+
+def _predict(network: torch.nn.Module, matrix: np.ndarray) -> np.ndarray:
+    """The network's log1p(quantity) for a small grid: one forward pass in inference mode on one thread (the
+    model is in eval mode since it loaded; model.predict's batching and mode juggling cost more than the pass)."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)  # see model._use_one_thread: small MLPs are slower on two busy threads
+    with torch.inference_mode():
+        output = network(torch.from_numpy(matrix)).reshape(-1).double().numpy()
+    if not np.all(np.isfinite(output)):
+        raise RequestError("min_price", "the model gives non-finite demand on this grid; narrow the price range")
+    return output
 
 
 @functools.lru_cache(maxsize=1024)
@@ -364,7 +393,7 @@ def recommend(served: ServedProduct, request: PriceRequest,
     prices = np.linspace(low, high, request.points)
     numerical, categorical, state_as_of = _grid_inputs(served, request, prices)
     matrix = served.encoder.matrix(numerical, categorical, len(prices))
-    quantity = np.clip(np.expm1(predict(served.bundle.network, matrix)), 0, None)
+    quantity = np.clip(np.expm1(_predict(served.bundle.network, matrix)), 0, None)
     revenue = prices * quantity
     profit = None if request.unit_cost is None else (prices - request.unit_cost) * quantity
     best = int(np.argmax(revenue if profit is None else profit))
@@ -387,10 +416,10 @@ def recommend(served: ServedProduct, request: PriceRequest,
     kept = served.product.unpromoted_candidate()
     if kept:
         notes.append(f"the latest weekly run ({kept.get('time')}) did not promote its model: {kept.get('reason')}")
-    curve = [{"price": round(float(p), 6), "expected_quantity": round(float(q), 6),
-              "expected_revenue": round(float(r), 6),
-              **({} if profit is None else {"expected_profit": round(float(profit[i]), 6)})}
-             for i, (p, q, r) in enumerate(zip(prices, quantity, revenue, strict=True))]
+    columns = {"price": prices, "expected_quantity": quantity, "expected_revenue": revenue,
+               **({} if profit is None else {"expected_profit": profit})}
+    rounded = {name: np.round(values, 6).tolist() for name, values in columns.items()}
+    curve = [dict(zip(rounded, point, strict=True)) for point in zip(*rounded.values(), strict=True)]
     return {
         "stockcode": served.stockcode, "model_version": served.version,
         "data_md5": (record.get("verdict") or {}).get("lineage", {}).get("features_md5"),

@@ -13,5 +13,10 @@ else
     "$PYTHON" -m pip install --quiet torch==2.13.0
 fi
 "$PYTHON" -m pip install --quiet -r "$PROJECT/serve/requirements.txt"
-# The library without its pipeline dependencies (DVC, Prefect, Optuna, Evidently, SHAP stay out of the image).
-"$PYTHON" -m pip install --quiet --no-deps "$PROJECT"
+# The library without its pipeline dependencies (DVC, Prefect, Optuna, Evidently, SHAP stay out of the image),
+# built from a copy: setuptools writes build/ beside the sources it builds.
+SOURCE=$(mktemp -d)
+trap 'rm -rf "$SOURCE"' EXIT
+cp -R "$PROJECT/pyproject.toml" "$PROJECT/README.md" "$PROJECT/lib" "$SOURCE/"
+rm -rf "$SOURCE"/lib/*.egg-info
+"$PYTHON" -m pip install --quiet --no-deps "$SOURCE"

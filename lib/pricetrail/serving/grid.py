@@ -83,6 +83,27 @@ class GridEncoder:
         return result
 
 
+def price_columns(prices: np.ndarray, max_price_before: float, prev_month_mean_price: float) -> dict[str, np.ndarray]:
+    """:func:`pricetrail.etl.price_features` as plain arrays (its DataFrame costs more than the network's pass);
+    :func:`check_price_columns` proves the two agree for a product's state when its model loads."""
+    p = np.asarray(prices, dtype="float64")
+    reference_max = np.fmax(np.full_like(p, max_price_before), p)
+    reference_mean = p if np.isnan(prev_month_mean_price) else np.full_like(p, prev_month_mean_price)
+    return {"unit_price": p, "log_price": np.log(p), "price_squared": p ** 2, "reference_max_price": reference_max,
+            "price_to_max": p / reference_max, "reference_mean_price": reference_mean,
+            "price_to_prev_month_mean": p / reference_mean}
+
+
+def check_price_columns(prices: np.ndarray, max_price_before: float, prev_month_mean_price: float) -> None:
+    from pricetrail.etl import price_features
+
+    expected = price_features(prices, max_price_before, prev_month_mean_price)
+    actual = price_columns(prices, max_price_before, prev_month_mean_price)
+    if sorted(expected.columns) != sorted(actual) or not all(
+            np.allclose(expected[c].to_numpy(), actual[c], rtol=1e-12, equal_nan=True) for c in expected.columns):
+        raise GridError("the fast price features disagree with etl.price_features; refusing to serve with them")
+
+
 def check_against_preprocessor(encoder: GridEncoder, numerical: Mapping[str, np.ndarray | float],
                                categorical: Mapping[str, str], rows: int) -> None:
     """Refuse the fast path unless it gives the ColumnTransformer's own matrix (to float32 rounding)."""
