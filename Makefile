@@ -29,7 +29,7 @@ test: $(STAMP)  ## the whole test suite (unit, integration with real dvc repro, 
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check lib stages tests bench
+	$(BIN)/ruff check lib stages tests bench serve
 
 bench-etl: $(STAMP)  ## DuckDB vs pandas ETL on the real data (needs ../shared)
 	$(BIN)/python bench/etl_benchmark.py
@@ -49,4 +49,7 @@ bench-flow: $(STAMP)  ## the weekly flow vs sequential dvc repro at 8 and 40 pro
 bench-lineage: $(STAMP)  ## lineage views and fleet report at 100 and 1,000 products, 20 revisions of history, vs dvc metrics show
 	$(BIN)/python bench/lineage_benchmark.py --products 100 1000 --revisions 20
 
-.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry bench-flow bench-lineage
+bench-router: $(STAMP)  ## the price router under waitress: warm latency, 8 clients, first request, start, memory; vs per-request loading
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/router_benchmark.py
+
+.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router
