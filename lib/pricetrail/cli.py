@@ -131,6 +131,30 @@ def cmd_gc(args: argparse.Namespace, root: Path) -> int:
     return report.dvc_exit
 
 
+def cmd_remote_add(args: argparse.Namespace, root: Path) -> int:
+    from pricetrail.remote import add_s3_remote
+
+    remote = add_s3_remote(root, args.name, args.url, endpoint_url=args.endpoint_url, region=args.region,
+                           default=not args.no_default, credentials_from_env=args.credentials_from_env)
+    _out(f"configured {remote.description}{' as the default remote' if not args.no_default else ''}")
+    if args.credentials_from_env:
+        _out("credentials stored in .dvc/config.local (not committed); commit .dvc/config to share the remote")
+    else:
+        _out("credentials: from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE); "
+             "commit .dvc/config to share the remote")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
+    from pricetrail.remote import transfer
+
+    result = transfer(root, args.command, name=args.remote, run_cache=not args.no_run_cache)
+    verb = "pushed to" if args.command == "push" else "pulled from"
+    _out(f"{result.files} files {verb} {result.remote.description}" if result.files else
+         f"{result.remote.description}: everything was already there")
+    return 0
+
+
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
     from pricetrail import service
     from pricetrail.artifacts import local_sources
@@ -296,6 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-models", type=int, default=32, help="models kept loaded at most (LRU)")
     serve.add_argument("--max-memory-mb", type=float, default=1024.0, help="memory bound of the loaded models")
     serve.set_defaults(func=cmd_serve)
+    remote = sub.add_parser("remote", help="configure the DVC remote (S3 or an S3-compatible store)")
+    remote_sub = remote.add_subparsers(dest="remote_command", required=True)
+    remote_add = remote_sub.add_parser("add", help="add an S3 remote (the default one unless --no-default)")
+    remote_add.add_argument("name", help="the remote's name, e.g. s3")
+    remote_add.add_argument("url", help="s3://<bucket>/<prefix>")
+    remote_add.add_argument("--endpoint-url", help="an S3-compatible server (MinIO, moto), e.g. http://host:9000")
+    remote_add.add_argument("--region", help="the bucket's AWS region, e.g. eu-west-1")
+    remote_add.add_argument("--no-default", action="store_true", help="add it without making it the default")
+    remote_add.add_argument("--credentials-from-env", action="store_true",
+                            help="store AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in .dvc/config.local (never committed)")
+    remote_add.set_defaults(func=cmd_remote_add)
+    for direction, what in (("push", "upload outputs and the run-cache to the DVC remote"),
+                            ("pull", "download outputs and the run-cache from the DVC remote")):
+        transfer = sub.add_parser(direction, help=f"{what} (dvc {direction}, with failures explained)")
+        transfer.add_argument("--remote", help="a remote's name (default: the default remote)")
+        transfer.add_argument("--no-run-cache", action="store_true", help="outputs only")
+        transfer.set_defaults(func=cmd_transfer)
     from pricetrail.lineage.command import add_arguments as add_lineage_arguments
 
     lineage = sub.add_parser("lineage", help="SQL over stages, data hashes, params, metrics, gates and the registry, "

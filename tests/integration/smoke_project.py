@@ -71,3 +71,22 @@ def set_params(root: Path, values: dict) -> None:
         node[leaf] = value
     with path.open("w", encoding="utf-8") as handle:
         yaml.dump(params, handle)
+
+
+def commit(root: Path, message: str) -> str:
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", message], root)
+    return run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+
+
+def clone_project(source: Path, target: Path) -> Path:
+    """An independent copy of a project made by ``make_copy`` (its git history, DVC cache and local remote), so
+    tests that change a project can start from one shared run instead of running the pipeline again."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target, symlinks=True)
+    remote = source.parent / f"{source.name}-remote"
+    if remote.is_dir():
+        shutil.copytree(remote, target.parent / f"{target.name}-remote", symlinks=True)
+    # The committed .dvc/config names the source's remote; the copy's own one overrides it, uncommitted.
+    dvc("remote", "modify", "--local", "local", "url", str(target.parent / f"{target.name}-remote"), cwd=target)
+    return target

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from smoke_project import dvc, make_copy, pricetrail, run, set_params
+from smoke_project import clone_project, dvc, make_copy, pricetrail, run, set_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,9 +71,8 @@ def test_hostile_stockcode_keys_touch_nothing(project: Path, key: str) -> None:
             assert "--keep-going" not in args or "split_products" in started, started
 
 
-def test_adding_a_product_reruns_only_that_products_chain(tmp_path: Path) -> None:
-    root = make_copy(tmp_path / "project")
-    pricetrail("run", cwd=root)
+def test_adding_a_product_reruns_only_that_products_chain(tmp_path: Path, smoke_week1) -> None:
+    root = clone_project(smoke_week1.root, tmp_path / "project")
     with (root / "stockcodes.yaml").open("a", encoding="utf-8") as handle:
         handle.write('  "85099B": {description: "JUMBO BAG RED RETROSPOT"}\n')
     second = pricetrail("run", cwd=root, check=False)

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from smoke_project import make_copy, pricetrail, run, set_params
+from smoke_project import clone_project, commit, pricetrail, run, set_params
 
 from pricetrail.hashing import file_md5
 from pricetrail.lineage import connect
@@ -57,17 +57,9 @@ FLOWED_INTO = """
 SELECT stage, depth, via FROM flowed_into($md5) WHERE rev_index = 0 ORDER BY depth, stage"""
 
 
-def commit(root: Path, message: str) -> str:
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", message], root)
-    return run(["git", "rev-parse", "HEAD"], root).stdout.strip()
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = make_copy(tmp_path_factory.mktemp("lineage") / "project")
-    pricetrail("run", cwd=root)
-    commit(root, "week 1")
+def project(tmp_path_factory: pytest.TempPathFactory, smoke_week1) -> Path:
+    root = clone_project(smoke_week1.root, tmp_path_factory.mktemp("lineage") / "project")  # week 1 committed
     set_params(root, {"synthetic.drift": {DRIFTED: 2.0}})
     pricetrail("run", cwd=root, check=False)  # exits 1: 85123A's drift gate fails
     commit(root, "week 2: new data, 85123A drifted")

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from smoke_project import dvc, make_copy, pricetrail, run, set_params
+from smoke_project import clone_project, commit, dvc, pricetrail, run, set_params
 
 from pricetrail import registry
 from pricetrail.hashing import file_md5
@@ -24,11 +24,6 @@ THIRD = "85099B"
 UNASSESSED: dict[str, str] = {}  # md5 of a model that was never committed nor promoted: gc may collect it
 STAGES = ["etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
           "assess_model_risk"]
-
-
-def commit(root: Path, message: str) -> None:
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", message], root)
 
 
 def stages_run(output: str) -> set[str]:
@@ -52,12 +47,9 @@ def served_version(root: Path, code: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = make_copy(tmp_path_factory.mktemp("smoke") / "project")
-    result = pricetrail("run", cwd=root)
-    assert result.stdout.count("promoted: passed the drift gate") == len(SMOKE_CODES), result.stdout
-    commit(root, "week 1")
-    return root
+def project(tmp_path_factory: pytest.TempPathFactory, smoke_week1) -> Path:
+    assert smoke_week1.stdout.count("promoted: passed the drift gate") == len(SMOKE_CODES), smoke_week1.stdout
+    return clone_project(smoke_week1.root, tmp_path_factory.mktemp("smoke") / "project")
 
 
 def test_stage_list_has_every_stage_once_per_product(project: Path) -> None:

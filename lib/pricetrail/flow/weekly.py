@@ -1,12 +1,13 @@
 """The weekly job: a Prefect flow that fans the products' DVC chains out over a Dask cluster.
 
-1. Shared stages (synthetic data, ingest, the stockcode check) run once, in the main workspace.
+1. Shared stages (synthetic data, ingest, the split by product) run once, in the main workspace.
 2. DVC says which products have anything to do (:mod:`pricetrail.flow.planning`); each becomes one task that
    runs its chain in an isolated workspace (:mod:`pricetrail.flow.workspace`) on a Dask worker.
 3. Results come back in one dvc.lock write (:mod:`pricetrail.flow.lockmerge`); promotion runs in the main
    workspace; promoted products' drift gates are re-checked in a second, small fan-out, so ``dvc status`` ends
    clean and the next run does nothing.
-4. A summary table is printed and published as a Prefect table artifact; with a DVC remote, everything is pushed.
+4. A summary table is printed and published as a Prefect table artifact; with --push, everything (outputs and
+   run-cache) is then pushed to the default DVC remote, and a failed push fails the run (:mod:`pricetrail.remote`).
 
 A product's failure (a gate, an error) stops only that product. Retries are for transient errors only.
 """
@@ -269,7 +270,7 @@ def _fan_out(jobs: list[ProductJob], workdir: str | None) -> tuple[list[JobResul
 # --------------------------------------------------------------------------------------------- the flow
 
 
-def weekly_fn(root: str, codes: list[str], cluster: bool, push: bool, timeout_seconds: float,
+def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float,
               shared: list[str], changed: dict[str, list[str]]) -> Any:
     """The flow body (wrapped by :func:`make_flow`); ``shared`` and ``changed`` are the plan made before it."""
     from prefect.artifacts import create_table_artifact
@@ -326,8 +327,6 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, push: bool, timeout_se
             summaries[decision.stockcode].reason = summaries[decision.stockcode].reason or decision.reason
     for code, text in logs.items():
         _write_log(project, code, text)
-    if push:
-        _run_main_dvc(project, ["push", "--run-cache"])
     rows = [summaries[code].row() for code in codes]
     _write_summary(project, rows, {code: summaries[code].stage_seconds for code in codes})
     create_table_artifact(key="pricetrail-weekly-summary", table=rows,
@@ -482,7 +481,24 @@ class Progress:
 
 
 def run(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]], str]:
-    """Run the weekly flow; return (all products succeeded, summary rows, the flow's message)."""
+    """Run the weekly flow, then push if asked; return (all products succeeded and the push too, summary rows,
+    the flow's message with the push's outcome)."""
+    ok, rows, message = _run_flow(root, options, write)
+    if not options.push:
+        return ok, rows, message
+    # After the flow, on its no-op path too: a rerun after a failed push completes it (DVC sends only what the
+    # remote lacks). A failed push fails the run, and nothing is said to be pushed that DVC did not confirm.
+    from pricetrail.remote import RemoteError, transfer
+
+    try:
+        pushed = transfer(root, "push")
+    except RemoteError as error:
+        return False, rows, f"{message}; {error}"
+    return ok, rows, f"{message}; pushed {pushed.files} files and the run-cache to {pushed.remote.description}"
+
+
+def _run_flow(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]],
+                                                                                      str]:
     from prefect_dask import DaskTaskRunner
 
     offline_environment()
@@ -503,7 +519,7 @@ def run(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[
         # with every task, to workers of an existing cluster.
         services.subscribe(Progress(write))
         weekly = make_flow(DaskTaskRunner(address=services.address))
-        state = weekly(root=str(root), codes=codes, cluster=bool(options.dask_address), push=options.push,
+        state = weekly(root=str(root), codes=codes, cluster=bool(options.dask_address),
                        timeout_seconds=options.timeout_seconds, shared=planned.shared, changed=planned.products,
                        return_state=True)
     rows = state.result(raise_on_failure=False)

@@ -1,0 +1,208 @@
+"""The DVC remote: set up an S3 one, push and pull with failures that say which remote and why.
+
+DVC itself does the transfers (content-addressed, so a retry sends only what the remote lacks); this module
+checks what a user types before DVC stores it, keeps credentials out of the committed ``.dvc/config``, and turns
+DVC's error output ("unexpected error - Forbidden: An error occurred (403) when calling the HeadObject operation")
+into one line naming the remote, its URL and the cause, with what to do next.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+# An S3 bucket name (3-63 lower-case letters, digits, dots and hyphens) and an optional key prefix.
+S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?P<prefix>/[A-Za-z0-9._/-]*)?$")
+ENDPOINT_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._/-]*)?$")
+CREDENTIAL_VARIABLES = {"AWS_ACCESS_KEY_ID": "access_key_id", "AWS_SECRET_ACCESS_KEY": "secret_access_key",
+                        "AWS_SESSION_TOKEN": "session_token"}
+_SECRET_OPTIONS = {"access_key_id", "secret_access_key", "session_token", "password"}
+
+
+class RemoteError(ValueError):
+    """A DVC remote is misconfigured, unreachable or refused a transfer."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    name: str
+    url: str
+    endpoint_url: str | None = None
+
+    @property
+    def description(self) -> str:
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"DVC remote '{self.name}' ({self.url}{where})"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    direction: str  # push or pull
+    remote: Remote
+    files: int  # objects DVC reported as transferred (0 when everything was already there)
+
+
+# DVC's error output -> the cause in a user's words. First match wins; checked on the whole output.
+_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"NoSuchBucket|specified bucket does not exist", re.I),
+     "bucket {bucket} does not exist: create it, or correct the remote's URL"),
+    (re.compile(r"Unable to locate credentials|NoCredentialsError", re.I),
+     "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or store them with "
+     "`pricetrail remote add ... --credentials-from-env` (written to .dvc/config.local, never committed)"),
+    (re.compile(r"\b403\b|Forbidden|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied", re.I),
+     "the remote refused the credentials (403 Forbidden): check the access key, its secret and its permissions "
+     "on the bucket"),
+    (re.compile(r"Could not connect to the endpoint|Connect timeout|Cannot connect to host|Connection refused|"
+                r"Server disconnected|Connection reset|ConnectionError|Network is unreachable|timed out", re.I),
+     "the endpoint is unreachable (connection failed or dropped): check the endpoint URL and the network"),
+)
+
+
+def validate_name(name: str) -> str:
+    if not REMOTE_NAME.fullmatch(name):
+        raise RemoteError(f"remote name {name!r} is not accepted: use letters, digits, '_' and '-' (e.g. s3)")
+    return name
+
+
+def validate_s3_url(url: str) -> str:
+    if not S3_URL.fullmatch(url):
+        raise RemoteError(f"S3 URL {url!r} is not accepted: use s3://<bucket>/<prefix>, the bucket 3-63 lower-case "
+                          "letters, digits, dots or hyphens (e.g. s3://my-bucket/pricetrail)")
+    return url.rstrip("/")
+
+
+def validate_endpoint(url: str) -> str:
+    if not ENDPOINT_URL.fullmatch(url):
+        raise RemoteError(f"endpoint URL {url!r} is not accepted: use http(s)://host[:port] (e.g. "
+                          "http://127.0.0.1:9000 for MinIO)")
+    return url
+
+
+def _config(root: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    for name in ("config", "config.local"):  # config.local overrides, as in DVC
+        path = root / ".dvc" / name
+        if path.is_file():
+            parser.read(path, encoding="utf-8")
+    return parser
+
+
+def _section(parser: configparser.ConfigParser, name: str) -> str | None:
+    # DVC writes configobj sections: ['remote "name"'], quotes and all.
+    return next((candidate for candidate in (f"'remote \"{name}\"'", f'remote "{name}"')
+                 if parser.has_section(candidate)), None)
+
+
+def read_remote(root: Path, name: str | None = None) -> Remote:
+    """The named remote, or the default one, as DVC's config files (committed and local) describe it."""
+    parser = _config(root)
+    if name is None:
+        if not parser.has_option("core", "remote"):
+            raise RemoteError("no default DVC remote is configured: add one with `pricetrail remote add` (see README)")
+        name = parser.get("core", "remote").strip()
+    section = _section(parser, validate_name(name))
+    if section is None:
+        raise RemoteError(f"DVC remote {name!r} is not configured in .dvc/config; `dvc remote list` shows the "
+                          "configured ones")
+    url = parser.get(section, "url")
+    if "://" not in url and not os.path.isabs(url):
+        url = str((root / ".dvc" / url).resolve())  # DVC resolves a relative URL against .dvc/
+    endpoint = parser.get(section, "endpointurl", fallback=None)
+    return Remote(name=name, url=url, endpoint_url=endpoint)
+
+
+Runner = Callable[[Sequence[str], Path], subprocess.CompletedProcess]
+
+
+def run_dvc(args: Sequence[str], root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True,
+                          check=False)
+
+
+def _checked(runner: Runner, args: Sequence[str], root: Path) -> None:
+    result = runner(args, root)
+    if result.returncode != 0:
+        raise RemoteError(f"dvc {' '.join(args)} failed: {last_error(result.stderr + result.stdout)}")
+
+
+def add_s3_remote(root: Path, name: str, url: str, *, endpoint_url: str | None = None, region: str | None = None,
+                  default: bool = True, credentials_from_env: bool = False,
+                  environ: dict[str, str] | None = None, runner: Runner = run_dvc) -> Remote:
+    """Configure an S3 (or S3-compatible) DVC remote; credentials only ever in .dvc/config.local.
+
+    Everything is checked before DVC's config is touched, so a typo leaves the configuration as it was.
+    """
+    name, url = validate_name(name), validate_s3_url(url)
+    if endpoint_url is not None:
+        endpoint_url = validate_endpoint(endpoint_url)
+    if region is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", region):
+        raise RemoteError(f"region {region!r} is not accepted: an AWS region such as eu-west-1 or us-east-1")
+    environ = dict(os.environ) if environ is None else environ
+    credentials = {}
+    if credentials_from_env:
+        credentials = {option: environ[variable] for variable, option in CREDENTIAL_VARIABLES.items()
+                       if environ.get(variable)}
+        missing = [variable for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                   if CREDENTIAL_VARIABLES[variable] not in credentials]
+        if missing:
+            raise RemoteError(f"--credentials-from-env needs {' and '.join(missing)} in the environment")
+    _checked(runner, ["remote", "add", "--force", *(["--default"] if default else []), name, url], root)
+    if endpoint_url is not None:
+        _checked(runner, ["remote", "modify", name, "endpointurl", endpoint_url], root)
+    if region is not None:
+        _checked(runner, ["remote", "modify", name, "region", region], root)
+    for option, value in credentials.items():
+        _checked(runner, ["remote", "modify", "--local", name, option, value], root)
+    committed = (root / ".dvc" / "config").read_text(encoding="utf-8") if (root / ".dvc" / "config").is_file() else ""
+    leaked = [option for option in _SECRET_OPTIONS if re.search(rf"^\s*{option}\s*=", committed, re.M)]
+    if leaked:  # e.g. a user's earlier `dvc remote modify` without --local
+        raise RemoteError(f".dvc/config (committed to git) holds {', '.join(sorted(leaked))}: move them to "
+                          ".dvc/config.local with `dvc remote modify --local` and remove them from .dvc/config")
+    return Remote(name=name, url=url, endpoint_url=endpoint_url)
+
+
+def last_error(output: str) -> str:
+    lines = [line.removeprefix("ERROR: ").strip() for line in output.splitlines() if line.startswith("ERROR")]
+    return lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1]
+
+
+def cause(output: str, remote: Remote) -> str:
+    """What went wrong, in a user's words, from DVC's output of a failed transfer."""
+    match = S3_URL.fullmatch(remote.url)
+    bucket = match.group("bucket") if match else remote.url
+    for pattern, text in _CAUSES:
+        if pattern.search(output):
+            return text.format(bucket=bucket)
+    return last_error(output)
+
+
+_PUSHED = re.compile(r"^(\d+) files? (?:pushed|fetched|added)", re.M)
+
+
+def transfer(root: Path, direction: str, *, name: str | None = None, run_cache: bool = True,
+             targets: Sequence[str] = (), runner: Runner = run_dvc) -> Transfer:
+    """``dvc push`` or ``dvc pull`` (with the run-cache), or one RemoteError naming the remote and the cause.
+
+    DVC addresses objects by content hash and skips those the other side has, so running it again after a
+    failure sends only what is missing; nothing is reported as transferred unless DVC said so and exited 0.
+    """
+    if direction not in ("push", "pull"):
+        raise ValueError(f"direction {direction!r}: push or pull")
+    remote = read_remote(root, name)
+    args = [direction, "--remote", remote.name, *(["--run-cache"] if run_cache else []), *targets]
+    result = runner(args, root)
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        preposition, retry = ("to", "uploads") if direction == "push" else ("from", "downloads")
+        raise RemoteError(f"dvc {direction} {preposition} {remote.description} failed: {cause(output, remote)}. "
+                          f"The transfer is incomplete; `pricetrail {direction}` again {retry} only what is missing")
+    counted = [int(value) for value in _PUSHED.findall(output)]
+    return Transfer(direction=direction, remote=remote, files=sum(counted))

@@ -1,0 +1,127 @@
+"""The DVC remote: what a user types is checked before DVC stores it, credentials stay out of git, and a failed
+transfer is one line naming the remote and the cause."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from pricetrail.remote import Remote, RemoteError, add_s3_remote, cause, read_remote, transfer
+
+
+def dvc_repo(root: Path) -> Path:
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
+    return root
+
+
+def test_an_s3_remote_with_endpoint_region_and_credentials_only_in_config_local(tmp_path: Path) -> None:
+    root = dvc_repo(tmp_path)
+    environ = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
+    remote = add_s3_remote(root, "s3", "s3://my-bucket/pricetrail/", endpoint_url="http://127.0.0.1:9000",
+                           region="eu-west-1", credentials_from_env=True, environ=environ)
+    assert remote == Remote("s3", "s3://my-bucket/pricetrail", "http://127.0.0.1:9000")
+    committed = (root / ".dvc" / "config").read_text()
+    assert "s3://my-bucket/pricetrail" in committed and "endpointurl = http://127.0.0.1:9000" in committed
+    assert "remote = s3" in committed and "region = eu-west-1" in committed
+    assert "AKIDEXAMPLE" not in committed and "s3cr3t-value" not in committed
+    assert "s3cr3t-value" in (root / ".dvc" / "config.local").read_text()
+    assert read_remote(root) == remote
+    ignored = subprocess.run(["git", "check-ignore", ".dvc/config.local"], cwd=root, capture_output=True)
+    assert ignored.returncode == 0  # never committed
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "s3;rm", "url": "s3://bucket/x"}, "remote name 's3;rm' is not accepted"),
+    ({"name": "s3", "url": "https://bucket/x"}, "S3 URL 'https://bucket/x' is not accepted"),
+    ({"name": "s3", "url": "s3://B/x"}, "S3 URL 's3://B/x' is not accepted"),
+    ({"name": "s3", "url": "s3://bucket/x", "endpoint_url": "127.0.0.1:9000"}, "endpoint URL '127.0.0.1:9000'"),
+    ({"name": "s3", "url": "s3://bucket/x", "region": "Europe"}, "region 'Europe' is not accepted"),
+    ({"name": "s3", "url": "s3://bucket/x", "credentials_from_env": True, "environ": {"AWS_ACCESS_KEY_ID": "a"}},
+     "--credentials-from-env needs AWS_SECRET_ACCESS_KEY"),
+])
+def test_bad_remote_settings_are_refused_before_dvc_is_called(tmp_path: Path, kwargs: dict, message: str) -> None:
+    calls: list[Sequence[str]] = []
+
+    def runner(args: Sequence[str], root: Path) -> subprocess.CompletedProcess:
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    with pytest.raises(RemoteError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        add_s3_remote(tmp_path, runner=runner, **kwargs)
+    assert calls == []
+
+
+def test_a_secret_already_in_the_committed_config_is_reported(tmp_path: Path) -> None:
+    root = dvc_repo(tmp_path)
+    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "old", "s3://b-old/x"], cwd=root, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "remote", "modify", "old", "secret_access_key", "oops"], cwd=root,
+                   check=True)
+    with pytest.raises(RemoteError, match=r"\.dvc/config \(committed to git\) holds secret_access_key"):
+        add_s3_remote(root, "s3", "s3://bucket/x")
+
+
+S3 = Remote("s3", "s3://pricetrail-test/cache", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    ("ERROR: failed to transfer 'b1' - The specified bucket does not exist: An error occurred (NoSuchBucket)",
+     "bucket pricetrail-test does not exist"),
+    ("ERROR: unexpected error - Forbidden: An error occurred (403) when calling the HeadObject operation",
+     "refused the credentials (403 Forbidden)"),
+    ("ERROR: unexpected error - Unable to locate credentials", "no credentials: set AWS_ACCESS_KEY_ID"),
+    ('ERROR: unexpected error - Could not connect to the endpoint URL: "http://127.0.0.1:9/x"',
+     "the endpoint is unreachable"),
+    ("ERROR: something else entirely\n", "something else entirely"),
+])
+def test_dvc_errors_become_causes(output: str, expected: str) -> None:
+    assert expected in cause(output, S3)
+
+
+def fake(returncode: int, stdout: str, stderr: str = ""):
+    seen: list[Sequence[str]] = []
+
+    def runner(args: Sequence[str], root: Path) -> subprocess.CompletedProcess:
+        seen.append(list(args))
+        return subprocess.CompletedProcess(args, returncode, stdout, stderr)
+
+    return runner, seen
+
+
+def configured(root: Path) -> Path:
+    (root / ".dvc").mkdir(parents=True, exist_ok=True)
+    (root / ".dvc" / "config").write_text(
+        "[core]\n    remote = s3\n['remote \"s3\"']\n    url = s3://pricetrail-test/cache\n"
+        "    endpointurl = http://127.0.0.1:9\n", encoding="utf-8")
+    return root
+
+
+def test_a_push_reports_what_dvc_confirmed(tmp_path: Path) -> None:
+    runner, seen = fake(0, "12 files pushed\n")
+    result = transfer(configured(tmp_path), "push", runner=runner)
+    assert result.files == 12 and result.remote == S3
+    assert seen == [["push", "--remote", "s3", "--run-cache"]]
+    assert transfer(tmp_path, "push", runner=fake(0, "Everything is up to date.\n")[0]).files == 0
+
+
+def test_a_failed_push_names_the_remote_the_cause_and_the_retry(tmp_path: Path) -> None:
+    runner, _ = fake(1, "3 files pushed\n", "ERROR: unexpected error - Could not connect to the endpoint URL: x\n")
+    with pytest.raises(RemoteError) as raised:
+        transfer(configured(tmp_path), "push", runner=runner)
+    message = str(raised.value)
+    assert "DVC remote 's3' (s3://pricetrail-test/cache at http://127.0.0.1:9)" in message
+    assert "the endpoint is unreachable" in message
+    assert "`pricetrail push` again uploads only what is missing" in message
+
+
+def test_no_remote_or_an_unknown_one(tmp_path: Path) -> None:
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    analytics = false\n", encoding="utf-8")
+    with pytest.raises(RemoteError, match="no default DVC remote is configured"):
+        read_remote(tmp_path)
+    with pytest.raises(RemoteError, match="DVC remote 'nosuch' is not configured"):
+        transfer(tmp_path, "pull", name="nosuch", runner=fake(0, "")[0])
