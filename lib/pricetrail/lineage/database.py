@@ -43,8 +43,10 @@ def view_docs() -> dict[str, str]:
 
 
 def open_database(tables: dict[str, pa.Table], dir_hashes: set[str], cache_dir: Path) -> duckdb.DuckDBPyConnection:
+    # No progress bar: it writes to stdout, between a query's rows, whenever a statement runs over 2 s.
     con = duckdb.connect(":memory:")
     try:
+        con.execute("SET enable_progress_bar = false")
         con.execute("CREATE SCHEMA internal")
         for name, table in tables.items():
             con.register("_load", table)

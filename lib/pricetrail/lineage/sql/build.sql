@@ -58,22 +58,24 @@ FROM internal.gate_files g, json_each(g.text -> '$.lineage.dvc_deps') e
 WHERE g.gate = 'assess_model_risk';
 
 -- The dvc.lock entries recorded with each registry version ("stages": {stage: {cmd, deps, outs, params}}),
--- flattened like dvc.lock's own: params dotted, a list kept whole as compact JSON.
-CREATE TABLE internal.record_entries AS
+-- flattened like dvc.lock's own: params dotted, a list kept whole as compact JSON. Views, not tables: every
+-- version ever promoted carries its entries (~1,000 records at 100 products), and only the version-lineage
+-- questions read them, so the fleet report and most queries do not pay for flattening them.
+CREATE VIEW internal.record_entries AS
 SELECT r.blob, s.key AS stage, split_part(s.key, '@', 1) AS kind, s.value AS entry
 FROM internal.record_json r, json_each(r.text -> '$.stages') s;
 
-CREATE TABLE internal.record_stages AS
+CREATE VIEW internal.record_stages AS
 SELECT blob, stage, kind, entry ->> '$.cmd' AS cmd FROM internal.record_entries;
 
-CREATE TABLE internal.record_files AS
+CREATE VIEW internal.record_files AS
 SELECT e.blob, e.stage, e.kind, 'dep' AS role, d.key AS path, d.value ->> '$' AS md5
 FROM internal.record_entries e, json_each(e.entry -> '$.deps') d
 UNION ALL
 SELECT e.blob, e.stage, e.kind, 'out', d.key, d.value ->> '$'
 FROM internal.record_entries e, json_each(e.entry -> '$.outs') d;
 
-CREATE TABLE internal.record_params AS
+CREATE VIEW internal.record_params AS
 SELECT e.blob, e.stage, e.kind, replace(substr(t.fullkey, 3), '"', '') AS param,
        CASE WHEN t.type = 'VARCHAR' THEN t.value ->> '$' WHEN t.type = 'NULL' THEN NULL ELSE t.value::VARCHAR END
            AS value,
