@@ -160,9 +160,9 @@ def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
     from pricetrail.artifacts import local_sources
 
     code = _product(root, args.stockcode)
-    settings = section(load_params(root), "recommend")
     sources = local_sources(root)
     served = service.load_served(root / "registry", service.read_product_record(root / "registry", code), sources)
+    settings = section(load_params(root), "recommend")
     request = service.PriceRequest(date=args.date, country=args.country,
                                    customer="guest" if args.guest else "registered", min_price=args.low,
                                    max_price=args.high, points=int(settings["grid_size"]), unit_cost=args.unit_cost,
