@@ -185,6 +185,11 @@ def test_a_body_on_get_is_refused_and_posts_are_not_allowed(client) -> None:  # 
 
 def test_over_real_http_under_waitress(project: Path) -> None:
     with waitress_server(create_app(config(project))) as url:
+        for path in ("/healthz", "/readyz", "/openapi.json", "/v1/products", f"/v1/products/{OTHER}/lineage",
+                     f"/v1/predict-price/{OTHER}?num_price_bins=5&date=2011-11-15", "/v1/stats"):
+            with urllib.request.urlopen(f"{url}{path}") as response:
+                assert response.status == 200 and response.headers["Content-Type"] == "application/json", path
+                json.loads(response.read())
         with urllib.request.urlopen(f"{url}/v1/products/{OTHER}/price?points=11&date=2011-11-15") as response:
             assert response.status == 200 and json.loads(response.read())["stockcode"] == OTHER
         # The traversal as a client sends it: %2F stays encoded on the wire.
