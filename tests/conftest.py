@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,3 +31,29 @@ def lines(rows: list[dict]) -> pd.DataFrame:
     frame["unit_price"] = frame["unit_price"].astype("float64")
     frame["customer_id"] = frame["customer_id"].astype("float64")
     return frame
+
+
+# ------------------------------------------------------------------ integration: one shared first smoke run
+# Here, not in tests/integration/conftest.py: pytest imports every conftest.py as the module `conftest`, and a
+# second one would shadow this file for the unit tests' `from conftest import ...`.
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    root: Path  # never changed by a test: clone it (smoke_project.clone_project) and change the clone
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def smoke_week1(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    """The smoke profile's two products after a first `pricetrail run`, committed as "week 1".
+
+    The run takes minutes on two cores; the integration modules that need a first week clone this one instead
+    of each running it again.
+    """
+    from smoke_project import commit, make_copy, pricetrail  # tests/integration, on sys.path for its modules
+
+    root = make_copy(tmp_path_factory.mktemp("smoke-week1") / "project")
+    result = pricetrail("run", cwd=root)
+    commit(root, "week 1")
+    return SmokeRun(root=root, stdout=result.stdout)

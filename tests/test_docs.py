@@ -37,3 +37,10 @@ def test_test_modules_have_unique_basenames() -> None:
     names = sorted(path.name for path in (ROOT / "tests").rglob("test_*.py"))
     duplicates = sorted({name for name in names if names.count(name) > 1})
     assert not duplicates, f"rename one of each: {duplicates}"
+
+
+def test_one_conftest() -> None:
+    # Every conftest.py is imported as the module `conftest`: a second one shadows tests/conftest.py for the unit
+    # tests' `from conftest import ...` (collection failed that way once).
+    found = [path.relative_to(ROOT).as_posix() for path in (ROOT / "tests").rglob("conftest.py")]
+    assert found == ["tests/conftest.py"]

@@ -102,16 +102,17 @@ def configured(root: Path) -> Path:
 
 def test_a_push_reports_what_dvc_confirmed(tmp_path: Path) -> None:
     runner, seen = fake(0, "12 files pushed\n")
-    result = transfer(configured(tmp_path), "push", runner=runner)
+    result = transfer(configured(tmp_path), "push", include_registry=False, runner=runner)
     assert result.files == 12 and result.remote == S3
     assert seen == [["push", "--remote", "s3", "--run-cache"]]
-    assert transfer(tmp_path, "push", runner=fake(0, "Everything is up to date.\n")[0]).files == 0
+    up_to_date = fake(0, "Everything is up to date.\n")[0]
+    assert transfer(tmp_path, "push", include_registry=False, runner=up_to_date).files == 0
 
 
 def test_a_failed_push_names_the_remote_the_cause_and_the_retry(tmp_path: Path) -> None:
     runner, _ = fake(1, "3 files pushed\n", "ERROR: unexpected error - Could not connect to the endpoint URL: x\n")
     with pytest.raises(RemoteError) as raised:
-        transfer(configured(tmp_path), "push", runner=runner)
+        transfer(configured(tmp_path), "push", include_registry=False, runner=runner)
     message = str(raised.value)
     assert "DVC remote 's3' (s3://pricetrail-test/cache at http://127.0.0.1:9)" in message
     assert "the endpoint is unreachable" in message

@@ -9,6 +9,7 @@ into one line naming the remote, its URL and the cause, with what to do next.
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 import re
 import subprocess
@@ -188,11 +189,12 @@ _PUSHED = re.compile(r"^(\d+) files? (?:pushed|fetched|added)", re.M)
 
 
 def transfer(root: Path, direction: str, *, name: str | None = None, run_cache: bool = True,
-             targets: Sequence[str] = (), runner: Runner = run_dvc) -> Transfer:
+             targets: Sequence[str] = (), include_registry: bool = True, runner: Runner = run_dvc) -> Transfer:
     """``dvc push`` or ``dvc pull`` (with the run-cache), or one RemoteError naming the remote and the cause.
 
     DVC addresses objects by content hash and skips those the other side has, so running it again after a
     failure sends only what is missing; nothing is reported as transferred unless DVC said so and exited 0.
+    With ``include_registry``, the registry's objects (every version it can serve) go along too.
     """
     if direction not in ("push", "pull"):
         raise ValueError(f"direction {direction!r}: push or pull")
@@ -205,4 +207,56 @@ def transfer(root: Path, direction: str, *, name: str | None = None, run_cache: 
         raise RemoteError(f"dvc {direction} {preposition} {remote.description} failed: {cause(output, remote)}. "
                           f"The transfer is incomplete; `pricetrail {direction}` again {retry} only what is missing")
     counted = [int(value) for value in _PUSHED.findall(output)]
-    return Transfer(direction=direction, remote=remote, files=sum(counted))
+    registry_files = transfer_registry_objects(root, direction, remote) if include_registry else 0
+    return Transfer(direction=direction, remote=remote, files=sum(counted) + registry_files)
+
+
+def registry_objects(root: Path) -> list[str]:
+    """The md5 of every artifact a registry record points at: every promoted version (a rollback needs its
+    files), each drift reference and the serving state — some of them in no current dvc.lock entry."""
+    from pricetrail import registry
+    from pricetrail.config import load_stockcodes
+
+    found = registry.referenced_artifacts(root, load_stockcodes(root))
+    return sorted({artifact.md5 for artifacts in found.values() for artifact in artifacts})
+
+
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def transfer_registry_objects(root: Path, direction: str, remote: Remote) -> int:
+    """Push or pull the registry's objects by hash (``dvc push`` sends only what the workspace's dvc.lock names,
+    so an earlier version the registry can roll back to, or a router on another machine, would find nothing).
+    Returns how many objects were transferred."""
+    md5s = registry_objects(root)
+    if not md5s:
+        return 0
+    from dvc.repo import Repo
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    captured = _Captured()
+    dvc_log = logging.getLogger("dvc")
+    dvc_log.addHandler(captured)
+    objects = [HashInfo("md5", md5) for md5 in md5s]
+    try:
+        with Repo(str(root)) as repo:
+            method = repo.cloud.push if direction == "push" else repo.cloud.pull
+            result = method(objects, remote=remote.name)
+    except Exception as error:  # noqa: BLE001 - DVC's filesystems raise many types: each becomes one RemoteError
+        raise RemoteError(f"{direction} of the registry's {len(md5s)} objects with {remote.description} failed: "
+                          f"{cause(f'ERROR: {error}', remote)}") from error
+    finally:
+        dvc_log.removeHandler(captured)
+    if result.failed:
+        detail = cause("\n".join(f"ERROR: {line}" for line in captured.lines), remote) if captured.lines else \
+            "see the log above"
+        raise RemoteError(f"{direction} of {len(result.failed)} of the registry's {len(md5s)} objects with "
+                          f"{remote.description} failed: {detail}. `pricetrail {direction}` again transfers only "
+                          "what is missing")
+    return len(result.transferred)

@@ -26,7 +26,6 @@ from typing import Any
 import boto3
 import pandas as pd
 import pytest
-import smoke_project
 from apig_wsgi import make_lambda_handler
 from openapi_schema_validator import OAS31Validator
 from router_project import CODES, NEVER_RUN, RETRAINED, build, config, copy_objects, free_port, waitress_server
@@ -50,16 +49,8 @@ OTHER = "85123A"
 @pytest.fixture(scope="module")
 def built(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[str]]]:
-    # The suite's shared first week when the integration conftest provides it (one pipeline run for all
-    # modules); otherwise this module runs its own.
-    if hasattr(smoke_project, "clone_project"):
-        try:
-            week1 = request.getfixturevalue("smoke_week1").root
-        except pytest.FixtureLookupError:
-            week1 = None
-        if week1 is not None:
-            return build(tmp_path_factory.mktemp("router") / "project", week1)
-    return build(tmp_path_factory.mktemp("router") / "project")
+    # The suite's shared first week (tests/conftest.py): one pipeline run for all integration modules.
+    return build(tmp_path_factory.mktemp("router") / "project", request.getfixturevalue("smoke_week1").root)
 
 
 @pytest.fixture(scope="module")

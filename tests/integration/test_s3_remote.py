@@ -1,24 +1,33 @@
-"""The DVC cache goes to S3 (dvc-s3) and comes back: a real S3-compatible server (moto) on loopback.
+"""The DVC remote on S3 end to end, against a real S3-compatible server (moto) on loopback.
 
-Follows the README's S3 section: `dvc remote add`, `endpointurl`, credentials with `--local` (kept out of git).
+moto runs with IAM authentication on (the first three requests create a user, its key and its policy), behind a
+small TCP proxy the tests can take down mid-transfer. Follows the README's S3 section: `pricetrail remote add`
+with `--endpoint-url`, credentials from the environment, `pricetrail push` / `pull`.
 """
 
 from __future__ import annotations
 
-import shutil
+import json
+import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from smoke_project import dvc, make_copy
+import yaml
+from smoke_project import clone_project, commit, run
 
-from pricetrail.hashing import file_md5
+from pricetrail.remote import registry_objects
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BUCKET = "pricetrail-test"
 
 
 def free_port() -> int:
@@ -27,45 +36,261 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
+def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
+            time.sleep(0.2)
+
+
+class Proxy:
+    """A TCP proxy on loopback in front of the S3 server: `stop()` drops every connection, as a server that dies
+    would; `start()` brings the same address back. ``delay`` slows each forwarded chunk, so a push lasts long
+    enough to be interrupted."""
+
+    def __init__(self, upstream: int, delay: float = 0.0) -> None:
+        self.upstream, self.delay, self.port = upstream, delay, free_port()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener: socket.socket | None = None
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.listener is not None:
+                self.listener.close()
+                self.listener = None
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self.sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
+                client, _ = listener.accept()
             except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"moto_server did not start on 127.0.0.1:{port}") from None
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+                return  # stopped
+            try:
+                server = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, server]
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if self.delay:
+                    time.sleep(self.delay)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@dataclass
+class S3Server:
+    endpoint: str  # through the proxy
+    proxy: Proxy
+    credentials: dict[str, str]
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.proxy.upstream}", region_name="us-east-1",
+                            aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"])
+
+    def keys(self, prefix: str) -> set[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    import boto3
+
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}  # then every request must carry a valid key
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, server)
+        iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="pricetrail-ci")
+        key = iam.create_access_key(UserName="pricetrail-ci")["AccessKey"]
+        iam.put_user_policy(UserName="pricetrail-ci", PolicyName="everything", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        credentials = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+        proxy = Proxy(port)
+        proxy.start()
+        s3 = S3Server(endpoint=f"http://127.0.0.1:{proxy.port}", proxy=proxy, credentials=credentials)
+        s3.client().create_bucket(Bucket=BUCKET)
+        yield s3
+        proxy.stop()
     finally:
         server.terminate()
         server.wait(timeout=10)
 
 
-def test_push_to_s3_and_pull_back(s3_endpoint: str, tmp_path: Path) -> None:
-    import boto3
+def pricetrail_env(*args: str, cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    full = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run([sys.executable, "-m", "pricetrail.cli", *args], cwd=cwd, env=full, capture_output=True,
+                            text=True, timeout=900, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"pricetrail {' '.join(args)} exited {result.returncode}\n{result.stdout[-3000:]}\n"
+                             f"{result.stderr[-3000:]}")
+    return result
 
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket="pricetrail")
-    root = make_copy(tmp_path / "project", profile="smoke")
-    dvc("repro", "ingest", cwd=root)
-    interim = root / "data" / "interim" / "transactions.parquet"
-    before = file_md5(interim)
 
-    dvc("remote", "add", "-d", "s3", "s3://pricetrail/cache", cwd=root)
-    dvc("remote", "modify", "s3", "endpointurl", s3_endpoint, cwd=root)
-    dvc("remote", "modify", "--local", "s3", "access_key_id", "testing", cwd=root)
-    dvc("remote", "modify", "--local", "s3", "secret_access_key", "testing", cwd=root)
-    assert "testing" not in (root / ".dvc" / "config").read_text()  # credentials stay out of git
-    dvc("push", cwd=root)
+def dvc_env(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    full = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=full, capture_output=True, text=True,
+                          timeout=900, check=False)
 
-    shutil.rmtree(root / ".dvc" / "cache")
-    interim.unlink()
-    dvc("pull", "ingest", cwd=root)
-    assert file_md5(interim) == before
+
+@pytest.fixture(scope="module")
+def pushed(s3: S3Server, smoke_week1, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Week 1 of the smoke run with the S3 remote as its default, pushed (outputs and run-cache), committed."""
+    root = clone_project(smoke_week1.root, tmp_path_factory.mktemp("s3") / "project")
+    pricetrail_env("remote", "add", "s3", f"s3://{BUCKET}/cache", "--endpoint-url", s3.endpoint, cwd=root,
+                   env=s3.credentials)
+    assert s3.credentials["AWS_SECRET_ACCESS_KEY"] not in (root / ".dvc" / "config").read_text()
+    commit(root, "S3 remote")
+    result = pricetrail_env("push", cwd=root, env=s3.credentials)
+    files = int(re.search(r"^(\d+) files pushed to DVC remote 's3'", result.stdout, re.M).group(1))
+    assert files > 0, result.stdout
+    return root
+
+
+def test_a_push_holds_every_output_and_the_run_cache(s3: S3Server, pushed: Path) -> None:
+    objects = s3.keys("cache/")
+    assert any(key.startswith("cache/files/md5/") for key in objects)
+    assert any(key.startswith("cache/runs/") for key in objects), "the run-cache was not pushed"
+    cache = pushed / ".dvc" / "cache" / "files" / "md5"
+    wanted = set(registry_objects(pushed))  # every version the registry can serve, by hash
+    in_git = set(run(["git", "ls-files"], pushed).stdout.splitlines())  # metrics with cache: false
+    for entry in yaml.safe_load((pushed / "dvc.lock").read_text())["stages"].values():
+        for out in entry.get("outs", []):
+            if out["path"] not in in_git:
+                wanted.add(out["md5"])
+                if out["md5"].endswith(".dir"):
+                    listing = json.loads((cache / out["md5"][:2] / out["md5"][2:]).read_text())
+                    wanted |= {item["md5"] for item in listing}
+    missing = sorted(md5 for md5 in wanted if f"cache/files/md5/{md5[:2]}/{md5[2:]}" not in objects)
+    assert len(wanted) > 10 and not missing, missing[:5]
+    again = pricetrail_env("push", cwd=pushed, env=s3.credentials)
+    assert "everything was already there" in again.stdout, again.stdout
+
+
+def fresh_clone(source: Path, target: Path) -> Path:
+    run(["git", "clone", "-q", str(source), str(target)], target.parent)
+    return target
+
+
+def test_a_fresh_clone_pulls_and_is_up_to_date(s3: S3Server, pushed: Path, tmp_path: Path) -> None:
+    clone = fresh_clone(pushed, tmp_path / "clone")
+    assert not (clone / ".dvc" / "cache").exists() and not (clone / "data" / "features").exists()
+    pricetrail_env("pull", cwd=clone, env=s3.credentials)
+    status = dvc_env("status", cwd=clone, env=s3.credentials)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout + status.stderr
+    code = next((clone / "registry").glob("*/served.json")).parent.name
+    served = json.loads((clone / "registry" / code / "served.json").read_text())
+    model = served["artifacts"]["model.pt"]
+    assert (clone / ".dvc" / "cache" / "files" / "md5" / model["md5"][:2] / model["md5"][2:]).is_file()
+
+
+def test_repro_pull_in_a_fresh_clone_runs_no_stage_command(s3: S3Server, pushed: Path, tmp_path: Path) -> None:
+    clone = fresh_clone(pushed, tmp_path / "clone")
+    result = dvc_env("repro", "--pull", cwd=clone, env=s3.credentials)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Running stage" not in result.stdout, result.stdout
+    status = dvc_env("status", cwd=clone, env=s3.credentials)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+
+
+def failing_push(root: Path, env: dict[str, str], *args: str) -> str:
+    result = pricetrail_env("push", *args, cwd=root, env=env, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "files pushed" not in result.stdout, result.stdout
+    return result.stderr
+
+
+def test_an_unreachable_endpoint(s3: S3Server, pushed: Path) -> None:
+    closed = free_port()
+    pricetrail_env("remote", "add", "down", f"s3://{BUCKET}/down", "--endpoint-url", f"http://127.0.0.1:{closed}",
+                   "--no-default", cwd=pushed, env=s3.credentials)
+    message = failing_push(pushed, s3.credentials, "--remote", "down")
+    assert f"DVC remote 'down' (s3://{BUCKET}/down at http://127.0.0.1:{closed})" in message, message
+    assert "the endpoint is unreachable" in message, message
+
+
+def test_wrong_credentials(s3: S3Server, pushed: Path) -> None:
+    wrong = {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0", "AWS_SECRET_ACCESS_KEY": "wrong"}
+    message = failing_push(pushed, wrong)
+    assert "DVC remote 's3'" in message and "refused the credentials (403 Forbidden)" in message, message
+
+
+def test_a_missing_bucket(s3: S3Server, pushed: Path) -> None:
+    pricetrail_env("remote", "add", "nobucket", "s3://no-such-bucket/cache", "--endpoint-url", s3.endpoint,
+                   "--no-default", cwd=pushed, env=s3.credentials)
+    message = failing_push(pushed, s3.credentials, "--remote", "nobucket")
+    assert "bucket no-such-bucket does not exist" in message, message
+
+
+def test_an_interrupted_push_then_a_retry_that_sends_only_what_is_missing(s3: S3Server, pushed: Path) -> None:
+    slow = Proxy(s3.proxy.upstream, delay=0.05)  # ~20 objects a second: the push lasts long enough to cut
+    slow.start()
+    try:
+        pricetrail_env("remote", "add", "cut", f"s3://{BUCKET}/cut", "--endpoint-url", f"http://127.0.0.1:{slow.port}",
+                       "--no-default", cwd=pushed, env=s3.credentials)
+        full = {**os.environ, **s3.credentials}
+        process = subprocess.Popen([sys.executable, "-m", "pricetrail.cli", "push", "--remote", "cut"], cwd=pushed,
+                                   env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(s3.keys("cut/")) < 5:
+            assert process.poll() is None, "the push ended before it could be interrupted"
+            assert time.monotonic() < deadline, "nothing arrived on the remote"
+            time.sleep(0.1)
+        slow.stop()  # the server goes away mid-push
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 2, stdout + stderr
+        assert "DVC remote 'cut'" in stderr and "the endpoint is unreachable" in stderr, stderr
+        assert "files pushed" not in stdout, stdout
+        before = s3.keys("cut/")
+        slow.delay = 0.0
+        slow.start()  # back on the same address
+        retry = pricetrail_env("push", "--remote", "cut", cwd=pushed, env=s3.credentials)
+        sent = int(re.search(r"^(\d+) files pushed", retry.stdout, re.M).group(1))
+        after = s3.keys("cut/")
+        assert before < after and sent <= len(after - before) + 1, (sent, len(before), len(after))
+        # the same objects as the complete push to the default remote
+        assert {key.removeprefix("cut/") for key in after} == {key.removeprefix("cache/") for key in s3.keys("cache/")}
+    finally:
+        slow.stop()
