@@ -3,9 +3,10 @@ transfer is one line naming the remote and the cause."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -92,29 +93,38 @@ def fake(returncode: int, stdout: str, stderr: str = ""):
     return runner, seen
 
 
-def configured(root: Path) -> Path:
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port that accepts connections (the endpoint probe only connects)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def configured(root: Path, port: int = 9) -> Path:
     (root / ".dvc").mkdir(parents=True, exist_ok=True)
     (root / ".dvc" / "config").write_text(
         "[core]\n    remote = s3\n['remote \"s3\"']\n    url = s3://pricetrail-test/cache\n"
-        "    endpointurl = http://127.0.0.1:9\n", encoding="utf-8")
+        f"    endpointurl = http://127.0.0.1:{port}\n", encoding="utf-8")
     return root
 
 
-def test_a_push_reports_what_dvc_confirmed(tmp_path: Path) -> None:
+def test_a_push_reports_what_dvc_confirmed(tmp_path: Path, listening: int) -> None:
     runner, seen = fake(0, "12 files pushed\n")
-    result = transfer(configured(tmp_path), "push", include_registry=False, runner=runner)
-    assert result.files == 12 and result.remote == S3
+    result = transfer(configured(tmp_path, listening), "push", include_registry=False, runner=runner)
+    assert result.files == 12 and result.remote == Remote("s3", S3.url, f"http://127.0.0.1:{listening}")
     assert seen == [["push", "--remote", "s3", "--run-cache"]]
     up_to_date = fake(0, "Everything is up to date.\n")[0]
     assert transfer(tmp_path, "push", include_registry=False, runner=up_to_date).files == 0
 
 
-def test_a_failed_push_names_the_remote_the_cause_and_the_retry(tmp_path: Path) -> None:
+def test_a_failed_push_names_the_remote_the_cause_and_the_retry(tmp_path: Path, listening: int) -> None:
     runner, _ = fake(1, "3 files pushed\n", "ERROR: unexpected error - Could not connect to the endpoint URL: x\n")
-    with pytest.raises(RemoteError) as raised:
-        transfer(configured(tmp_path), "push", include_registry=False, runner=runner)
+    with pytest.raises(RemoteError) as raised:  # the endpoint accepted the probe, then the transfer broke
+        transfer(configured(tmp_path, listening), "push", include_registry=False, runner=runner)
     message = str(raised.value)
-    assert "DVC remote 's3' (s3://pricetrail-test/cache at http://127.0.0.1:9)" in message
+    assert f"DVC remote 's3' (s3://pricetrail-test/cache at http://127.0.0.1:{listening})" in message
     assert "the endpoint is unreachable" in message
     assert "`pricetrail push` again uploads only what is missing" in message
 
@@ -126,3 +136,14 @@ def test_no_remote_or_an_unknown_one(tmp_path: Path) -> None:
         read_remote(tmp_path)
     with pytest.raises(RemoteError, match="DVC remote 'nosuch' is not configured"):
         transfer(tmp_path, "pull", name="nosuch", runner=fake(0, "")[0])
+
+
+def test_a_closed_endpoint_fails_in_seconds_before_dvc_runs(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = configured(tmp_path, port)
+    runner, seen = fake(0, "")
+    with pytest.raises(RemoteError, match=rf"DVC remote 's3' .* is unreachable: .*127\.0\.0\.1:{port}"):
+        transfer(root, "push", include_registry=False, runner=runner)
+    assert seen == []

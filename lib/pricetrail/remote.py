@@ -12,11 +12,13 @@ import configparser
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 # An S3 bucket name (3-63 lower-case letters, digits, dots and hyphens) and an optional key prefix.
@@ -199,6 +201,7 @@ def transfer(root: Path, direction: str, *, name: str | None = None, run_cache: 
     if direction not in ("push", "pull"):
         raise ValueError(f"direction {direction!r}: push or pull")
     remote = read_remote(root, name)
+    probe_endpoint(remote)
     args = [direction, "--remote", remote.name, *(["--run-cache"] if run_cache else []), *targets]
     result = runner(args, root)
     output = result.stdout + result.stderr
@@ -209,6 +212,21 @@ def transfer(root: Path, direction: str, *, name: str | None = None, run_cache: 
     counted = [int(value) for value in _PUSHED.findall(output)]
     registry_files = transfer_registry_objects(root, direction, remote) if include_registry else 0
     return Transfer(direction=direction, remote=remote, files=sum(counted) + registry_files)
+
+
+def probe_endpoint(remote: Remote, timeout: float = 5.0) -> None:
+    """Fail in seconds when a custom endpoint does not accept connections: DVC's S3 client retries each object
+    with backoff, and took over two minutes here to report a closed port."""
+    if not remote.endpoint_url:
+        return
+    parsed = urlsplit(remote.endpoint_url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+    except OSError as error:
+        raise RemoteError(f"{remote.description} is unreachable: the endpoint is unreachable (connecting to "
+                          f"{parsed.hostname}:{port}: {error.strerror or error}); check the endpoint URL and the "
+                          "network") from error
 
 
 def registry_objects(root: Path) -> list[str]:
