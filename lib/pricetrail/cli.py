@@ -150,7 +150,8 @@ def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
 
     result = transfer(root, args.command, name=args.remote, run_cache=not args.no_run_cache)
     verb = "pushed to" if args.command == "push" else "pulled from"
-    _out(f"{result.files} files {verb} {result.remote.description}" if result.files else
+    # DVC's count includes the run-cache's records, which it sends again on every push.
+    _out(f"{result.files} files {verb} {result.remote.description} (run-cache records included)" if result.files else
          f"{result.remote.description}: everything was already there")
     return 0
 

@@ -494,7 +494,9 @@ def run(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[
         pushed = transfer(root, "push")
     except RemoteError as error:
         return False, rows, f"{message}; {error}"
-    return ok, rows, f"{message}; pushed {pushed.files} files and the run-cache to {pushed.remote.description}"
+    # DVC's count includes the run-cache's records, which it sends again on every push.
+    return ok, rows, (f"{message}; pushed {pushed.files} files (run-cache records included) to "
+                      f"{pushed.remote.description}")
 
 
 def _run_flow(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]],
