@@ -274,7 +274,9 @@ def test_an_interrupted_push_then_a_retry_that_sends_only_what_is_missing(s3: S3
     try:
         pricetrail_env("remote", "add", "cut", f"s3://{BUCKET}/cut", "--endpoint-url", f"http://127.0.0.1:{slow.port}",
                        "--no-default", cwd=pushed, env=s3.credentials)
-        full = {**os.environ, **s3.credentials}
+        # One attempt per request: botocore's retries of a refused connection, under s3fs' own, took ~100 s
+        # before the push gave up (a user's push keeps the defaults).
+        full = {**os.environ, **s3.credentials, "AWS_MAX_ATTEMPTS": "1"}
         process = subprocess.Popen([sys.executable, "-m", "pricetrail.cli", "push", "--remote", "cut"], cwd=pushed,
                                    env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
