@@ -354,6 +354,15 @@ def warm_up() -> None:
     state_features(daily, [pd.Timestamp("2011-03-01")])
     _constants(pd.Timestamp("2011-03-01"), 12)
     _predict(torch.nn.Sequential(torch.nn.Linear(2, 1)).eval(), np.zeros((2, 2), dtype="float32"))
+    # scikit-learn imports parts of its encoders on their first transform (~0.1 s): a throwaway transformer of
+    # the pipeline's kind pays that here, not inside the first product's model load.
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["a", "a", "b", "z"]})
+    ColumnTransformer([("num", StandardScaler(), ["x"]),
+                       ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
+                                             min_frequency=2), ["c"])]).fit(frame).transform(frame)
 
 
 def _predict(network: torch.nn.Module, matrix: np.ndarray) -> np.ndarray:
