@@ -7,6 +7,7 @@ the tests change registry records through `pricetrail rollback` / `promote`, or 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import copy
 import json
 import logging
@@ -19,6 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -280,7 +282,9 @@ def test_state_comes_from_the_newest_ingested_history_without_a_promotion(projec
     assert "weekly run" in new["state_source"] and "served version" in old["state_source"]
 
 
-def test_the_dvc_remote_on_s3_by_content_hash(project: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def moto_bucket(project: Path, codes: tuple[str, ...], tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A real S3 server on loopback holding the served objects of ``codes`` under s3://models/dvcstore."""
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -294,27 +298,49 @@ def test_the_dvc_remote_on_s3_by_content_hash(project: Path, tmp_path: Path) -> 
                 break
             except Exception:  # noqa: BLE001 - the server is still starting
                 time.sleep(0.1)
-        uploaded = copy_objects(project, (OTHER,), tmp_path / "remote")
+        uploaded = copy_objects(project, codes, tmp_path / "remote")
         for path in uploaded.rglob("*"):
             if path.is_file():
                 s3.upload_file(str(path), "models", f"dvcstore/{path.relative_to(uploaded).as_posix()}")
-        settings = S3Settings(url="s3://models/dvcstore", cache_dir=tmp_path / "tmp-cache", endpoint_url=endpoint,
-                              region="us-east-1")
         with pytest.MonkeyPatch.context() as env:
             env.setenv("AWS_ACCESS_KEY_ID", "test")
             env.setenv("AWS_SECRET_ACCESS_KEY", "test")
-            client = create_app(config(project, cache_dirs=(), s3=settings)).test_client()
-            assert client.get("/readyz").get_json()["ready"] is True
-            response = client.get(f"/v1/products/{OTHER}/price?date=2011-11-15")
-            assert response.status_code == 200, response.get_json()
-            assert client.get(f"/v1/products/{RETRAINED}/price").status_code == 503  # not on the remote
-        served = registry.served_model(project, OTHER)
-        for name in ("model.pt", "preprocessor.skops", "daily.parquet"):
-            assert (settings.cache_dir / object_relpath(served.artifacts[name].md5)).is_file()
-        assert not (settings.cache_dir / object_relpath(served.artifacts["reference.parquet"].md5)).exists()
+            yield server, endpoint
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_dvc_remote_on_s3_by_content_hash(project: Path, tmp_path: Path) -> None:
+    with moto_bucket(project, (OTHER,), tmp_path) as (_, endpoint):
+        settings = S3Settings(url="s3://models/dvcstore", cache_dir=tmp_path / "tmp-cache", endpoint_url=endpoint,
+                              region="us-east-1")
+        client = create_app(config(project, cache_dirs=(), s3=settings)).test_client()
+        assert client.get("/readyz").get_json()["ready"] is True
+        response = client.get(f"/v1/products/{OTHER}/price?date=2011-11-15")
+        assert response.status_code == 200, response.get_json()
+        assert client.get(f"/v1/products/{RETRAINED}/price").status_code == 503  # not on the remote
+    served = registry.served_model(project, OTHER)
+    for name in ("model.pt", "preprocessor.skops", "daily.parquet"):
+        assert (settings.cache_dir / object_relpath(served.artifacts[name].md5)).is_file()
+    assert not (settings.cache_dir / object_relpath(served.artifacts["reference.parquet"].md5)).exists()
+
+
+def test_the_remote_down_is_503_for_a_product_not_loaded_and_the_loaded_keep_serving(project: Path,
+                                                                                     tmp_path: Path) -> None:
+    with moto_bucket(project, (OTHER, RETRAINED), tmp_path) as (server, endpoint):
+        settings = S3Settings(url="s3://models/dvcstore", cache_dir=tmp_path / "tmp-cache", endpoint_url=endpoint,
+                              region="us-east-1")
+        client = create_app(config(project, cache_dirs=(), s3=settings)).test_client()
+        assert client.get(f"/v1/products/{OTHER}/price?date=2011-11-15").status_code == 200
+        server.terminate()  # the remote goes down
+        server.wait(timeout=10)
+        started = time.monotonic()
+        down = client.get(f"/v1/products/{RETRAINED}/price?date=2011-11-15")
+        assert down.status_code == 503 and down.mimetype == "application/problem+json", down.get_json()
+        assert "s3://models/dvcstore" in down.get_json()["detail"], down.get_json()
+        assert time.monotonic() - started < 60  # bounded waits, not botocore's defaults
+        assert client.get(f"/v1/products/{OTHER}/price?date=2011-11-16").status_code == 200  # still loaded
 
 
 # --------------------------------------------------------------------------------------------- Lambda

@@ -39,9 +39,14 @@ class S3Remote:
         with self._lock:
             if self._client is None:
                 import boto3
+                from botocore.config import Config
 
+                # Bounded waits: with the remote down, a request for a product not yet loaded should get its 503
+                # in seconds (botocore's defaults: a 60 s connect timeout, legacy retries), not hold a thread.
                 self._client = boto3.client("s3", endpoint_url=self.settings.endpoint_url,
-                                            region_name=self.settings.region)
+                                            region_name=self.settings.region,
+                                            config=Config(connect_timeout=5, read_timeout=30,
+                                                          retries={"max_attempts": 3, "mode": "standard"}))
             return self._client
 
     def key(self, md5: str) -> str:
