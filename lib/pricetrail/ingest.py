@@ -282,13 +282,12 @@ def split_by_product(transactions: Path, output_dir: Path, codes: list[str]) -> 
     try:
         for code in codes:
             target = staging / f"{code}.parquet"
-            con.execute(
+            written = con.execute(  # COPY answers with the number of rows it wrote
                 f"""COPY (SELECT * FROM read_parquet($source) WHERE stockcode = $code ORDER BY {_TOTAL_ORDER})
                     TO $target (FORMAT parquet, ROW_GROUP_SIZE {int(ROW_GROUP_SIZE)})""",
                 {"source": str(transactions), "code": code, "target": str(target)},
-            )
-            counts[code] = int(con.execute("SELECT count(*) FROM read_parquet($target)",
-                                           {"target": str(target)}).fetchall()[0][0])
+            ).fetchall()
+            counts[code] = int(written[0][0])
         if output_dir.exists():
             shutil.rmtree(output_dir)
         os.replace(staging, output_dir)
