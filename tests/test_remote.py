@@ -32,6 +32,8 @@ def test_an_s3_remote_with_endpoint_region_and_credentials_only_in_config_local(
     assert "AKIDEXAMPLE" not in committed and "s3cr3t-value" not in committed
     assert "s3cr3t-value" in (root / ".dvc" / "config.local").read_text()
     assert read_remote(root) == remote
+    # what a cluster worker is given: every option but the credentials
+    assert dict(read_remote(root).options) == {"endpointurl": "http://127.0.0.1:9000", "region": "eu-west-1"}
     ignored = subprocess.run(["git", "check-ignore", ".dvc/config.local"], cwd=root, capture_output=True)
     assert ignored.returncode == 0  # never committed
 

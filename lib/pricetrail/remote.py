@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,6 +38,8 @@ class Remote:
     name: str
     url: str
     endpoint_url: str | None = None
+    # every other option of the remote's section except credentials (a cluster worker configures its own copy)
+    options: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def description(self) -> str:
@@ -103,13 +105,18 @@ def _section(parser: configparser.ConfigParser, name: str) -> str | None:
                  if parser.has_section(candidate)), None)
 
 
+def default_remote_name(root: Path) -> str | None:
+    parser = _config(root)
+    return parser.get("core", "remote").strip() if parser.has_option("core", "remote") else None
+
+
 def read_remote(root: Path, name: str | None = None) -> Remote:
     """The named remote, or the default one, as DVC's config files (committed and local) describe it."""
     parser = _config(root)
     if name is None:
-        if not parser.has_option("core", "remote"):
+        name = default_remote_name(root)
+        if name is None:
             raise RemoteError("no default DVC remote is configured: add one with `pricetrail remote add` (see README)")
-        name = parser.get("core", "remote").strip()
     section = _section(parser, validate_name(name))
     if section is None:
         raise RemoteError(f"DVC remote {name!r} is not configured in .dvc/config; `dvc remote list` shows the "
@@ -118,7 +125,9 @@ def read_remote(root: Path, name: str | None = None) -> Remote:
     if "://" not in url and not os.path.isabs(url):
         url = str((root / ".dvc" / url).resolve())  # DVC resolves a relative URL against .dvc/
     endpoint = parser.get(section, "endpointurl", fallback=None)
-    return Remote(name=name, url=url, endpoint_url=endpoint)
+    options = tuple((key, value) for key, value in parser.items(section)
+                    if key != "url" and key not in _SECRET_OPTIONS)
+    return Remote(name=name, url=url, endpoint_url=endpoint, options=options)
 
 
 Runner = Callable[[Sequence[str], Path], subprocess.CompletedProcess]

@@ -151,27 +151,16 @@ def _check_dvc_yaml_committed(root: Path) -> None:
 
 
 def _default_remote(root: Path) -> RemoteSpec | None:
-    import configparser
+    """The default DVC remote, as workers get it: name, URL and options, never credentials."""
+    from pricetrail.remote import RemoteError, default_remote_name, read_remote
 
-    parser = configparser.ConfigParser(interpolation=None)
-    for name in ("config", "config.local"):
-        path = root / ".dvc" / name
-        if path.is_file():
-            parser.read(path, encoding="utf-8")
-    if not parser.has_option("core", "remote"):
+    if default_remote_name(root) is None:
         return None
-    name = parser.get("core", "remote").strip()
-    # DVC writes configobj sections: ['remote "name"'], quotes and all.
-    section = next((candidate for candidate in (f"'remote \"{name}\"'", f'remote "{name}"')
-                    if parser.has_section(candidate)), "")
-    if not section:
-        raise FlowError(f"the default DVC remote {name!r} is not configured in .dvc/config")
-    options = {key: value for key, value in parser.items(section)
-               if key not in ("url", "access_key_id", "secret_access_key", "session_token", "password")}
-    url = parser.get(section, "url")
-    if "://" not in url and not os.path.isabs(url):
-        url = str((root / ".dvc" / url).resolve())  # DVC resolves a relative URL against .dvc/
-    return RemoteSpec(name=name, url=url, options=options)
+    try:
+        remote = read_remote(root)
+    except RemoteError as error:
+        raise FlowError(str(error)) from error
+    return RemoteSpec(name=remote.name, url=remote.url, options=dict(remote.options))
 
 
 # --------------------------------------------------------------------------------------------- jobs
