@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pricetrail.remote import Remote, RemoteError, add_s3_remote, cause, read_remote, transfer
+from pricetrail.remote import Remote, RemoteError, add_s3_remote, cause, read_remote, transfer, untracked_input
 
 
 def dvc_repo(root: Path) -> Path:
@@ -149,3 +149,42 @@ def test_a_closed_endpoint_fails_in_seconds_before_dvc_runs(tmp_path: Path) -> N
     with pytest.raises(RemoteError, match=rf"DVC remote 's3' .* is unreachable: .*127\.0\.0\.1:{port}"):
         transfer(root, "push", include_registry=False, runner=runner)
     assert seen == []
+
+
+def with_input(root: Path, configured_input: str) -> Path:
+    (root / "params.yaml").write_text(f"ingest:\n  input: {configured_input}\n", encoding="utf-8")
+    return root
+
+
+def test_an_input_outside_the_repository_is_named_as_one_no_remote_holds(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    root = dvc_repo(tmp_path / "project")
+    warning = untracked_input(with_input(root, "../shared/data/online-retail/by-day"))
+    assert warning is not None and "ingest.input ../shared/data/online-retail/by-day is outside the repository" in \
+        warning and "`dvc add`" in warning
+
+
+def test_an_untracked_input_inside_the_repository_is_named_with_the_dvc_add_to_run(tmp_path: Path) -> None:
+    root = with_input(dvc_repo(tmp_path), "data/raw/shop/sales.csv")
+    (root / "data" / "raw" / "shop").mkdir(parents=True)
+    (root / "data" / "raw" / "shop" / "sales.csv").write_text("a\n1\n", encoding="utf-8")
+    warning = untracked_input(root)
+    assert warning is not None and "`dvc add data/raw/shop/sales.csv`" in warning
+
+
+@pytest.mark.parametrize("tracking", ["file.dvc", "folder.dvc", "stage output", "git"])
+def test_an_input_dvc_or_git_tracks_needs_no_warning(tmp_path: Path, tracking: str) -> None:
+    root = with_input(dvc_repo(tmp_path), "data/raw/shop/sales.csv")
+    (root / "data" / "raw" / "shop").mkdir(parents=True)
+    (root / "data" / "raw" / "shop" / "sales.csv").write_text("a\n1\n", encoding="utf-8")
+    if tracking == "file.dvc":
+        (root / "data" / "raw" / "shop" / "sales.csv.dvc").write_text("outs:\n- path: sales.csv\n", encoding="utf-8")
+    elif tracking == "folder.dvc":
+        (root / "data" / "raw" / "shop.dvc").write_text("outs:\n- path: shop\n", encoding="utf-8")
+    elif tracking == "stage output":
+        (root / "dvc.lock").write_text("schema: '2.0'\nstages:\n  make:\n    cmd: x\n    outs:\n"
+                                       "    - path: data/raw/shop\n      md5: 0123456789abcdef0123456789abcdef.dir\n",
+                                       encoding="utf-8")
+    else:
+        subprocess.run(["git", "add", "data/raw/shop/sales.csv"], cwd=root, check=True)
+    assert untracked_input(root) is None

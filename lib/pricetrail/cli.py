@@ -153,6 +153,8 @@ def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
     # DVC's count includes the run-cache's records, which it sends again on every push.
     _out(f"{result.files} files {verb} {result.remote.description} (run-cache records included)" if result.files else
          f"{result.remote.description}: everything was already there")
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     return 0
 
 

@@ -52,6 +52,7 @@ class Transfer:
     direction: str  # push or pull
     remote: Remote
     files: int  # objects DVC reported as transferred (0 when everything was already there)
+    warnings: tuple[str, ...] = ()  # what the remote cannot hold, said after a push that otherwise worked
 
 
 # DVC's error output -> the cause in a user's words. First match wins; checked on the whole output.
@@ -220,7 +221,43 @@ def transfer(root: Path, direction: str, *, name: str | None = None, run_cache: 
                           f"The transfer is incomplete; `pricetrail {direction}` again {retry} only what is missing")
     counted = [int(value) for value in _PUSHED.findall(output)]
     registry_files = transfer_registry_objects(root, direction, remote) if include_registry else 0
-    return Transfer(direction=direction, remote=remote, files=sum(counted) + registry_files)
+    unheld = untracked_input(root) if direction == "push" else None
+    return Transfer(direction=direction, remote=remote, files=sum(counted) + registry_files,
+                    warnings=(unheld,) if unheld else ())
+
+
+def untracked_input(root: Path) -> str | None:
+    """Why the remote cannot hold ``ingest.input``, or None when it can: DVC pushes only what it tracks, so an
+    input outside the repository (the shipped real-data profile reads ``../shared``) or an untracked file inside
+    it cannot reach a fresh clone or a cluster worker, whose ``dvc repro`` would then stop at ingest."""
+    from pricetrail.config import ConfigError, load_params, section
+    from pricetrail.dvclock import read_stages
+
+    try:
+        configured = str(section(load_params(root), "ingest")["input"])
+    except (ConfigError, KeyError):
+        return None  # the pipeline itself reports a broken params.yaml; a push is not the place
+    base = root.resolve()
+    path = (root / configured).resolve()
+    if not path.is_relative_to(base):
+        return (f"ingest.input {configured} is outside the repository, so no DVC remote holds it: a fresh clone or "
+                "a cluster worker cannot run ingest. To share it: copy it into data/raw/, `dvc add` it, point "
+                "ingest.input there and commit the .dvc file (README: Your own data)")
+    relative = path.relative_to(base)
+    for candidate in (relative, *relative.parents):
+        if candidate != Path(".") and (base / f"{candidate.as_posix()}.dvc").is_file():
+            return None  # dvc add'ed (or dvc import-url'ed), itself or a folder holding it
+    outs = {out["path"] for entry in read_stages(root).values() for out in entry.get("outs") or []
+            if isinstance(out, dict) and "path" in out}
+    if any(candidate.as_posix() in outs for candidate in (relative, *relative.parents)):
+        return None  # a stage's output (generate_synthetic writes the default input)
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "--", relative.as_posix()], cwd=base,
+                             capture_output=True, check=False)
+    if tracked.returncode == 0:
+        return None  # small enough to live in git
+    return (f"ingest.input {configured} is tracked by neither DVC nor git, so no remote holds it: a fresh clone "
+            f"or a cluster worker cannot run ingest. `dvc add {relative.as_posix()}` and commit the .dvc file "
+            "(README: Your own data)")
 
 
 def probe_endpoint(remote: Remote, timeout: float = 5.0) -> None:

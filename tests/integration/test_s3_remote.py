@@ -19,11 +19,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from smoke_project import clone_project, commit, run
 
+from pricetrail.artifacts import object_relpath
 from pricetrail.remote import registry_objects
+from pricetrail.serving.config import S3Settings, ServeConfig
+from serve.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -302,3 +306,63 @@ def test_an_interrupted_push_then_a_retry_that_sends_only_what_is_missing(s3: S3
         assert {key.removeprefix("cut/") for key in after} == {key.removeprefix("cache/") for key in s3.keys("cache/")}
     finally:
         slow.stop()
+
+
+def test_the_router_serves_a_price_from_the_pushed_remote_with_an_empty_cache(s3: S3Server, pushed: Path,
+                                                                              tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    clone = fresh_clone(pushed, tmp_path / "clone")  # git only: the registry's pointers, no DVC cache
+    assert not (clone / ".dvc" / "cache").exists()
+    for variable, value in s3.credentials.items():
+        monkeypatch.setenv(variable, value)
+    served = {path.parent.name: json.loads(path.read_text()) for path in (clone / "registry").glob("*/served.json")}
+    assert served, "the smoke run promoted nothing"
+    objects = tmp_path / "objects"
+    settings = S3Settings(url=f"s3://{BUCKET}/cache", cache_dir=objects, endpoint_url=s3.endpoint,
+                          region="us-east-1")
+    app = create_app(ServeConfig(registry_dir=clone / "registry", stockcodes=tuple(sorted(served)), s3=settings))
+    client = app.test_client()
+    for code, record in served.items():
+        response = client.get(f"/v1/products/{code}/price?date=2011-11-15")
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["model_version"] == record["version"] and body["price"] > 0, body
+        # fetched by content hash, verified, kept under the writable directory
+        assert (objects / object_relpath(record["artifacts"]["model.pt"]["md5"])).is_file()
+
+
+def test_a_user_input_tracked_with_dvc_add_reaches_a_fresh_clone_through_the_remote(s3: S3Server, pushed: Path,
+                                                                                     tmp_path: Path) -> None:
+    root = clone_project(pushed, tmp_path / "project")
+    pricetrail_env("remote", "add", "s3", f"s3://{BUCKET}/tracked", "--endpoint-url", s3.endpoint, cwd=root,
+                   env=s3.credentials)
+    # The user's own export: the same sales, written by another tool (other bytes, so its own object on the remote).
+    own = root / "data" / "raw" / "shop" / "sales.parquet"
+    own.parent.mkdir(parents=True)
+    pq.write_table(pq.read_table(root / "data" / "raw" / "synthetic" / "transactions.parquet"), own,
+                   compression="zstd")
+    params = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(params.replace("input: data/raw/synthetic/transactions.parquet",
+                                                     "input: data/raw/shop/sales.parquet"))
+    untracked = pricetrail_env("push", cwd=root, env=s3.credentials)
+    assert "`dvc add data/raw/shop/sales.parquet`" in untracked.stderr, untracked.stderr
+    added = dvc_env("add", "data/raw/shop/sales.parquet", cwd=root, env=s3.credentials)
+    assert added.returncode == 0, added.stdout + added.stderr
+    repro = dvc_env("repro", cwd=root, env=s3.credentials)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    assert "Running stage 'ingest'" in repro.stdout, repro.stdout  # its input changed path
+    result = pricetrail_env("push", cwd=root, env=s3.credentials)
+    assert "warning" not in result.stderr, result.stderr
+    commit(root, "ingest the shop's own export, tracked by DVC")
+    md5 = yaml.safe_load((root / "data" / "raw" / "shop" / "sales.parquet.dvc").read_text())["outs"][0]["md5"]
+    assert f"tracked/files/md5/{md5[:2]}/{md5[2:]}" in s3.keys("tracked/")
+
+    clone = fresh_clone(root, tmp_path / "clone")
+    pricetrail_env("pull", cwd=clone, env=s3.credentials)
+    assert (clone / "data" / "raw" / "shop" / "sales.parquet").read_bytes() == own.read_bytes()
+    status = dvc_env("status", cwd=clone, env=s3.credentials)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout + status.stderr
+    again = fresh_clone(root, tmp_path / "again")
+    reproduced = dvc_env("repro", "--pull", cwd=again, env=s3.credentials)
+    assert reproduced.returncode == 0, reproduced.stdout[-3000:] + reproduced.stderr[-3000:]
+    assert "Running stage" not in reproduced.stdout, reproduced.stdout

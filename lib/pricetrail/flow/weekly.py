@@ -484,8 +484,9 @@ def run(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[
     except RemoteError as error:
         return False, rows, f"{message}; {error}"
     # DVC's count includes the run-cache's records, which it sends again on every push.
+    warnings = "".join(f"; warning: {warning}" for warning in pushed.warnings)
     return ok, rows, (f"{message}; pushed {pushed.files} files (run-cache records included) to "
-                      f"{pushed.remote.description}")
+                      f"{pushed.remote.description}{warnings}")
 
 
 def _run_flow(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]],
