@@ -52,10 +52,10 @@ def connect(root: Path, revisions: str | Sequence[str] | None = None) -> duckdb.
     gc.disable()
     try:
         tables = collect(root, snapshots, blobs)
+        del snapshots, blobs
+        arrow, dir_hashes = tables.to_arrow(), tables.dir_hashes  # the zip into columns makes millions of tuples too
+        del tables  # the rows as Python objects: several times the size of the Arrow tables
     finally:
         if collecting:
             gc.enable()
-    del snapshots, blobs
-    arrow, dir_hashes = tables.to_arrow(), tables.dir_hashes
-    del tables  # the rows as Python objects: several times the size of the Arrow tables
     return open_database(arrow, dir_hashes, dvc_cache_dir(root))

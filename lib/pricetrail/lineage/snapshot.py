@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -167,14 +168,18 @@ def _commit_metadata(root: Path, shas: Iterable[str]) -> dict[str, Revision]:
 def read_snapshots(root: Path, revisions: Sequence[Revision]) -> tuple[list[Snapshot], Blobs]:
     """Every revision's record files, and the store holding their bytes (git blobs fetched in one batch)."""
     blobs = Blobs(root)
+    commits = [revision.revision for revision in revisions if revision.revision != WORKSPACE]
+    # One `git ls-tree` per commit, a few at a time: each is a short process that mostly waits on its start-up.
+    with ThreadPoolExecutor(max_workers=min(4, len(commits) or 1)) as pool:
+        trees = dict(zip(commits, pool.map(lambda sha: _tree_files(root, sha), commits), strict=True))
     snapshots = []
     wanted: list[str] = []
     for revision in revisions:
         if revision.revision == WORKSPACE:
             files = _workspace_files(root)
         else:
-            files = _tree_files(root, revision.revision)
-            wanted.extend(key for key in files.values() if key not in blobs.data)
+            files = trees[revision.revision]
+            wanted.extend(files.values())
         snapshots.append(Snapshot(revision, files, root))
     _fetch_blobs(root, list(dict.fromkeys(wanted)), blobs)
     return snapshots, blobs
