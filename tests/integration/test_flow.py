@@ -209,8 +209,11 @@ def cluster_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def start_flow(root: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ}
     env.pop("PREFECT_API_URL", None)
+    # Ctrl-C's disposition as in a terminal: a suite started in the background (`pytest &`) would pass SIGINT on
+    # ignored, and Python then never turns it into KeyboardInterrupt.
     return subprocess.Popen([sys.executable, "-m", "pricetrail.cli", "run", *args], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
 
 
 def read_until(process: subprocess.Popen, pattern: str, timeout: float) -> str:

@@ -3,9 +3,9 @@
 1. Shared stages (synthetic data, ingest, the split by product) run once, in the main workspace.
 2. DVC says which products have anything to do (:mod:`pricetrail.flow.planning`); each becomes one task that
    runs its chain in an isolated workspace (:mod:`pricetrail.flow.workspace`) on a Dask worker.
-3. Results come back in one dvc.lock write (:mod:`pricetrail.flow.lockmerge`); promotion runs in the main
-   workspace; promoted products' drift gates are re-checked in a second, small fan-out, so ``dvc status`` ends
-   clean and the next run does nothing.
+3. Results come back as tasks finish, each batch in one dvc.lock write (:mod:`pricetrail.flow.lockmerge`), and
+   are promoted in the main workspace while the workers run the rest; a promoted product's drift gate is then
+   re-checked (one more task), so ``dvc status`` ends clean and the next run does nothing.
 4. A summary table is printed and published as a Prefect table artifact; with --push, everything (outputs and
    run-cache) is then pushed to the default DVC remote, and a failed push fails the run (:mod:`pricetrail.remote`).
 
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ PROGRESS_TOPIC = "pricetrail-progress"
 CHAIN = ("etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
          "assess_model_risk")
 WORKSPACES = Path(".dvc/tmp/pricetrail/workspaces")
+QUIET_DASK = {"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False,
+              "distributed.admin.tick.interval": "1s", "distributed.admin.system-monitor.interval": "5s",
+              "distributed.worker.memory.monitor-interval": "1s"}
 LOGS = Path("logs")
 
 
@@ -166,9 +170,10 @@ def _default_remote(root: Path) -> RemoteSpec | None:
 # --------------------------------------------------------------------------------------------- jobs
 
 
-def _jobs(root: Path, codes: list[str], starts: dict[str, str], *, cluster: bool, timeout: float) -> list[ProductJob]:
+def _jobs(root: Path, codes: list[str], starts: dict[str, str], *, cluster: bool, timeout: float,
+          stages: dict[str, Any] | None = None) -> list[ProductJob]:
     products = load_stockcodes(root)
-    stages = read_stages(root)
+    stages = read_stages(root) if stages is None else stages
     shared_outs = [str(out["path"]) for name, entry in stages.items() if "@" not in name
                    for out in entry.get("outs", []) or []]
     remote = _default_remote(root) if cluster else None
@@ -236,24 +241,39 @@ def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(state.result(raise_on_failure=False), TransientJobError)
 
 
-def _fan_out(jobs: list[ProductJob], workdir: str | None) -> tuple[list[JobResult], dict[str, str]]:
-    """Submit one task per job and wait for all; return the results and, per failed task, its reason."""
+def _chain_task() -> Any:
     from prefect import task
     from prefect.cache_policies import NO_CACHE
-    from prefect.futures import wait
 
-    chain = task(product_chain_fn, name="product-chain", task_run_name="{job.code}", cache_policy=NO_CACHE,
-                 retries=2, retry_delay_seconds=5, retry_condition_fn=_transient_only)
-    futures = [chain.submit(job, workdir) for job in jobs]
-    wait(futures)
-    results, errors = [], {}
-    for job, future in zip(jobs, futures, strict=True):
-        state = future.state
-        if state.is_completed():
-            results.append(future.result())
-        else:
-            errors[job.code] = f"task {state.name}: {state.message or 'no message'}"
-    return results, errors
+    return task(product_chain_fn, name="product-chain", task_run_name="{job.code}", cache_policy=NO_CACHE,
+                retries=2, retry_delay_seconds=5, retry_condition_fn=_transient_only)
+
+
+class _Completions:
+    """Submitted tasks as they finish, in batches: whatever finished while the last batch was handled comes next.
+
+    The client brings a batch back in one dvc.lock write and promotes it while the workers run the rest, so a
+    promoted product's drift re-check starts as soon as a worker is free, not after every chain has finished.
+    """
+
+    def __init__(self) -> None:
+        self._done: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        self._pending = 0
+
+    def add(self, future: Any, kind: str, code: str) -> None:
+        self._pending += 1
+        future.add_done_callback(lambda finished: self._done.put((kind, code, finished)))
+
+    def batches(self) -> Iterator[list[tuple[str, str, Any]]]:
+        while self._pending:
+            batch = [self._done.get()]
+            while True:
+                try:
+                    batch.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            self._pending -= len(batch)
+            yield batch
 
 
 # --------------------------------------------------------------------------------------------- the flow
@@ -276,39 +296,60 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
         shared_stages = [name for name in read_stages(project) if "@" not in name]
         _run_main_dvc(project, ["push", *shared_stages])
     workdir = None if cluster else str(project / WORKSPACES)
-    results, errors = _fan_out(_jobs(project, list(starts), starts, cluster=cluster, timeout=timeout_seconds),
-                               workdir) if starts else ([], {})
-    _bring_back(project, results, cluster=cluster)
-    logs = {result.code: result.log for result in results}
-    for result in results:
-        summary = summaries[result.code]
-        summary.ran, summary.restored, summary.seconds = result.ran, result.restored, result.seconds
-        summary.stage_seconds = dict(result.stage_seconds)
-        summary.failed_stage, summary.reason = result.failed_stage, result.reason
-    for code, reason in errors.items():
-        summaries[code].failed_stage, summaries[code].reason = "task", reason
+    # dvc.lock as the main workspace holds it, kept in step with each bring-back instead of parsed again per batch
+    # (a catalogue's lockfile is megabytes of YAML).
+    stages = read_stages(project)
+    chain = _chain_task()
+    completions = _Completions()
+    for job in _jobs(project, list(starts), starts, cluster=cluster, timeout=timeout_seconds,
+                     stages=stages) if starts else []:
+        completions.add(chain.submit(job, workdir), "chain", job.code)
+    decisions: dict[str, registry.Decision] = {}
+    logs: dict[str, str] = {}
 
-    decisions = registry.promote_all(project, codes)
-    promoted = [d.stockcode for d in decisions if d.action == "promoted"]
-    if promoted:
-        # Promotion changed these products' drift references: re-check their gates so the reports describe the
-        # served models and the next run has nothing to do (the gate files hold only the data hash).
-        settle_starts = {code: f"data_drift_check@{code}" for code in promoted}
-        settled, settle_errors = _fan_out(_jobs(project, promoted, settle_starts, cluster=cluster,
-                                                timeout=timeout_seconds), workdir)
-        _bring_back(project, settled, cluster=cluster)
-        for result in settled:
+    def promote(batch: list[str]) -> None:
+        # Promotion changes a promoted product's drift reference: its gate is re-checked against the served model
+        # (a task like the chains), so the reports describe the served model and the next run has nothing to do.
+        new = registry.promote_all(project, batch, stages=stages)
+        decisions.update({decision.stockcode: decision for decision in new})
+        promoted = [decision.stockcode for decision in new if decision.action == "promoted"]
+        recheck = {code: f"data_drift_check@{code}" for code in promoted}
+        for job in _jobs(project, promoted, recheck, cluster=cluster, timeout=timeout_seconds,
+                         stages=stages) if promoted else []:
+            completions.add(chain.submit(job, workdir), "recheck", job.code)
+
+    promote([code for code in codes if code not in starts])  # nothing to run: what DVC has may still promote
+    for batch in completions.batches():
+        finished: list[tuple[str, JobResult]] = []
+        for kind, code, future in batch:
+            future.wait()  # done already: this records its final state without asking the API
+            state = future.state
+            if state.is_completed():
+                finished.append((kind, future.result()))
+            else:
+                summary = summaries[code]
+                summary.failed_stage = "task" if kind == "chain" else "settle"
+                summary.reason = f"task {state.name}: {state.message or 'no message'}"
+        stages.update(_bring_back(project, [result for _, result in finished], cluster=cluster))
+        for kind, result in finished:
+            summary = summaries[result.code]
             logs[result.code] = logs.get(result.code, "") + result.log
-            summaries[result.code].rechecked = result.ran + result.restored
-            summaries[result.code].seconds += result.seconds
-            summaries[result.code].stage_seconds.update(
-                {f"{name} (re-check)": value for name, value in result.stage_seconds.items()})
-            if not result.ok:
-                summaries[result.code].failed_stage, summaries[result.code].reason = result.failed_stage, result.reason
-        for code, reason in settle_errors.items():
-            summaries[code].failed_stage, summaries[code].reason = "settle", reason
-        registry.refresh_lineage(project, decisions)
-    for decision in decisions:
+            summary.seconds += result.seconds
+            if kind == "chain":
+                summary.ran, summary.restored = result.ran, result.restored
+                summary.stage_seconds.update(result.stage_seconds)
+                summary.failed_stage, summary.reason = result.failed_stage, result.reason
+            else:
+                summary.rechecked = result.ran + result.restored
+                summary.stage_seconds.update({f"{name} (re-check)": value for name, value in
+                                              result.stage_seconds.items()})
+                if not result.ok:
+                    summary.failed_stage, summary.reason = result.failed_stage, result.reason
+        promote([code for kind, code, _ in batch if kind == "chain"])  # a failed chain still gets its decision
+    if any(decision.action == "promoted" for decision in decisions.values()):
+        registry.refresh_lineage(project, decisions.values())
+    decisions_in_order = [decisions[code] for code in codes if code in decisions]
+    for decision in decisions_in_order:
         summaries[decision.stockcode].decision = f"{decision.action}: {decision.reason}"
         summaries[decision.stockcode].served_version = decision.served_version
         if decision.action == "error":
@@ -331,10 +372,12 @@ def _first_in_chain(stages: list[str]) -> str:
     return min(stages, key=lambda name: CHAIN.index(name.split("@")[0]) if name.split("@")[0] in CHAIN else -1)
 
 
-def _bring_back(root: Path, results: list[JobResult], *, cluster: bool) -> None:
-    lockmerge.bring_back(root, results, move_outputs=not cluster)
-    if cluster and any(result.lock_entries for result in results):
+def _bring_back(root: Path, results: list[JobResult], *, cluster: bool) -> dict[str, Any]:
+    """Outputs and lock entries into the main workspace; returns the entries now in its dvc.lock."""
+    entries = lockmerge.bring_back(root, results, move_outputs=not cluster) if results else {}
+    if cluster and entries:
         _run_main_dvc(root, ["pull", "--allow-missing"])  # the outputs the workers pushed
+    return entries
 
 
 def _write_summary(root: Path, rows: list[dict[str, Any]], stage_seconds: dict[str, dict[str, float]]) -> None:
@@ -434,6 +477,12 @@ class Services:
             self.address = self.options.dask_address
             return
         # Processes, one thread each: a stage is a subprocess anyway, and torch wants one thread per process.
+        # The tasks are minutes-long waits on a subprocess, one per worker: Dask's statistical profiler (a stack
+        # sample every 10 ms in each worker), work stealing and its 20 ms ticks cost a few percent of a core per
+        # process for nothing here, and on two cores that time is taken from the stage commands.
+        import dask
+
+        dask.config.set(QUIET_DASK)  # the workers get it from their nannies
         self.cluster = LocalCluster(n_workers=self.options.workers, threads_per_worker=1, processes=True,
                                     host="127.0.0.1", dashboard_address=None)
         self.client = Client(self.cluster)
