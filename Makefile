@@ -44,6 +44,7 @@ bench-registry: $(STAMP)  ## registry bytes in git per promotion and a one-produ
 
 bench-flow: $(STAMP)  ## the weekly flow vs sequential dvc repro at 8 and 40 products; no-op; one product changed
 	$(BIN)/python bench/flow_benchmark.py --products 8 40
+	$(BIN)/python bench/flow_benchmark.py --products 200 --skip-sequential --budget tiny
 
 bench-lineage: $(STAMP)  ## lineage views and fleet report at 100 and 1,000 products, 20 revisions of history, vs dvc metrics show
 	$(BIN)/python bench/lineage_benchmark.py --products 100 1000 --revisions 20
@@ -51,4 +52,7 @@ bench-lineage: $(STAMP)  ## lineage views and fleet report at 100 and 1,000 prod
 bench-router: $(STAMP)  ## the price router under waitress: warm latency, 8 clients, first request, start, memory; vs per-request loading
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/router_benchmark.py
 
-.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router
+bench-remote: $(STAMP)  ## push/pull times and bytes on moto_server, router first request from S3 vs the local cache
+	$(BIN)/python bench/remote_benchmark.py
+
+.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote
