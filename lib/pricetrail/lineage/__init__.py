@@ -55,7 +55,8 @@ def connect(root: Path, revisions: str | Sequence[str] | None = None) -> duckdb.
         del snapshots, blobs
         arrow, dir_hashes = tables.to_arrow(), tables.dir_hashes  # the zip into columns makes millions of tuples too
         del tables  # the rows as Python objects: several times the size of the Arrow tables
+        # Reading the .dir objects makes a dict per file listed (tens of thousands over a history) as well.
+        return open_database(arrow, dir_hashes, dvc_cache_dir(root))
     finally:
         if collecting:
             gc.enable()
-    return open_database(arrow, dir_hashes, dvc_cache_dir(root))
