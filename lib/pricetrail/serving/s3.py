@@ -43,10 +43,13 @@ class S3Remote:
 
                 # Bounded waits: with the remote down, a request for a product not yet loaded should get its 503
                 # in seconds (botocore's defaults: a 60 s connect timeout, legacy retries), not hold a thread.
-                self._client = boto3.client("s3", endpoint_url=self.settings.endpoint_url,
-                                            region_name=self.settings.region,
-                                            config=Config(connect_timeout=5, read_timeout=30,
-                                                          retries={"max_attempts": 3, "mode": "standard"}))
+                # A session of its own: boto3's default session resolves credentials once per process and keeps
+                # them, so a source created after they changed (rotated keys, another app) would sign with old ones.
+                session = boto3.session.Session()
+                self._client = session.client("s3", endpoint_url=self.settings.endpoint_url,
+                                              region_name=self.settings.region,
+                                              config=Config(connect_timeout=5, read_timeout=30,
+                                                            retries={"max_attempts": 3, "mode": "standard"}))
             return self._client
 
     def key(self, md5: str) -> str:
