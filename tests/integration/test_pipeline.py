@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SMOKE_CODES = ["85123A", "22423"]
 THIRD = "85099B"
 UNASSESSED: dict[str, str] = {}  # md5 of a model that was never committed nor promoted: gc may collect it
+CHEAP_TUNING = {"tune_primary_model.n_trials": 1, "tune_primary_model.max_epochs": 6}  # retrains after week 1
 STAGES = ["etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
           "assess_model_risk"]
 
@@ -167,7 +168,8 @@ def test_accepted_drift_lets_that_product_through_and_reruns_only_its_stages(pro
 
 def test_new_models_then_rollback_serves_the_earlier_version_from_the_cache(project: Path) -> None:
     first = served_version(project, "22423")
-    set_params(project, {"tune_primary_model.search_space.units": [8, 12]})  # every product gets a new model
+    # Every product gets a new model, tuned on a cheap budget (these tests check the registry, not model quality).
+    set_params(project, {"tune_primary_model.search_space.units": [8, 12], **CHEAP_TUNING})
     pricetrail("run", cwd=project)
     second = served_version(project, "22423")
     assert second != first
