@@ -35,6 +35,7 @@ BIN = Path(sys.executable).parent
 BUCKET = "pricetrail-bench"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 QUERY = "points=100&date=2011-11-15"
+RECORDS = ("dvc.lock", "params.yaml", "stockcodes.yaml", "metrics", "plots", "registry")  # what git holds of a run
 
 
 def environment() -> dict[str, str]:
@@ -98,6 +99,16 @@ class Moto:
 def borrowing_clone(project: Path, target: Path, moto: Moto, prefix: str) -> Path:
     """A git clone of the finished project that reads its DVC cache, with the S3 remote as its default."""
     sh(["git", "clone", "-q", str(project), str(target)], target.parent)
+    # The run's records as the project's workspace holds them (a finished run is often not committed yet).
+    for name in RECORDS:
+        source = project / name
+        if source.is_dir():
+            shutil.rmtree(target / name, ignore_errors=True)
+            shutil.copytree(source, target / name)
+        elif source.is_file():
+            shutil.copy2(source, target / name)
+    sh(["git", "add", "-A", *[name for name in RECORDS if (target / name).exists()]], target)
+    sh(["git", "commit", "-qm", "the run's records", "--allow-empty"], target)
     sh([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(project / ".dvc" / "cache")], target)
     sh([sys.executable, "-m", "pricetrail.cli", "remote", "add", "s3", f"s3://{BUCKET}/{prefix}", "--endpoint-url",
         moto.endpoint, "--region", "us-east-1"], target)
