@@ -12,10 +12,19 @@ from dvc_data.hashfile.meta import Meta
 from dvc_data.hashfile.tree import Tree
 
 from pricetrail import stage
+from pricetrail.bundle import ModelBundle, load_bundle
 from pricetrail.config import load_params, read_json, section, write_json
 from pricetrail.hashing import file_md5
 from pricetrail.paths import ProductPaths
-from pricetrail.risk import baseline_prediction, fairness_checks, risk_checks, verdict
+from pricetrail.recommend import PriceContext, recommend_price
+from pricetrail.risk import (
+    PriceCurve,
+    baseline_prediction,
+    fairness_checks,
+    price_response_checks,
+    risk_checks,
+    verdict,
+)
 
 log = logging.getLogger("pricetrail.assess")
 
@@ -30,6 +39,29 @@ def dvc_hash(path: Path) -> str:
         tree.add(file.relative_to(path).parts, Meta(), HashInfo("md5", file_md5(file)))
     tree.digest()
     return str(tree.hash_info.value)
+
+
+# Grid points of the price-response check: twice the served default, so a rise between two served points shows.
+GATE_GRID = 201
+
+
+def price_curves(bundle: ModelBundle, settings: dict) -> dict[str, PriceCurve]:
+    """Each customer group's predicted demand over its observed price range, the day after the history ends (the
+    state a served model prices from), and its elasticity at the group's median training price."""
+    assert bundle.daily is not None and bundle.reference is not None
+    day = str((pd.to_datetime(bundle.daily["day"]).max() + pd.Timedelta(days=1)).date())
+    curves = {}
+    for group, registered in (("registered", True), ("guest", False)):
+        if int((bundle.reference["is_registered"] == registered).sum()) < 2:
+            continue
+        result = recommend_price(bundle, PriceContext(date=day, is_registered=registered), grid_size=GATE_GRID,
+                                 min_distinct_prices=int(settings["min_distinct_prices"]),
+                                 max_band_share=float(settings["max_band_share"]))
+        curves[group] = PriceCurve(prices=result.curve["price"].to_numpy(),
+                                   quantity=result.curve["expected_quantity"].to_numpy(),
+                                   elasticity=result.elasticity.get("value"),
+                                   median_price=float(result.elasticity["at_price"]))
+    return curves
 
 
 def main(root: Path) -> None:
@@ -47,7 +79,12 @@ def main(root: Path) -> None:
                                        max_mean_outcome_difference=float(settings["max_mean_outcome_difference"]),
                                        min_group_size=int(settings["min_group_size"]),
                                        scale=str(settings.get("fairness_scale", "log")))
-    outcome = verdict([*risk, *fairness])
+    bundle = load_bundle(root / paths.checkpoint, root / paths.preprocessor, daily=root / paths.daily,
+                         reference=root / paths.split("train"))
+    response = price_response_checks(price_curves(bundle, settings),
+                                     min_elasticity=float(settings["min_elasticity"]),
+                                     max_elasticity=float(settings["max_elasticity"]))
+    outcome = verdict([*risk, *fairness, *response])
     model_version = str(read_json(root / paths.test_metrics)["model_version"])
     record = {
         "stockcode": CODE,

@@ -12,7 +12,7 @@ from pricetrail.bundle import load_bundle
 from pricetrail.config import atomic_path, load_params, section, write_json
 from pricetrail.etl import TARGET
 from pricetrail.explain import explain, mean_abs_shap
-from pricetrail.model import regression_metrics, set_seed
+from pricetrail.model import expected_quantity, regression_metrics, set_seed
 from pricetrail.paths import ProductPaths
 from pricetrail.preprocess import transform
 
@@ -46,7 +46,8 @@ def main(root: Path) -> None:
         "y_true": test[TARGET].to_numpy(),
         "y_pred": y_pred,
         "quantity": test["quantity"].to_numpy(),
-        "predicted_quantity": np.expm1(y_pred),
+        # The expectation (smearing-corrected), what revenue is computed from; not expm1 of the mean log.
+        "predicted_quantity": expected_quantity(y_pred, bundle.smearing),
     })
     with atomic_path(root / paths.predictions) as tmp:
         predictions.to_parquet(tmp, index=False)
@@ -56,6 +57,8 @@ def main(root: Path) -> None:
         importance.to_csv(tmp, index=False)
     with atomic_path(root / paths.prediction_plot) as tmp:
         predictions[["quantity", "predicted_quantity"]].round(4).to_csv(tmp, index=False)
+    # Calibration of the level on held-out rows: mean expected quantity / mean actual quantity (1.0 is exact).
+    metrics["mean_quantity_ratio"] = float(predictions["predicted_quantity"].mean() / predictions["quantity"].mean())
     write_json(root / paths.test_metrics, {**metrics, "model_version": bundle.version,
                                            "shap_method": explanation.method,
                                            "shap_base_value": explanation.base_value,

@@ -1,5 +1,6 @@
 """Stage tune_primary_model@<code>: Optuna tunes the feed-forward demand model; the best config is retrained
-with early stopping (best weights restored) and saved as a weights-only checkpoint."""
+with early stopping (best weights restored), its price response refit by least squares, and saved as a
+weights-only checkpoint with its smearing factor and the training prices of each customer group."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ from pricetrail import stage
 from pricetrail.config import load_params, section, write_json
 from pricetrail.etl import TARGET
 from pricetrail.hashing import file_md5
-from pricetrail.model import model_version, predict, regression_metrics, save_checkpoint, set_seed
+from pricetrail.model import model_version, predict, regression_metrics, save_checkpoint, set_seed, smearing_factor
 from pricetrail.paths import ProductPaths
-from pricetrail.preprocess import feature_names, load_preprocessor, transform
+from pricetrail.preprocess import feature_names, load_preprocessor, price_columns, transform
+from pricetrail.price_response import group_prices
 from pricetrail.tuning import tune
+
+# monotone: demand non-increasing in the price by construction (model.PriceResponseNetwork); free: the plain MLP
+# over every feature, kept to compare against (bench/pricing_benchmark.py --set).
+PRICE_RESPONSES = ("monotone", "free")
 
 
 def main(root: Path) -> None:
@@ -27,11 +33,20 @@ def main(root: Path) -> None:
     validation = pd.read_parquet(root / paths.split("validation"))
     x_train, x_val = transform(preprocessor, train), transform(preprocessor, validation)
     y_train, y_val = train[TARGET].to_numpy(dtype="float32"), validation[TARGET].to_numpy(dtype="float32")
+    structure = str(settings.get("price_response", "monotone"))
+    if structure not in PRICE_RESPONSES:
+        raise ValueError(f"tune_primary_model.price_response={structure!r} is not accepted; use one of "
+                         f"{list(PRICE_RESPONSES)}")
     set_seed(seed)
     result = tune(x_train, y_train, x_val, y_val, search_space=settings["search_space"],
                   n_trials=int(settings["n_trials"]), max_epochs=int(settings["max_epochs"]),
-                  patience=int(settings["patience"]), timeout_seconds=settings.get("timeout_seconds"), seed=seed)
+                  patience=int(settings["patience"]), timeout_seconds=settings.get("timeout_seconds"), seed=seed,
+                  price_columns=price_columns(preprocessor) if structure == "monotone" else None)
     version = model_version(result.network, result.best_params)
+    val_prediction = predict(result.network, x_val)
+    groups = {name: group_prices(train.loc[train["is_registered"] == registered, "unit_price"].to_numpy())
+              for name, registered in (("registered", True), ("guest", False))
+              if int((train["is_registered"] == registered).sum()) > 0}
     save_checkpoint(root / paths.checkpoint, result.network, config=result.best_params,
                     feature_names=feature_names(preprocessor), metadata={
                         "stockcode": CODE,
@@ -41,8 +56,12 @@ def main(root: Path) -> None:
                         "train_rows": len(train),
                         "best_epoch": result.train_result.best_epoch,
                         "seed": seed,
+                        # E[q] = exp(prediction) * smearing - 1, from the validation residuals (model.smearing_factor)
+                        "smearing_factor": smearing_factor(y_val, val_prediction),
+                        "price_reference": {name: prices.to_dict() for name, prices in groups.items()},
+                        "price_response": None if result.price_response is None else result.price_response.to_dict(),
                     })
-    metrics = regression_metrics(y_val, predict(result.network, x_val))
+    metrics = regression_metrics(y_val, val_prediction)
     write_json(root / paths.tuning_record, {"best_params": result.best_params, "trials": result.trials,
                                             "history": result.train_result.history})
     write_json(root / paths.validation_metrics, {

@@ -13,6 +13,7 @@ from conftest import lines
 from pricetrail.config import ConfigError
 from pricetrail.etl import (
     FEATURE_DOCS,
+    PRICE_FEATURES,
     TARGET,
     CleaningRules,
     ETLError,
@@ -385,3 +386,14 @@ def test_output_order_is_total_whatever_the_input_order(transactions: Path, tmp_
         outputs.append(features)
     for other in outputs[1:]:
         pd.testing.assert_frame_equal(outputs[0], other, check_exact=True)  # bit for bit: DVC hashes bytes
+
+
+def test_every_price_feature_is_non_decreasing_in_the_price() -> None:
+    """The demand network's price term relies on it (model.PriceResponseNetwork): with non-negative weights on
+    non-decreasing features, predicted demand cannot rise with the price."""
+    prices = np.linspace(0.5, 20.0, 400)
+    for max_before, mean_before in ((4.0, 3.5), (np.nan, np.nan), (25.0, 2.0)):
+        table = price_features(prices, max_before, mean_before)
+        assert list(table.columns) == list(PRICE_FEATURES)
+        for column in PRICE_FEATURES:
+            assert np.all(np.diff(table[column].to_numpy()) >= -1e-12), (column, max_before, mean_before)

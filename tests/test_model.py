@@ -14,14 +14,19 @@ from torch import nn
 
 from pricetrail.model import (
     CheckpointError,
+    PriceResponseNetwork,
     TrainingDivergedError,
     build_network,
+    expected_quantity,
     load_checkpoint,
     model_version,
+    network_input_dim,
     predict,
+    refit_price_response,
     regression_metrics,
     save_checkpoint,
     set_seed,
+    smearing_factor,
     to_plain_types,
     train_network,
 )
@@ -524,3 +529,95 @@ def test_regression_metrics_perfect_prediction() -> None:
 def test_regression_metrics_rejects_bad_input(y_true: list, y_pred: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         regression_metrics(np.array(y_true), np.array(y_pred))
+
+
+# ---------------------------------------------------------------------------------------------- price response
+
+PRICE_CONFIG = {**CONFIG, "price_columns": [0, 2]}
+
+
+def price_data(slopes: tuple[float, float] = (0.6, 0.2), n_rows: int = 600, seed: int = 1) -> tuple[np.ndarray,
+                                                                                                    np.ndarray]:
+    """log1p(q) = 1.5 + 0.5 f1 - slopes . (f0, f2) + noise: the price columns are 0 and 2."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_rows, N_FEATURES)).astype(np.float32)
+    y = 1.5 + 0.5 * X[:, 1] - slopes[0] * X[:, 0] - slopes[1] * X[:, 2] + rng.normal(scale=0.3, size=n_rows)
+    return X, y.astype(np.float32)
+
+
+def test_price_response_network_cannot_raise_demand_with_a_price_column() -> None:
+    set_seed(0)
+    network = build_network(N_FEATURES, PRICE_CONFIG)
+    assert isinstance(network, PriceResponseNetwork)
+    assert network_input_dim(network) == N_FEATURES
+    with torch.no_grad():
+        network.price_weight.normal_()  # any weights: the sign comes from softplus, not from training
+    base = np.random.default_rng(0).normal(size=(1, N_FEATURES)).astype(np.float32)
+    grid = np.repeat(base, 50, axis=0)
+    grid[:, 0] = np.linspace(-3, 3, 50)
+    assert np.all(np.diff(predict(network, grid)) <= 1e-6)
+
+
+def test_refit_recovers_the_price_slopes_and_their_uncertainty() -> None:
+    X, y = price_data()
+    set_seed(0)
+    network = build_network(N_FEATURES, PRICE_CONFIG)
+    train_network(network, X[:500], y[:500], X[500:], y[500:], learning_rate=1e-2, optimizer="adam", batch_size=64,
+                  max_epochs=15, patience=5, seed=0)
+    fit = refit_price_response(network, X[:500], y[:500])
+    sd = np.sqrt(np.diag(fit.covariance))
+    assert fit.beta == pytest.approx([0.6, 0.2], abs=0.08)
+    assert np.all(sd > 0) and np.all(sd < 0.05)
+    assert fit.fixed_zero == [] and fit.rows == 500
+    # The network now predicts with the refit weights.
+    assert network.beta.detach().numpy() == pytest.approx(fit.beta, abs=1e-5)
+
+
+def test_refit_fixes_a_rising_price_column_at_zero() -> None:
+    X, y = price_data(slopes=(0.6, -0.4))  # column 2 raises demand: the structure cannot, so its weight is 0
+    set_seed(0)
+    network = build_network(N_FEATURES, PRICE_CONFIG)
+    fit = refit_price_response(network, X, y)
+    assert fit.fixed_zero == [1]
+    assert fit.beta[1] == pytest.approx(0.0, abs=1e-9)
+    assert fit.covariance[1] == [0.0, 0.0]
+    assert fit.beta[0] > 0.3
+
+
+def test_price_response_checkpoint_round_trip(tmp_path: Path) -> None:
+    set_seed(0)
+    network = build_network(N_FEATURES, PRICE_CONFIG)
+    path = tmp_path / "model.pt"
+    version = save_checkpoint(path, network, config=PRICE_CONFIG, feature_names=FEATURES, metadata={"a": 1})
+    loaded, checkpoint = load_checkpoint(path)
+    assert isinstance(loaded, PriceResponseNetwork) and checkpoint["model_version"] == version
+    X, _ = price_data(n_rows=20)
+    assert predict(loaded, X) == pytest.approx(predict(network, X))
+    assert "price_index" not in checkpoint["state_dict"]  # indices come from the config, not the weights
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    ([], "non-empty list"),
+    ("0", "non-empty list"),
+    ([0, 0], "distinct column indices"),
+    ([-1], "distinct column indices"),
+    ([N_FEATURES], "beyond input_dim"),
+    (list(range(N_FEATURES)), "leaves no context column"),
+])
+def test_price_columns_are_validated(columns: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_network(N_FEATURES, {**CONFIG, "price_columns": columns})
+
+
+def test_smearing_turns_a_mean_log_into_an_expectation() -> None:
+    rng = np.random.default_rng(0)
+    log_true = 2.0 + rng.normal(scale=0.5, size=20000)
+    prediction = np.full_like(log_true, 2.0)  # the mean of the log: expm1 of it is a median, not a mean
+    factor = smearing_factor(log_true, prediction)
+    assert factor == pytest.approx(math.exp(0.5**2 / 2), rel=0.02)
+    assert expected_quantity(prediction, factor).mean() == pytest.approx(np.expm1(log_true).mean(), rel=0.02)
+    assert expected_quantity(np.array([-5.0])) == pytest.approx([0.0])
+    with pytest.raises(ValueError, match="smearing"):
+        expected_quantity(prediction, 0.0)
+    with pytest.raises(ValueError, match="as many predictions"):
+        smearing_factor(log_true, prediction[:3])

@@ -2,21 +2,41 @@
 
 A model trained the way the pipeline trains must (directional) predict falling demand as the price rises over
 the observed range, as the truth does, and (minimum functionality) beat the naive median on the test split.
+The pipeline's own price-response network (default features, tuned as the stage tunes) must keep demand
+non-increasing in the price, read an elasticity near the truth with the truth inside its interval, and give a
+mean expected quantity that matches the held-out mean; a model forced upward must fail the gate.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from scipy.stats import spearmanr
+from torch import nn
 
 from pricetrail.bundle import ModelBundle
+from pricetrail.config import load_params
 from pricetrail.etl import TARGET, CleaningRules, run_etl
 from pricetrail.ingest import ingest
-from pricetrail.model import build_network, predict, regression_metrics, train_network
-from pricetrail.preprocess import PreprocessSettings, chronological_split, feature_names, fit_preprocessor, transform
+from pricetrail.model import build_network, predict, regression_metrics, smearing_factor, train_network
+from pricetrail.preprocess import (
+    PreprocessSettings,
+    chronological_split,
+    feature_names,
+    fit_preprocessor,
+    price_columns,
+    transform,
+)
+from pricetrail.price_response import group_prices
 from pricetrail.recommend import PriceContext, recommend_price
+from pricetrail.risk import PriceCurve, price_response_checks, verdict
 from pricetrail.synthetic import expected_quantity, generate_transactions
+from pricetrail.tuning import tune
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 CODE = "85123A"
 SETTINGS = PreprocessSettings(
@@ -74,3 +94,99 @@ def test_guests_are_predicted_to_buy_less_at_their_own_prices(trained) -> None:
 def test_model_beats_the_median_on_the_test_split(trained) -> None:
     _, _, metrics = trained
     assert metrics["model"]["rmsle"] < 0.95 * metrics["baseline"]["rmsle"], metrics
+
+
+# --- the pipeline's own model: a price-response network on the default features, tuned as the stage tunes ---
+
+
+@pytest.fixture(scope="module")
+def monotone(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The default features and a short tuning run of the monotone network, on a seeded synthetic product."""
+    folder = tmp_path_factory.mktemp("monotone")
+    frame, truth = generate_transactions({CODE: {}}, seed=7, start="2010-12-01", end="2011-12-09",
+                                         lines_per_day=7.0, filler_products=2, drift={}, drift_days=60)
+    frame.to_parquet(folder / "raw.parquet", index=False)
+    ingest(folder / "raw.parquet", folder / "transactions.parquet")
+    features, daily, _ = run_etl(folder / "transactions.parquet", CODE, CleaningRules())
+    params = load_params(PROJECT_ROOT)
+    settings = PreprocessSettings.from_params(params["preprocess"])
+    splits = chronological_split(features, settings)
+    preprocessor = fit_preprocessor(splits["train"], settings)
+    x = {name: transform(preprocessor, split) for name, split in splits.items()}
+    y = {name: split[TARGET].to_numpy(dtype="float32") for name, split in splits.items()}
+    result = tune(x["train"], y["train"], x["validation"], y["validation"],
+                  search_space=params["tune_primary_model"]["search_space"], n_trials=3, max_epochs=40, patience=8,
+                  timeout_seconds=None, seed=0, price_columns=price_columns(preprocessor))
+    train = splits["train"]
+    metadata = {
+        "smearing_factor": smearing_factor(y["validation"], predict(result.network, x["validation"])),
+        "price_response": result.price_response.to_dict(),
+        "price_reference": {name: group_prices(train.loc[train["is_registered"] == flag, "unit_price"]).to_dict()
+                            for name, flag in (("registered", True), ("guest", False))},
+    }
+    bundle = ModelBundle(stockcode=CODE, version="test", network=result.network,
+                         checkpoint={"feature_names": feature_names(preprocessor), "metadata": metadata},
+                         preprocessor=preprocessor, daily=daily, reference=train)
+    return {"bundle": bundle, "truth": truth["products"][CODE], "splits": splits, "x": x, "y": y}
+
+
+def _true_elasticity(truth: dict, price: float, *, is_registered: bool, date: str) -> float:
+    step = 1e-3
+    q = expected_quantity(truth, np.array([price * (1 - step), price * (1 + step)]), is_registered=is_registered,
+                          date=date)
+    return float((np.log(q[1]) - np.log(q[0])) / (np.log1p(step) - np.log1p(-step)))
+
+
+@pytest.mark.parametrize("is_registered", [True, False])
+def test_predicted_demand_never_rises_with_price_on_the_grid(monotone, is_registered: bool) -> None:
+    bundle = monotone["bundle"]
+    result = recommend_price(bundle, PriceContext(date="2011-12-12", is_registered=is_registered), grid_size=201,
+                             range_widening=0.5)
+    quantity = result.curve["expected_quantity"].to_numpy()
+    assert np.all(np.diff(quantity) <= 1e-9), np.max(np.diff(quantity))
+    assert quantity[0] > quantity[-1]
+
+
+def test_fitted_elasticity_is_near_the_truth_and_inside_its_interval(monotone) -> None:
+    bundle, truth = monotone["bundle"], monotone["truth"]
+    result = recommend_price(bundle, PriceContext(date="2011-12-12"), grid_size=201)
+    at_price = result.elasticity["at_price"]
+    true = _true_elasticity(truth, at_price, is_registered=True, date="2011-12-12")
+    low, high = result.elasticity["interval_90"]
+    assert abs(result.elasticity["value"] / true - 1) <= 0.3, (result.elasticity, true)
+    assert low <= true <= high, (result.elasticity, true)
+    assert result.band is not None and result.band[0] <= result.price <= result.band[1]
+
+
+def test_mean_expected_quantity_matches_the_mean_actual_on_held_out_rows(monotone) -> None:
+    bundle, splits = monotone["bundle"], monotone["splits"]
+    held_out = splits["test"]
+    log_prediction = bundle.predict_log_quantity(held_out)
+    smeared = bundle.expected_quantity(held_out).mean() / held_out["quantity"].mean()
+    plain = np.expm1(log_prediction).mean() / held_out["quantity"].mean()
+    assert abs(smeared - 1) <= 0.1, smeared
+    assert abs(smeared - 1) < abs(plain - 1), (smeared, plain)  # expm1 of the mean log falls short
+
+
+def test_a_model_whose_demand_rises_with_price_fails_the_gate(monotone) -> None:
+    bundle = monotone["bundle"]
+    names = bundle.checkpoint["feature_names"]
+    rising = nn.Sequential(nn.Linear(len(names), 1))
+    with torch.no_grad():
+        rising[0].weight.zero_()
+        rising[0].weight[0, names.index("num__unit_price")] = 0.5  # demand up with the price
+        rising[0].bias.fill_(1.5)
+    forced = ModelBundle(stockcode=CODE, version="rising", network=rising.eval(), checkpoint=bundle.checkpoint,
+                         preprocessor=bundle.preprocessor, daily=bundle.daily, reference=bundle.reference)
+    curves = {}
+    for group, flag in (("registered", True), ("guest", False)):
+        result = recommend_price(forced, PriceContext(date="2011-12-12", is_registered=flag), grid_size=101)
+        curves[group] = PriceCurve(prices=result.curve["price"].to_numpy(),
+                                   quantity=result.curve["expected_quantity"].to_numpy(),
+                                   elasticity=result.elasticity["value"], median_price=result.elasticity["at_price"])
+    checks = {c.name: c for c in price_response_checks(curves, min_elasticity=-8.0, max_elasticity=-0.05)}
+    assert not checks["price_response_monotone"].passed
+    assert checks["price_response_monotone"].value > 0
+    assert not checks["price_elasticity_registered"].passed
+    assert checks["price_elasticity_registered"].value > 0
+    assert not verdict(list(checks.values()))["passed"]

@@ -17,6 +17,7 @@ from pricetrail.preprocess import (
     feature_names,
     fit_preprocessor,
     load_preprocessor,
+    price_columns,
     save_preprocessor,
     transform,
 )
@@ -157,3 +158,16 @@ def test_split_too_small_and_missing_columns() -> None:
         chronological_split(frame(20), SETTINGS)
     with pytest.raises(PreprocessError, match=r"lacks columns \['country'\]"):
         chronological_split(frame().drop(columns="country"), SETTINGS)
+
+
+def test_price_columns_are_the_scaled_price_features() -> None:
+    settings = PreprocessSettings(numerical_features=("is_registered", "unit_price", "log_price"),
+                                  categorical_features=("country",), category_min_frequency=1)
+    data = frame().assign(log_price=lambda f: np.log(f["unit_price"]))
+    preprocessor = fit_preprocessor(data, settings)
+    names = feature_names(preprocessor)
+    assert [names[i] for i in price_columns(preprocessor)] == ["num__unit_price", "num__log_price"]
+    no_price = fit_preprocessor(data, PreprocessSettings(numerical_features=("is_registered",),
+                                                                     categorical_features=("country",)))
+    with pytest.raises(PreprocessError, match="no price feature"):
+        price_columns(no_price)

@@ -179,3 +179,24 @@ def test_bad_ranges_and_settings() -> None:
         recommend_price(bundle, context, unit_cost=-1.0)
     with pytest.raises(RecommendError, match="range_widening=3"):
         recommend_price(bundle, context, range_widening=3)
+
+
+def test_a_unit_cost_above_every_price_is_refused_and_a_loss_is_said() -> None:
+    bundle = bundle_with_weight_on("price_to_max")
+    context = PriceContext(date="2011-06-15")
+    with pytest.raises(RecommendError, match=r"unit_cost=3 is at or above every price .* every price loses money"):
+        recommend_price(bundle, context, unit_cost=3.0)
+    # Cost inside the range: the model still prices; the top of the range is the only profitable end here.
+    inside = recommend_price(bundle, context, unit_cost=2.9)
+    assert inside.expected_profit is not None and inside.expected_profit > 0
+
+
+def test_two_distinct_prices_get_the_low_identifiability_note_and_no_band_without_uncertainty() -> None:
+    """history() sells at two prices only; this hand-made model records no price-response uncertainty."""
+    result = recommend_price(bundle_with_weight_on("price_to_max"), PriceContext(date="2011-06-15"))
+    assert any("2 distinct price(s) for registered customers, fewer than 4" in note for note in result.notes)
+    assert result.band is None
+    assert any("no band" in note for note in result.notes)
+    assert result.per == "order line"
+    assert result.elasticity["value"] < 0 and result.elasticity["interval_90"] is None
+    assert result.to_dict()["band"] is None

@@ -11,9 +11,12 @@ import pytest
 
 from pricetrail.risk import (
     Check,
+    PriceCurve,
     baseline_prediction,
+    demand_rises,
     fairness_checks,
     group_metrics,
+    price_response_checks,
     risk_checks,
     verdict,
 )
@@ -297,3 +300,52 @@ def risk(test: pd.DataFrame = HAND, **overrides: object) -> object:
 def test_errors_name_the_bad_value(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
+
+
+# --- price response ---------------------------------------------------------------------------------------
+
+
+def curve(quantity: list[float], elasticity: float | None = -1.2) -> PriceCurve:
+    prices = np.linspace(2.0, 3.0, len(quantity))
+    return PriceCurve(prices=prices, quantity=np.asarray(quantity, dtype=float), elasticity=elasticity,
+                      median_price=2.5)
+
+
+def test_price_response_passes_a_falling_curve_with_a_plausible_elasticity() -> None:
+    checks = price_response_checks({"registered": curve([5, 4, 3]), "guest": curve([2, 2, 1], -2.0)},
+                                   min_elasticity=-8, max_elasticity=-0.05)
+    assert [c.name for c in checks] == ["price_response_monotone", "price_elasticity_registered",
+                                        "price_elasticity_guest"]
+    assert all(c.passed for c in checks)
+    assert checks[0].value == 0.0
+
+
+def test_demand_that_rises_anywhere_on_the_grid_blocks_promotion() -> None:
+    checks = price_response_checks({"registered": curve([5, 4, 4.2, 3]), "guest": curve([2, 1])},
+                                   min_elasticity=-8, max_elasticity=-0.05)
+    monotone = checks[0]
+    assert not monotone.passed and monotone.value == pytest.approx(0.05)
+    assert "rises with the price for registered" in monotone.detail
+    assert not verdict(checks)["passed"]
+    assert demand_rises(np.array([0.0, 1.0])) == 1.0  # from nothing to something: finite, and a rise
+
+
+@pytest.mark.parametrize(("elasticity", "threshold"), [(0.3, -0.05), (-0.01, -0.05), (-12.0, -8.0)])
+def test_an_implausible_elasticity_blocks_promotion(elasticity: float, threshold: float) -> None:
+    checks = price_response_checks({"registered": curve([5, 4, 3], elasticity)}, min_elasticity=-8,
+                                   max_elasticity=-0.05)
+    check = checks[1]
+    assert not check.passed and check.value == elasticity and check.threshold == threshold
+    assert "is outside [-8, -0.05]" in check.detail
+
+
+def test_an_elasticity_that_cannot_be_computed_fails() -> None:
+    check = price_response_checks({"guest": curve([0, 0, 0], None)}, min_elasticity=-8, max_elasticity=-0.05)[1]
+    assert not check.passed and check.value is None
+
+
+def test_price_response_needs_a_grid_and_ordered_bounds() -> None:
+    (check,) = price_response_checks({}, min_elasticity=-8, max_elasticity=-0.05)
+    assert not check.passed and check.value is None
+    with pytest.raises(ValueError, match="must be below"):
+        price_response_checks({"registered": curve([2, 1])}, min_elasticity=-0.05, max_elasticity=-8)

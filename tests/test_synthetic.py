@@ -456,3 +456,53 @@ def test_bad_curve_arguments_are_rejected(default_run):
         expected_quantity(product, np.array([2.0]), is_registered=True, date="not-a-date")
     with pytest.raises(ValueError, match="base"):
         expected_quantity({"b": 1.0}, np.array([2.0]), is_registered=True, date="2011-01-03")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mispriced products: a status quo a recommendation can improve on
+# ---------------------------------------------------------------------------------------------------------------
+
+MISPRICED = {"90001": 0.3, "90002": 0.2, "90003": -0.25}
+
+
+@pytest.fixture(scope="module")
+def mispriced_run() -> tuple[pd.DataFrame, dict[str, Any]]:
+    products = {**PRODUCTS, **{code: {} for code in MISPRICED}}
+    return generate_transactions(products, drift={}, mispriced=MISPRICED, **{**SETTINGS, "filler_products": 3})
+
+
+def test_a_mispriced_products_median_price_sits_at_its_offset_from_the_optimum(mispriced_run) -> None:
+    frame, truth = mispriced_run
+    for code, offset in MISPRICED.items():
+        product = truth["products"][code]
+        assert product["mispriced"] == offset
+        low, high = product["registered_price_range"]
+        optimum = product["optimal_price_registered"]
+        assert low < optimum < high  # the price tests bracket the optimum: the curve can be read there
+        paid = sales(frame, code)
+        paid = paid[paid["CustomerID"].notna()]
+        assert paid["UnitPrice"].median() / optimum - 1 == pytest.approx(offset, abs=0.05)
+        # Revenue at the status quo is measurably below the optimum.
+        assert revenue_regret(product, float(paid["UnitPrice"].median()), low, high, is_registered=True,
+                              date="2011-03-01") > 0.01
+        assert paid["UnitPrice"].nunique() >= 6
+
+
+def test_mispricing_leaves_the_other_products_rows_as_they_were(default_run, mispriced_run) -> None:
+    before, _ = generate_transactions({**PRODUCTS, **{code: {} for code in MISPRICED}}, drift={},
+                                      **{**SETTINGS, "filler_products": 3})
+    after, _ = mispriced_run
+    for code in PRODUCTS:
+        pd.testing.assert_frame_equal(sales(before, code).reset_index(drop=True),
+                                      sales(after, code).reset_index(drop=True))
+
+
+@pytest.mark.parametrize(("mispriced", "message"), [
+    ({"99999": 0.3}, "not among the products"),
+    ({"85123A": 0.01}, "at least 0.05 away from 0"),
+    ({"85123A": 2.0}, r"in \[-0.5, 1\]"),
+    ({"85123A": "high"}, "is not accepted"),
+])
+def test_bad_mispricing_is_refused(mispriced: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        generate_transactions(PRODUCTS, drift={}, mispriced=mispriced, **SMALL)

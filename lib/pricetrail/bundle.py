@@ -17,7 +17,7 @@ from sklearn.compose import ColumnTransformer
 from torch import nn
 
 from pricetrail.hashing import file_md5
-from pricetrail.model import load_checkpoint, predict
+from pricetrail.model import expected_quantity, load_checkpoint, predict
 from pricetrail.preprocess import feature_names, load_preprocessor, transform
 
 
@@ -29,7 +29,7 @@ class BundleError(ValueError):
 class ModelBundle:
     stockcode: str
     version: str
-    network: nn.Sequential
+    network: nn.Module
     checkpoint: dict[str, Any]
     preprocessor: ColumnTransformer
     daily: pd.DataFrame | None = None
@@ -41,6 +41,15 @@ class ModelBundle:
     @property
     def metadata(self) -> dict[str, Any]:
         return dict(self.checkpoint.get("metadata", {}))
+
+    @property
+    def smearing(self) -> float:
+        """The model's retransformation factor (model.smearing_factor); 1.0 for checkpoints written before it."""
+        return float(self.metadata.get("smearing_factor", 1.0))
+
+    def expected_quantity(self, frame: pd.DataFrame) -> np.ndarray:
+        """Expected quantity per order line (smearing-corrected, not expm1 of the mean log)."""
+        return expected_quantity(self.predict_log_quantity(frame), self.smearing)
 
 
 def load_bundle(checkpoint: Path, preprocessor: Path, *, daily: Path | None = None,

@@ -292,6 +292,13 @@ def state_features(daily: pd.DataFrame, days: Sequence[Any] | pd.Series) -> pd.D
     return state
 
 
+# The columns price_features() returns. Every one is non-decreasing in the price for a fixed state (the reference
+# prices are the state's unless the price exceeds them); the demand network relies on that to keep its predicted
+# demand non-increasing in the price (model.PriceResponseNetwork; tests/test_etl.py checks it).
+PRICE_FEATURES = ("unit_price", "log_price", "price_squared", "reference_max_price", "price_to_max",
+                  "reference_mean_price", "price_to_prev_month_mean")
+
+
 def price_features(price: np.ndarray | pd.Series, max_price_before: np.ndarray | pd.Series,
                    prev_month_mean_price: np.ndarray | pd.Series) -> pd.DataFrame:
     """Every feature that depends on the price, for prices and the state they are charged in (broadcasts).

@@ -40,6 +40,8 @@ CHECKPOINT_KEYS: tuple[str, ...] = (
 # dozen epochs, which would make it a wasted option for the tuner.
 SGD_MOMENTUM = 0.9
 _VERSION_LENGTH = 16
+# softplus(-2) = 0.13 per standardised price column: a mild response to start from (the refit replaces it).
+PRICE_WEIGHT_INIT = -2.0
 
 
 class CheckpointError(ValueError):
@@ -160,23 +162,24 @@ def architecture_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(batch_norm, bool | np.bool_):
         raise ValueError(f"config batch_norm={batch_norm!r} is invalid; expected true or false")
 
-    return {
+    arch: dict[str, Any] = {
         "n_layers": n_layers,
         "units": [int(unit) for unit in units],
         "dropout": [float(rate) for rate in dropout],
         "batch_norm": bool(batch_norm),
     }
+    if config.get("price_columns") is not None:
+        columns = config["price_columns"]
+        if isinstance(columns, str | bytes) or not isinstance(columns, Sequence | np.ndarray) or not len(columns):
+            raise ValueError(f"config price_columns={columns!r} is invalid; expected a non-empty list of column "
+                             "indices")
+        if not all(_is_int(c) and c >= 0 for c in columns) or len(set(map(int, columns))) != len(columns):
+            raise ValueError(f"config price_columns={list(columns)!r} must be distinct column indices >= 0")
+        arch["price_columns"] = sorted(int(c) for c in columns)
+    return arch
 
 
-def build_network(input_dim: int, config: Mapping[str, Any]) -> nn.Sequential:
-    """Build the MLP: per hidden layer Linear -> (BatchNorm1d) -> ReLU -> (Dropout), then Linear(., 1).
-
-    Each ReLU is its own non-inplace module: shap.DeepExplainer attaches hooks per module and
-    breaks on shared or in-place activations (PLATFORM-FACTS "SHAP with torch").
-    """
-    if not _is_int(input_dim) or input_dim < 1:
-        raise ValueError(f"input_dim={input_dim!r} is invalid; expected an int >= 1")
-    arch = architecture_config(config)
+def _mlp(input_dim: int, arch: Mapping[str, Any]) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = int(input_dim)
     for units, rate in zip(arch["units"], arch["dropout"], strict=True):
@@ -191,8 +194,154 @@ def build_network(input_dim: int, config: Mapping[str, Any]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class PriceResponseNetwork(nn.Module):
+    """``log1p(q) = g(context) - sum_k beta_k * z_k``, ``beta_k >= 0``: demand that cannot rise with the price.
+
+    ``z_k`` are the input columns listed in ``price_columns`` (the standardised price features, each
+    non-decreasing in the price, see :data:`pricetrail.etl.PRICE_FEATURES`); ``context`` is every other column,
+    none of which depends on the price. ``g`` is the tuned MLP. The price response is a few smooth terms with
+    non-negative weights, so its sign is fixed by construction and the network cannot learn the handful of
+    distinct training prices as categories. After training, :func:`refit_price_response` solves the output
+    layer and the ``beta`` by least squares: gradient descent with early stopping left the weak price signal
+    wherever its initial value put it (bench/pricing_benchmark.py).
+    """
+
+    def __init__(self, input_dim: int, price_columns: Sequence[int], arch: Mapping[str, Any]) -> None:
+        super().__init__()
+        price = sorted(int(c) for c in price_columns)
+        if price and price[-1] >= input_dim:
+            raise ValueError(f"config price_columns={price!r} names a column beyond input_dim={input_dim}")
+        context = [i for i in range(input_dim) if i not in set(price)]
+        if not context:
+            raise ValueError(f"config price_columns={price!r} leaves no context column of {input_dim}")
+        self.input_dim = int(input_dim)
+        self.price_columns = tuple(price)
+        # Not persistent: the indices come from the config, so the state dict holds only learned weights.
+        self.register_buffer("price_index", torch.tensor(price, dtype=torch.long), persistent=False)
+        self.register_buffer("context_index", torch.tensor(context, dtype=torch.long), persistent=False)
+        self.demand = _mlp(len(context), arch)
+        # beta = softplus(raw) during training; the refit writes its least-squares beta back through the inverse.
+        self.price_weight = nn.Parameter(torch.full((len(price),), PRICE_WEIGHT_INIT))
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return nn.functional.softplus(self.price_weight)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's output on the context columns (what the output layer combines)."""
+        return self.demand[:-1](x.index_select(1, self.context_index))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        price = x.index_select(1, self.price_index)
+        return self.demand(x.index_select(1, self.context_index)) - price @ self.beta.unsqueeze(1)
+
+
+@dataclass(frozen=True)
+class PriceResponseFit:
+    """The least-squares price response of a :class:`PriceResponseNetwork` (weights per standardised price column).
+
+    ``covariance`` is the sampling covariance of ``beta`` (sandwich form of the ridge solution, residual variance
+    from the fitting rows); a column whose unconstrained weight came out negative is fixed at 0 (``fixed_zero``)
+    and has zero variance. What the service draws its price band and elasticity interval from.
+    """
+
+    beta: list[float]
+    covariance: list[list[float]]
+    fixed_zero: list[int]
+    residual_sd: float
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"beta": self.beta, "covariance": self.covariance, "fixed_zero": self.fixed_zero,
+                "residual_sd": self.residual_sd, "rows": self.rows}
+
+
+def _inverse_softplus(value: torch.Tensor) -> torch.Tensor:
+    # softplus(-30) ~ 1e-13: a weight fixed at 0 stays 0 to every printed digit.
+    safe = value.clamp(min=1e-13)
+    return torch.where(safe > 20, safe, torch.log(torch.expm1(safe))).clamp(min=-30.0)
+
+
+def refit_price_response(network: PriceResponseNetwork, X: np.ndarray, y: np.ndarray, *,
+                         ridge: float = 1e-3) -> PriceResponseFit:
+    """Solve the output layer and the price weights of ``network`` by least squares on (X, y), weights >= 0.
+
+    The hidden layers stay as trained; on their output the model is linear, so the output layer, its bias and
+    the price weights have a closed-form solution: a ridge penalty (``ridge`` x rows) on the hidden weights only,
+    and an active set for the sign (the most negative price weight is fixed at 0 and the rest refit). Writes
+    the solution into ``network`` and returns the price weights with their covariance.
+    """
+    if not isinstance(network, PriceResponseNetwork):
+        raise ValueError(f"refit_price_response needs a PriceResponseNetwork, got {type(network).__name__}")
+    if not (_is_real(ridge) and ridge >= 0):
+        raise ValueError(f"ridge={ridge!r} is invalid; expected a number >= 0")
+    features = _as_features(X, "X", network.input_dim)
+    target = _as_target(y, "y", features.shape[0]).double().reshape(-1)
+    _check_finite(features, "X")
+    _check_finite(target, "y")
+    network.eval()
+    with torch.no_grad():
+        hidden = network.hidden(features).double()
+        price = features.index_select(1, network.price_index).double()
+    n, width = hidden.shape
+    k = price.shape[1]
+    if n <= width + 1 + k:
+        raise ValueError(f"refit_price_response needs more than {width + 1 + k} rows, got {n}")
+    active = list(range(k))
+    while True:
+        design = torch.cat([hidden, torch.ones(n, 1, dtype=torch.float64), -price[:, active]], dim=1)
+        gram = design.T @ design
+        penalty = torch.zeros_like(gram)
+        penalty[:width, :width] = torch.eye(width, dtype=torch.float64) * float(ridge) * n
+        system = gram + penalty
+        coef = torch.linalg.solve(system, design.T @ target)
+        weights = coef[width + 1:]
+        if not active or bool((weights >= 0).all()):
+            break
+        active.pop(int(torch.argmin(weights)))
+    residual = target - design @ coef
+    dof = max(n - design.shape[1], 1)
+    variance = float(residual @ residual) / dof
+    inverse = torch.linalg.inv(system)
+    full = variance * inverse @ gram @ inverse
+    beta = torch.zeros(k, dtype=torch.float64)
+    covariance = torch.zeros(k, k, dtype=torch.float64)
+    if active:
+        index = torch.tensor(active)
+        beta[index] = weights
+        block = full[width + 1:, width + 1:]
+        covariance[index.unsqueeze(1), index.unsqueeze(0)] = block
+    with torch.no_grad():
+        last = network.demand[-1]
+        last.weight.copy_(coef[:width].reshape(1, width).to(last.weight.dtype))
+        last.bias.copy_(coef[width:width + 1].to(last.bias.dtype))
+        network.price_weight.copy_(_inverse_softplus(beta).to(network.price_weight.dtype))
+    fixed = [i for i in range(k) if i not in active]
+    return PriceResponseFit(beta=[float(b) for b in network.beta.detach().double()],
+                            covariance=covariance.tolist(), fixed_zero=fixed, residual_sd=math.sqrt(variance),
+                            rows=int(n))
+
+
+def build_network(input_dim: int, config: Mapping[str, Any]) -> nn.Module:
+    """Build the demand network.
+
+    Without ``price_columns`` in the config: the plain MLP, per hidden layer Linear -> (BatchNorm1d) -> ReLU ->
+    (Dropout), then Linear(., 1). With it: a :class:`PriceResponseNetwork` whose demand is non-increasing in those
+    columns, the same MLP on the other columns. Each ReLU is its own non-inplace module: shap.DeepExplainer
+    attaches hooks per module and breaks on shared or in-place activations (PLATFORM-FACTS "SHAP with torch").
+    """
+    if not _is_int(input_dim) or input_dim < 1:
+        raise ValueError(f"input_dim={input_dim!r} is invalid; expected an int >= 1")
+    arch = architecture_config(config)
+    if "price_columns" in arch:
+        return PriceResponseNetwork(int(input_dim), arch["price_columns"], arch)
+    return _mlp(int(input_dim), arch)
+
+
 def network_input_dim(network: nn.Module) -> int:
     """Number of input features of ``network`` (the first Linear layer's in_features)."""
+    if isinstance(network, PriceResponseNetwork):
+        return network.input_dim
     for module in network.modules():
         if isinstance(module, nn.Linear):
             return int(module.in_features)
@@ -506,7 +655,7 @@ def _state_dict_mismatch(expected: Mapping[str, torch.Tensor], actual: Mapping[s
     return ""
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Sequential, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint`; return (network in eval mode, checkpoint dict).
 
     Every failure (missing, truncated or corrupted file, wrong keys, weights that do not fit the config,
@@ -569,6 +718,31 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Sequential, dict[s
 
 # ---------------------------------------------------------------------------------------------
 # metrics
+
+
+def smearing_factor(y_true_log: np.ndarray, y_pred_log: np.ndarray) -> float:
+    """Duan's smearing estimate for a model of ``log1p(quantity)``: the mean of ``exp(residual)``.
+
+    ``expm1`` of a mean log prediction is a median-like value, not an expectation: on validation rows it ran
+    10-14% below the mean quantity. With a constant-spread error, ``E[1 + q] = exp(prediction) * mean(exp(r))``.
+    """
+    y_true = np.asarray(y_true_log, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred_log, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"smearing needs as many predictions as actual values (got {y_pred.size} and "
+                         f"{y_true.size}, at least one)")
+    if not (np.all(np.isfinite(y_true)) and np.all(np.isfinite(y_pred))):
+        raise ValueError("smearing needs finite actual and predicted values")
+    return float(np.mean(np.exp(y_true - y_pred)))
+
+
+def expected_quantity(y_pred_log: np.ndarray, smearing: float = 1.0) -> np.ndarray:
+    """Expected quantity per order line from predicted ``log1p(quantity)``: ``exp(prediction) * smearing - 1``,
+    floored at 0. ``smearing`` is the model's :func:`smearing_factor` (1.0 gives the old ``expm1``)."""
+    if not (math.isfinite(smearing) and smearing > 0):
+        raise ValueError(f"smearing={smearing!r} is invalid; expected a finite number > 0")
+    return np.clip(np.exp(np.asarray(y_pred_log, dtype=np.float64)) * smearing - 1.0, 0.0, None)
+
 
 
 def regression_metrics(y_true_log: np.ndarray, y_pred_log: np.ndarray) -> dict[str, float]:

@@ -20,7 +20,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pricetrail.config import atomic_path, settings_from_params
-from pricetrail.etl import TARGET
+from pricetrail.etl import PRICE_FEATURES, TARGET
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,18 @@ def input_columns(preprocessor: ColumnTransformer) -> tuple[list[str], list[str]
 
 def feature_names(preprocessor: ColumnTransformer) -> list[str]:
     return [str(name) for name in preprocessor.get_feature_names_out()]
+
+
+def price_columns(preprocessor: ColumnTransformer) -> list[int]:
+    """Indices of the transformed columns that depend on the price (scaled price features: each non-decreasing in
+    the price, as the scaler's scale is positive). The demand network's price term reads exactly these."""
+    numerical, _ = input_columns(preprocessor)
+    price_inputs = {f"num__{name}" for name in numerical if name in PRICE_FEATURES}
+    columns = [i for i, name in enumerate(feature_names(preprocessor)) if name in price_inputs]
+    if not columns:
+        raise PreprocessError(f"the preprocessor has no price feature among {numerical}; a demand model needs one "
+                              f"of {list(PRICE_FEATURES)}")
+    return columns
 
 
 def save_preprocessor(preprocessor: ColumnTransformer, path: Path) -> None:

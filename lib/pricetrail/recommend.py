@@ -16,6 +16,20 @@ import pandas as pd
 
 from pricetrail.bundle import ModelBundle
 from pricetrail.etl import STATE_COLUMNS, calendar_features, price_features, state_features
+from pricetrail.preprocess import transform
+from pricetrail.price_response import (
+    MAX_BAND_SHARE,
+    MIN_DISTINCT_PRICES,
+    GroupPrices,
+    elasticity_summary,
+    group_prices,
+    optimal_price_band,
+    pivot_prices,
+    price_reference,
+    response_family,
+    robust_choice,
+    uncertainty_notes,
+)
 
 
 class RecommendError(ValueError):
@@ -59,6 +73,11 @@ class Recommendation:
     state_as_of: str
     notes: list[str] = field(default_factory=list)
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # 90% interval of the optimal price (None: the model records no price-response uncertainty)
+    band: tuple[float, float] | None = None
+    # {"at_price", "value", "interval_90"}: d log q / d log p at the group's median training price
+    elasticity: dict[str, Any] = field(default_factory=dict)
+    per: str = "order line"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +89,8 @@ class Recommendation:
             "price_range": [round(p, 4) for p in self.price_range],
             "observed_range": [round(p, 4) for p in self.observed_range],
             "within_observed_range": self.within_observed_range, "state_as_of": self.state_as_of,
+            "band": None if self.band is None else [round(p, 4) for p in self.band],
+            "elasticity": self.elasticity, "per": self.per,
             "notes": list(self.notes), "curve": self.curve.round(6).to_dict(orient="records"),
         }
 
@@ -106,10 +127,23 @@ def grid_rows(bundle: ModelBundle, context: PriceContext, prices: np.ndarray) ->
     return rows, str(state_day.date())
 
 
+def reference_prices(bundle: ModelBundle, is_registered: bool) -> GroupPrices:
+    """The group's training prices: as the checkpoint records them, else from the bundle's training rows."""
+    recorded = price_reference(bundle.metadata, "registered" if is_registered else "guest")
+    if recorded is not None:
+        return recorded
+    if bundle.reference is None:
+        raise RecommendError(f"the bundle of {bundle.stockcode} records no training prices and has no training rows")
+    group = bundle.reference[bundle.reference["is_registered"] == is_registered]
+    return group_prices((group if len(group) else bundle.reference)["unit_price"].to_numpy())
+
+
 def recommend_price(bundle: ModelBundle, context: PriceContext, *, low: float | None = None,
                     high: float | None = None, grid_size: int = 101, range_widening: float = 0.0,
-                    unit_cost: float | None = None) -> Recommendation:
-    """The price that maximises expected revenue (or profit, given a unit cost) per order line."""
+                    unit_cost: float | None = None, min_distinct_prices: int = MIN_DISTINCT_PRICES,
+                    max_band_share: float = MAX_BAND_SHARE) -> Recommendation:
+    """The price that maximises expected revenue (or profit, given a unit cost) per order line, with the 90% band
+    of the optimal price and the elasticity at the median price paid."""
     if bundle.reference is None:
         raise RecommendError(f"the bundle of {bundle.stockcode} has no training rows; cannot bound the price grid")
     if not isinstance(grid_size, int) or not 3 <= grid_size <= 2001:
@@ -131,27 +165,42 @@ def recommend_price(bundle: ModelBundle, context: PriceContext, *, low: float | 
             f"price range [{lo:g}, {hi:g}] leaves the allowed range [{allowed[0]:.4g}, {allowed[1]:.4g}] "
             f"(observed {observed[0]:g}-{observed[1]:g}, widened by range_widening={range_widening:g}); "
             "raise range_widening to extrapolate")
+    if unit_cost is not None and unit_cost >= hi:
+        raise RecommendError(f"unit_cost={unit_cost:g} is at or above every price of the range [{lo:g}, {hi:g}]: "
+                             "every price loses money; check the cost or raise the range")
     if range_widening > 0:
         notes.append(f"grid widened by {range_widening:.0%} of the observed range: the model extrapolates there")
     prices = np.linspace(lo, hi, grid_size)
     rows, state_as_of = grid_rows(bundle, context, prices)
-    quantity = np.clip(np.expm1(bundle.predict_log_quantity(rows)), 0, None)
+    reference = reference_prices(bundle, context.is_registered)
+    pivot, _ = grid_rows(bundle, context, pivot_prices(reference.median))
+    family = response_family(bundle.network, bundle.metadata, transform(bundle.preprocessor, rows),
+                             transform(bundle.preprocessor, pivot))
+    quantity = family.point
     revenue = prices * quantity
     curve = pd.DataFrame({"price": prices, "expected_quantity": quantity, "expected_revenue": revenue})
     objective_values = revenue
     if unit_cost is not None:
         curve["expected_profit"] = (prices - unit_cost) * quantity
         objective_values = curve["expected_profit"].to_numpy()
-    best = int(np.argmax(objective_values))
+    point_best = int(np.argmax(objective_values))
+    best = point_best if family.members is None else robust_choice(prices, family.members, unit_cost)
+    band = None if family.members is None else optimal_price_band(prices, family.members, unit_cost)
+    elasticity = {"at_price": reference.median, **elasticity_summary(family)}
     if best in (0, grid_size - 1):
         notes.append("the best price is at the edge of the grid: the optimum may lie outside it")
+    if unit_cost is not None and objective_values[best] <= 0:
+        notes.append(f"no price of the range makes a profit at unit_cost={unit_cost:g}: this is the smallest loss")
     if state_as_of != str(pd.Timestamp(context.date).date()):
         notes.append(f"the date is after the product's history; state features are as of {state_as_of}")
+    notes.extend(uncertainty_notes(reference, band, float(prices[best]), family.members is not None,
+                                   "registered" if context.is_registered else "guest",
+                                   min_distinct_prices=min_distinct_prices, max_band_share=max_band_share))
     return Recommendation(
         stockcode=bundle.stockcode, model_version=bundle.version, price=float(prices[best]),
         expected_quantity=float(quantity[best]), expected_revenue=float(revenue[best]),
         expected_profit=None if unit_cost is None else float(curve["expected_profit"].iloc[best]),
         objective="profit" if unit_cost is not None else "revenue", price_range=(lo, hi), observed_range=observed,
         within_observed_range=observed[0] <= lo and hi <= observed[1], state_as_of=state_as_of, notes=notes,
-        curve=curve,
+        curve=curve, band=band, elasticity=elasticity,
     )

@@ -455,6 +455,11 @@ def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None) -
     wanted = [c for c in ("invoice_date", "unit_price", "is_registered") if c in pq.read_schema(train_path).names]
     train = pd.read_parquet(train_path, columns=wanted)
     dates = pd.to_datetime(train["invoice_date"])
+    # The served grid is bounded by every price the product sold at up to the data's end, not the training split's
+    # alone: a list-price change in the newest 30% of the data would otherwise be refused as "outside the range".
+    seen = pd.concat([train] + [pd.read_parquet(root / paths.split(name), columns=["unit_price", "is_registered"])
+                                for name in ("validation", "test") if (root / paths.split(name)).is_file()
+                                and "is_registered" in wanted], ignore_index=True)
     test_metrics = read_json(root / paths.test_metrics) if (root / paths.test_metrics).is_file() else {}
     record = {
         "schema": SCHEMA,
@@ -465,7 +470,7 @@ def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None) -
         "artifacts": {name: artifact.to_dict() for name, artifact in artifacts.items()},
         "training_data": {"first_date": str(dates.min().date()), "last_date": str(dates.max().date()),
                           "rows": len(train)},
-        "price_range": observed_price_ranges(train),
+        "price_range": observed_price_ranges(seen),
         "verdict": {"promoted": True, "checks": verdict.get("checks", []), "params": verdict.get("params", {}),
                     "lineage": lineage},
         "metrics": {"test_rmsle": test_metrics.get("rmsle"), "test_mae": test_metrics.get("mae"),
@@ -477,8 +482,9 @@ def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None) -
 
 
 def observed_price_ranges(train: pd.DataFrame) -> dict[str, list[float]]:
-    """Lowest and highest training price per customer group (guests pay about twice the list price), so that a
-    server bounds its price grid from the record instead of reading the whole training split."""
+    """Lowest and highest price per customer group (guests pay about twice the list price) of the rows given (a
+    promotion passes every split), so that a server bounds its price grid from the record instead of reading the
+    splits."""
     ranges = {"all": [float(train["unit_price"].min()), float(train["unit_price"].max())]}
     if "is_registered" not in train.columns:
         return {**ranges, "registered": ranges["all"], "guest": ranges["all"]}

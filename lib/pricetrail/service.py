@@ -29,6 +29,18 @@ from pricetrail.artifacts import ArtifactSource, LocalCache, local_sources, reso
 from pricetrail.bundle import BundleError, ModelBundle, load_bundle
 from pricetrail.config import validate_stockcode
 from pricetrail.etl import calendar_features, state_features
+from pricetrail.model import predict
+from pricetrail.price_response import (
+    MAX_BAND_SHARE,
+    MIN_DISTINCT_PRICES,
+    elasticity_summary,
+    optimal_price_band,
+    pivot_prices,
+    price_reference,
+    response_family,
+    robust_choice,
+    uncertainty_notes,
+)
 from pricetrail.serving.grid import GridEncoder, check_against_preprocessor, check_price_columns, price_columns
 
 CUSTOMERS = ("registered", "guest")
@@ -353,7 +365,7 @@ def warm_up() -> None:
                           "max_price": [1.0, 1.0], "price_sum": [1.0, 1.0]})
     state_features(daily, [pd.Timestamp("2011-03-01")])
     _constants(pd.Timestamp("2011-03-01"), 12)
-    _predict(torch.nn.Sequential(torch.nn.Linear(2, 1)).eval(), np.zeros((2, 2), dtype="float32"))
+    predict(torch.nn.Sequential(torch.nn.Linear(2, 1)).eval(), np.zeros((2, 2), dtype="float32"))
     # scikit-learn imports parts of its encoders on their first transform (~0.1 s): a throwaway transformer of
     # the pipeline's kind pays that here, not inside the first product's model load.
     from sklearn.compose import ColumnTransformer
@@ -363,18 +375,6 @@ def warm_up() -> None:
     ColumnTransformer([("num", StandardScaler(), ["x"]),
                        ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
                                              min_frequency=2), ["c"])]).fit(frame).transform(frame)
-
-
-def _predict(network: torch.nn.Module, matrix: np.ndarray) -> np.ndarray:
-    """The network's log1p(quantity) for a small grid: one forward pass in inference mode on one thread (the
-    model is in eval mode since it loaded; model.predict's batching and mode juggling cost more than the pass)."""
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)  # see model._use_one_thread: small MLPs are slower on two busy threads
-    with torch.inference_mode():
-        output = network(torch.from_numpy(matrix)).reshape(-1).double().numpy()
-    if not np.all(np.isfinite(output)):
-        raise RequestError("min_price", "the model gives non-finite demand on this grid; narrow the price range")
-    return output
 
 
 @functools.lru_cache(maxsize=1024)
@@ -399,13 +399,27 @@ def recommend(served: ServedProduct, request: PriceRequest,
         which = "min_price" if request.min_price is not None else "max_price"
         raise RequestError(which, f"price range [{low:g}, {high:g}] is empty: min_price must be below max_price "
                                   f"(the observed range is {observed[0]:g}-{observed[1]:g})")
+    if request.unit_cost is not None and request.unit_cost >= high:
+        raise RequestError("unit_cost", f"unit_cost={request.unit_cost:g} is at or above every price of the range "
+                                        f"[{low:g}, {high:g}]: every price loses money; check the cost or the range")
     prices = np.linspace(low, high, request.points)
     numerical, categorical, state_as_of = _grid_inputs(served, request, prices)
     matrix = served.encoder.matrix(numerical, categorical, len(prices))
-    quantity = np.clip(np.expm1(_predict(served.bundle.network, matrix)), 0, None)
+    metadata = served.bundle.metadata
+    reference = price_reference(metadata, request.customer)
+    # A checkpoint from before the price reference was recorded: the middle of the observed range stands in.
+    median = reference.median if reference is not None else (observed[0] + observed[1]) / 2
+    pivot = pivot_prices(median)
+    pivot_numerical, pivot_categorical, _ = _grid_inputs(served, request, pivot)
+    family = response_family(served.bundle.network, metadata, matrix,
+                             served.encoder.matrix(pivot_numerical, pivot_categorical, len(pivot)))
+    quantity = family.point
     revenue = prices * quantity
     profit = None if request.unit_cost is None else (prices - request.unit_cost) * quantity
-    best = int(np.argmax(revenue if profit is None else profit))
+    objective = revenue if profit is None else profit
+    point_best = int(np.argmax(objective))
+    best = point_best if family.members is None else robust_choice(prices, family.members, request.unit_cost)
+    band = None if family.members is None else optimal_price_band(prices, family.members, request.unit_cost)
     within = observed[0] - 1e-9 <= low and high <= observed[1] + 1e-9
     notes = []
     if not within:
@@ -413,6 +427,9 @@ def recommend(served: ServedProduct, request: PriceRequest,
                      f"[{observed[0]:g}, {observed[1]:g}] for {request.customer} customers: the model extrapolates")
     if best in (0, len(prices) - 1):
         notes.append("the best price is at the edge of the grid: the optimum may lie outside it")
+    if profit is not None and profit[best] <= 0:
+        notes.append(f"no price of the range makes a profit at unit_cost={request.unit_cost:g}: this is the "
+                     "smallest loss")
     requested_day = str(pd.Timestamp(request.date).date())
     if state_as_of != requested_day:
         notes.append(f"the date is after the product's history; state features are as of {state_as_of}")
@@ -425,6 +442,16 @@ def recommend(served: ServedProduct, request: PriceRequest,
     kept = served.product.unpromoted_candidate()
     if kept:
         notes.append(f"the latest weekly run ({kept.get('time')}) did not promote its model: {kept.get('reason')}")
+    gate_params = ((record.get("verdict") or {}).get("params") or {}).get("assess_model_risk") or {}
+    if reference is not None:
+        notes.extend(uncertainty_notes(
+            reference, band, float(prices[best]), family.members is not None, request.customer,
+            min_distinct_prices=int(gate_params.get("min_distinct_prices", MIN_DISTINCT_PRICES)),
+            max_band_share=float(gate_params.get("max_band_share", MAX_BAND_SHARE))))
+    else:
+        notes.append("this model records no training prices or price-response uncertainty (trained before they "
+                     "were recorded): no band")
+    elasticity = {"at_price": round(median, 6), **elasticity_summary(family)}
     columns = {"price": prices, "expected_quantity": quantity, "expected_revenue": revenue,
                **({} if profit is None else {"expected_profit": profit})}
     rounded = {name: np.round(values, 6).tolist() for name, values in columns.items()}
@@ -437,6 +464,9 @@ def recommend(served: ServedProduct, request: PriceRequest,
         "price": round(float(prices[best]), 6), "expected_quantity": round(float(quantity[best]), 6),
         "expected_revenue": round(float(revenue[best]), 6),
         "expected_profit": None if profit is None else round(float(profit[best]), 6),
+        "point_optimum": round(float(prices[point_best]), 6),
+        "band": None if band is None else [round(band[0], 6), round(band[1], 6)],
+        "elasticity": elasticity, "per": "order line",
         "unit_cost": request.unit_cost, "price_range": [round(low, 6), round(high, 6)],
         "observed_range": [round(observed[0], 6), round(observed[1], 6)], "within_observed_range": within,
         "points": request.points, "date": requested_day, "customer": request.customer,

@@ -114,14 +114,19 @@ def generate_transactions(
     filler_products: int,
     drift: Mapping[str, float],
     drift_days: int,
+    mispriced: Mapping[str, float] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return (transactions in the UCI schema sorted by InvoiceDate, ground truth as a JSON-serialisable dict).
 
     ``products`` maps stockcode -> {"description": str (optional)}; ``drift`` maps a stockcode to a strength in
-    [0, 5] of a shift injected into its last ``drift_days`` days (0 changes nothing).
+    [0, 5] of a shift injected into its last ``drift_days`` days (0 changes nothing). ``mispriced`` maps a
+    stockcode to how far its list price sits from its revenue optimum (list / optimum - 1, e.g. 0.3 = 30% too
+    high, -0.2 = 20% too low): such a product's markdowns are replaced by price tests around the optimum, so the
+    data can show what a better price gains. The other products' rows do not change.
     """
     began = time.perf_counter()
     descriptions, strengths = _validate(products, seed, lines_per_day, filler_products, drift, drift_days)
+    offsets = _validate_mispriced(mispriced or {}, descriptions)
     cal = _calendar(_parse_day(start, "start"), _parse_day(end, "end"), drift_days)
 
     fill_rng = _stream(seed, "fillers")
@@ -139,8 +144,11 @@ def generate_transactions(
     for position, code in enumerate(codes):
         rng = _stream(seed, f"product:{code}")
         is_main = code in descriptions
+        offset = offsets.get(code)
         truth = _draw_product(rng, code, descriptions.get(code), cal, rates[position],
-                              strengths.get(code, 0.0), kind="product" if is_main else "filler")
+                              strengths.get(code, 0.0), kind="product" if is_main else "filler",
+                              mispriced=offset,
+                              test_rng=None if offset is None else _stream(seed, f"price-tests:{code}"))
         truths[code] = truth
         # Drift-only draws come from their own stream, so the product's main stream is the same at any strength.
         drift_rng = _stream(seed, f"drift:{code}") if truth["drift"] > 0 else None
@@ -276,6 +284,27 @@ def _validate(products: Mapping[str, Mapping[str, Any]], seed: int, lines_per_da
                              f"[0, {_MAX_DRIFT:g}] (0 = no drift)")
         strengths[code] = float(strength)
     return descriptions, strengths
+
+
+_MISPRICED_RANGE = (-0.5, 1.0)
+
+
+def _validate_mispriced(mispriced: Mapping[str, float], descriptions: Mapping[str, Any]) -> dict[str, float]:
+    if not isinstance(mispriced, Mapping):
+        raise ValueError(f"mispriced {mispriced!r} is not accepted: give a mapping stockcode -> list / optimum - 1")
+    offsets: dict[str, float] = {}
+    for key, offset in mispriced.items():
+        code = _stockcode(key)
+        if code not in descriptions:
+            raise ValueError(f"mispriced names stockcode {code!r}, which is not among the products "
+                             f"{sorted(descriptions)}")
+        low, high = _MISPRICED_RANGE
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not low <= offset <= high \
+                or abs(offset) < 0.05:
+            raise ValueError(f"mispriced offset {offset!r} for {code!r} is not accepted: use list price / revenue "
+                             f"optimum - 1 in [{low:g}, {high:g}], at least 0.05 away from 0 (e.g. 0.3 or -0.2)")
+        offsets[code] = float(offset)
+    return offsets
 
 
 def _stockcode(key: object) -> str:
@@ -443,7 +472,8 @@ def _description(rng: np.random.Generator) -> str:
 
 
 def _draw_product(rng: np.random.Generator, code: str, description: str | None, cal: _Calendar, rate: float,
-                  strength: float, *, kind: str) -> dict[str, Any]:
+                  strength: float, *, kind: str, mispriced: float | None = None,
+                  test_rng: np.random.Generator | None = None) -> dict[str, Any]:
     """Draw one product's demand curve and price plan; every draw happens whatever the drift (stable streams)."""
     generated = _description(rng)
     ref_price = _round_list_price(rng.uniform(1.5, 8.0))
@@ -467,16 +497,23 @@ def _draw_product(rng: np.random.Generator, code: str, description: str | None, 
     quantity_cap = max(size for size in pack_sizes if size < tier_threshold)
 
     list_by_day, moves = _list_prices(rng, ref_price, cal.n_days)
-    markdowns = _markdowns(rng, cal.n_days)
+    markdowns = _markdowns(rng, cal.n_days)  # drawn in every case, so the main stream stays the same
+    if mispriced is not None:
+        assert test_rng is not None
+        markdowns = _price_tests(test_rng, cal.n_days, mispriced)
     fraction_by_day = np.zeros(cal.n_days)
     for first, last, fraction in markdowns:
         fraction_by_day[first:last + 1] = fraction
-    regular_by_day = np.where(fraction_by_day > 0, np.round(list_by_day * (1 - fraction_by_day), 2), list_by_day)
+    regular_by_day = np.where(fraction_by_day != 0, np.round(list_by_day * (1 - fraction_by_day), 2), list_by_day)
 
     # The optimum sits inside the range of regular prices registered customers see (before any drift).
     lo = float(regular_by_day[cal.trading].min())
-    hi = float(list_by_day[cal.trading].max())
-    target = min(max(target_ratio * ref_price, lo + 0.2 * (hi - lo)), hi - 0.2 * (hi - lo))
+    hi = float(max(list_by_day[cal.trading].max(), regular_by_day[cal.trading].max()))
+    if mispriced is None:
+        target = min(max(target_ratio * ref_price, lo + 0.2 * (hi - lo)), hi - 0.2 * (hi - lo))
+    else:
+        # Measured from the list price charged on the median day: the list price moves once or twice.
+        target = float(np.median(list_by_day[cal.trading])) / (1 + mispriced)
     b = _fit_slope(target, base, ref_price, sigma, quantity_cap)
 
     drift_price_factor = 1 + 0.4 * strength
@@ -512,6 +549,7 @@ def _draw_product(rng: np.random.Generator, code: str, description: str | None, 
         "markdowns": [[_day_str(cal, first), _day_str(cal, last), float(fraction)]
                       for first, last, fraction in markdowns],
         "registered_price_range": [lo, hi],
+        "mispriced": None if mispriced is None else float(mispriced),
         "optimal_price_registered": 0.0,
         "drift": float(strength),
         "drift_start": _day_str(cal, cal.drift_start) if strength > 0 else None,
@@ -559,6 +597,26 @@ def _markdowns(rng: np.random.Generator, n_days: int) -> list[tuple[int, int, fl
         fraction = round(float(rng.uniform(0.10, 0.30)), 2)
         last = min(first + duration - 1, n_days - 1)
         # Periods shorter than the segments squeeze markdowns together: keep the first of overlapping ones.
+        if first < n_days and (not result or first > result[-1][1]):
+            result.append((first, last, fraction))
+    return result
+
+
+def _price_tests(rng: np.random.Generator, n_days: int, offset: float) -> list[tuple[int, int, float]]:
+    """4-5 price tests of 1-3 weeks around a mispriced product's optimum, as markdown entries (first, last,
+    fraction off the list price; negative for a test above it): each test price is the list price moved 50-150%
+    of the way to the optimum."""
+    toward = 1 / (1 + offset) - 1  # the relative move from the list price to the optimum
+    count = int(rng.integers(4, 6))
+    segment = n_days / count
+    result = []
+    for k in range(count):
+        duration = int(rng.integers(7, 22))
+        seg_start, seg_end = int(k * segment), int((k + 1) * segment)
+        duration = min(duration, max(1, seg_end - seg_start - 1))
+        first = int(rng.integers(seg_start, max(seg_start + 1, seg_end - duration + 1)))
+        fraction = round(float(-toward * rng.uniform(0.5, 1.5)), 2)
+        last = min(first + duration - 1, n_days - 1)
         if first < n_days and (not result or first > result[-1][1]):
             result.append((first, last, fraction))
     return result
@@ -731,7 +789,7 @@ def _product_rows(rng: np.random.Generator, drift_rng: np.random.Generator | Non
     fraction_by_day = np.zeros(cal.n_days)
     for first, last, fraction in truth["markdowns"]:
         fraction_by_day[_offset(cal, first):_offset(cal, last) + 1] = fraction
-    regular_by_day = np.where(fraction_by_day > 0, np.round(list_by_day * (1 - fraction_by_day), 2), list_by_day)
+    regular_by_day = np.where(fraction_by_day != 0, np.round(list_by_day * (1 - fraction_by_day), 2), list_by_day)
     # The tier discount applies on top of any markdown, so a tier line is always cheaper than a regular one.
     tier_by_day = np.round(regular_by_day * truth["tier_fraction"], 2)
     factor_by_day = 1 + truth["quantity_season_amplitude"] * _bump(cal.doy)

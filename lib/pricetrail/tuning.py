@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,11 +15,15 @@ from torch import nn
 
 from pricetrail.model import (
     OPTIMIZERS,
+    PriceResponseFit,
+    PriceResponseNetwork,
     TrainingDivergedError,
     TrainResult,
     _is_int,
     _is_real,
     build_network,
+    predict,
+    refit_price_response,
     set_seed,
     to_plain_types,
     train_network,
@@ -50,12 +54,13 @@ class TuningResult:
     """Outcome of :func:`tune`: the best configuration retrained from scratch and the study record."""
 
     best_params: dict[str, Any]
-    network: nn.Sequential
+    network: nn.Module
     train_result: TrainResult
     n_trials_complete: int
     n_trials_pruned: int
     n_trials_failed: int
     trials: list[dict[str, Any]] = field(default_factory=list)
+    price_response: PriceResponseFit | None = None
 
 
 def _range(key: str, value: Any, kind: str) -> list[Any]:
@@ -175,7 +180,9 @@ def _fit(
     patience: int,
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
-) -> tuple[nn.Sequential, TrainResult]:
+) -> tuple[nn.Module, TrainResult, PriceResponseFit | None]:
+    """Train one config; a price-response network then gets its output layer and price weights by least squares
+    on the training rows, and its validation loss is the refit model's (what the tuner compares)."""
     # Same seed for every trial and for the final refit: the refit of the best trial reproduces it exactly.
     set_seed(seed)
     network = build_network(int(np.asarray(X_train).shape[1]), params)
@@ -193,7 +200,13 @@ def _fit(
         seed=seed,
         on_epoch=on_epoch,
     )
-    return network, result
+    if not isinstance(network, PriceResponseNetwork):
+        return network, result, None
+    fit = refit_price_response(network, X_train, y_train)
+    val_loss = float(np.mean((predict(network, X_val) - np.asarray(y_val, dtype=np.float64).reshape(-1)) ** 2))
+    if not math.isfinite(val_loss):
+        raise TrainingDivergedError(f"validation loss became {val_loss} after the price-response refit")
+    return network, replace(result, best_val_loss=val_loss), fit
 
 
 def tune(
@@ -208,6 +221,7 @@ def tune(
     patience: int,
     timeout_seconds: float | None,
     seed: int,
+    price_columns: Sequence[int] | None = None,
 ) -> TuningResult:
     """Search the space with a seeded TPE sampler and median pruning, then retrain the best config.
 
@@ -217,6 +231,8 @@ def tune(
     The budget is ``n_trials`` and ``max_epochs``, so the same inputs give the same model however busy the
     machine is. ``timeout_seconds`` is a limit, not a budget: checked after each trial, exceeding it fails the
     tuning with :class:`TuningTimeout` rather than quietly returning a model from fewer trials.
+    ``price_columns`` (indices of the price features) makes every trial a price-response network whose demand
+    cannot rise with the price (:class:`pricetrail.model.PriceResponseNetwork`); None keeps the plain MLP.
     """
     space = validate_search_space(search_space)
     if not _is_int(n_trials) or n_trials < 1:
@@ -229,15 +245,17 @@ def tune(
     if not _is_int(seed):
         raise ValueError(f"seed={seed!r} is invalid; expected an int")
 
+    structure = {} if price_columns is None else {"price_columns": sorted(int(c) for c in price_columns)}
+
     def objective(trial: optuna.Trial) -> float:
-        params = _suggest(trial, space)
+        params = {**_suggest(trial, space), **structure}
 
         def report(epoch: int, val_loss: float) -> None:
             trial.report(val_loss, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with val_loss={val_loss:.6f}")
 
-        _, result = _fit(
+        _, result, _ = _fit(
             params,
             X_train,
             y_train,
@@ -295,14 +313,14 @@ def tune(
             f"of {len(study.trials)}); widen the search space, lower the learning rate range or raise "
             "n_trials/timeout_seconds"
         )
-    best_params = _params_from_flat(study.best_trial.params)
+    best_params = {**_params_from_flat(study.best_trial.params), **structure}
     logger.info(
         "best trial %d val_loss=%.6f params=%s; retraining it from scratch",
         study.best_trial.number,
         study.best_value,
         best_params,
     )
-    network, train_result = _fit(
+    network, train_result, price_fit = _fit(
         best_params, X_train, y_train, X_val, y_val, max_epochs=max_epochs, patience=patience, seed=seed
     )
     trials = [
@@ -322,4 +340,5 @@ def tune(
         n_trials_pruned=counts[states.PRUNED],
         n_trials_failed=counts[states.FAIL],
         trials=trials,
+        price_response=price_fit,
     )

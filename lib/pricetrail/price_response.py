@@ -1,0 +1,192 @@
+"""What a demand model says about the price, and how sure it is: curves, elasticity, the optimal-price band.
+
+A :class:`pricetrail.model.PriceResponseNetwork` records its least-squares price weights and their sampling
+covariance (``metadata["price_response"]``). Drawing plausible weights from that normal (seeded, so an answer is
+reproducible) gives a family of demand curves. Each one pivots at the customer group's median price paid, where
+the data pin demand down, and fans out away from it, as the data's uncertainty does. From the family:
+
+- the **band**: the 5th to 95th percentile of the members' optimal prices (a 90% interval for the optimum);
+- the **elasticity** at the median price paid, with its 90% interval.
+
+Everything here works on model-input matrices, so the pipeline (``recommend``), the risk gate and the router's
+fast grid encoder share it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from pricetrail.model import PriceResponseNetwork, expected_quantity, predict
+
+DRAWS = 200
+DRAW_SEED = 20111209
+# Relative step of the central difference that measures an elasticity.
+ELASTICITY_STEP = 1e-3
+BAND_PERCENTILES = (5.0, 95.0)
+# Defaults of the notes' thresholds (params.yaml assess_model_risk records the ones a served model uses).
+MIN_DISTINCT_PRICES = 4
+MAX_BAND_SHARE = 0.15
+# The recommendation minimises this quantile of its regret over the plausible curves.
+ROBUST_QUANTILE = 0.9
+
+
+class PriceResponseError(ValueError):
+    """A model's recorded price response is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class GroupPrices:
+    """What the training rows of one customer group say about its prices (recorded in the checkpoint)."""
+
+    median: float
+    distinct: int
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"median": self.median, "distinct": self.distinct, "low": self.low, "high": self.high}
+
+
+def group_prices(prices: np.ndarray) -> GroupPrices:
+    values = np.asarray(prices, dtype=np.float64)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise PriceResponseError("group_prices needs at least one finite price > 0")
+    return GroupPrices(median=float(np.median(values)), distinct=int(np.unique(np.round(values, 4)).size),
+                       low=float(values.min()), high=float(values.max()))
+
+
+def price_reference(metadata: Mapping[str, Any], customer: str) -> GroupPrices | None:
+    """The group's recorded prices, or None for a checkpoint written before they were recorded."""
+    entry = (metadata.get("price_reference") or {}).get(customer)
+    if not entry:
+        return None
+    return GroupPrices(median=float(entry["median"]), distinct=int(entry["distinct"]), low=float(entry["low"]),
+                       high=float(entry["high"]))
+
+
+def pivot_prices(median: float) -> np.ndarray:
+    """The median price and its two neighbours for the central difference."""
+    return np.array([median * (1 - ELASTICITY_STEP), median, median * (1 + ELASTICITY_STEP)])
+
+
+def elasticity(quantity_at_pivot: np.ndarray) -> np.ndarray:
+    """d log q / d log p at the pivot from quantities at ``pivot_prices`` (last axis of length 3)."""
+    q = np.asarray(quantity_at_pivot, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.log(q[..., 2]) - np.log(q[..., 0])) / (math.log1p(ELASTICITY_STEP) - math.log1p(-ELASTICITY_STEP))
+
+
+def _beta_draws(fit: Mapping[str, Any], k: int, n_draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        beta = np.asarray(fit["beta"], dtype=np.float64)
+        covariance = np.asarray(fit["covariance"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as error:
+        raise PriceResponseError(f"the recorded price response {str(fit)[:120]!r} lacks beta/covariance") from error
+    if beta.shape != (k,) or covariance.shape != (k, k) or not (np.all(np.isfinite(beta))
+                                                                 and np.all(np.isfinite(covariance))):
+        raise PriceResponseError(f"the recorded price response has beta {beta.shape} and covariance "
+                                 f"{covariance.shape}; the network has {k} price columns")
+    rng = np.random.default_rng(seed)
+    # Symmetrise and floor the eigenvalues: a covariance from a near-singular solve can be a hair indefinite.
+    values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    draws = beta + rng.standard_normal((n_draws, k)) @ root.T
+    return beta, np.clip(draws, 0.0, None)  # the weights are non-negative by construction
+
+
+@dataclass(frozen=True)
+class ResponseFamily:
+    """Expected quantity per order line on the grid (``point``) and per plausible curve (``members``), and the
+    same at the three pivot prices."""
+
+    point: np.ndarray  # (grid,)
+    members: np.ndarray | None  # (draws, grid); None when the model records no uncertainty
+    pivot_point: np.ndarray  # (3,)
+    pivot_members: np.ndarray | None  # (draws, 3)
+
+
+def response_family(network: nn.Module, metadata: Mapping[str, Any], grid_matrix: np.ndarray,
+                    pivot_matrix: np.ndarray, *, n_draws: int = DRAWS, seed: int = DRAW_SEED) -> ResponseFamily:
+    """Expected quantities of the point model and of ``n_draws`` plausible price responses.
+
+    ``grid_matrix`` and ``pivot_matrix`` are model inputs (rows = prices, same context on every row). A member
+    replaces the price weights ``beta`` by a draw ``b``; its log prediction moves by ``-(z - z_pivot) . (b - beta)``,
+    which leaves it unchanged at the median price (the pivot), where the data fix the level.
+    """
+    smearing = float(metadata.get("smearing_factor", 1.0))
+    grid_log = predict(network, grid_matrix)
+    pivot_log = predict(network, pivot_matrix)
+    point = expected_quantity(grid_log, smearing)
+    pivot_point = expected_quantity(pivot_log, smearing)
+    fit = metadata.get("price_response")
+    if not isinstance(network, PriceResponseNetwork) or not fit:
+        return ResponseFamily(point, None, pivot_point, None)
+    columns = list(network.price_columns)
+    beta, draws = _beta_draws(fit, len(columns), n_draws, seed)
+    z_grid = np.asarray(grid_matrix, dtype=np.float64)[:, columns]
+    z_pivot = np.asarray(pivot_matrix, dtype=np.float64)[:, columns]
+    centre = z_pivot[1]
+    delta = draws - beta  # (draws, k)
+    members = expected_quantity(grid_log[None, :] - delta @ (z_grid - centre).T, smearing)
+    pivot_members = expected_quantity(pivot_log[None, :] - delta @ (z_pivot - centre).T, smearing)
+    return ResponseFamily(point, members, pivot_point, pivot_members)
+
+
+def optimal_price_band(prices: np.ndarray, members: np.ndarray, unit_cost: float | None = None) -> tuple[float, float]:
+    """The 5th-95th percentile of the members' optimal prices on the grid."""
+    margin = prices - (0.0 if unit_cost is None else unit_cost)
+    best = prices[np.argmax(members * margin[None, :], axis=1)]
+    low, high = np.percentile(best, BAND_PERCENTILES)
+    return float(low), float(high)
+
+
+def robust_choice(prices: np.ndarray, members: np.ndarray, unit_cost: float | None = None,
+                  quantile: float = ROBUST_QUANTILE) -> int:
+    """Index of the grid price whose regret (the share of the best revenue or profit given up) is smallest in the
+    ``quantile`` of plausible curves: the point optimum when the curves agree, a price that is good under all
+    of them when they do not (a flat revenue curve read with a 15% slope error otherwise lands at a range end)."""
+    margin = prices - (0.0 if unit_cost is None else unit_cost)
+    value = members * margin[None, :]
+    best = value.max(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        regret = np.where(best > 0, (best - value) / best, 0.0)
+    return int(np.argmin(np.quantile(regret, quantile, axis=0)))
+
+
+def elasticity_summary(family: ResponseFamily) -> dict[str, Any]:
+    """The point elasticity at the median price paid and its 90% interval (None without members)."""
+    value: float | None = float(elasticity(family.pivot_point))
+    if not math.isfinite(value):  # no demand at the median price: the elasticity is undefined
+        value = None
+    interval = None
+    if family.pivot_members is not None:
+        spread = elasticity(family.pivot_members)
+        spread = spread[np.isfinite(spread)]
+        if spread.size:
+            interval = [float(v) for v in np.percentile(spread, BAND_PERCENTILES)]
+    return {"value": value, "interval_90": interval}
+
+
+def uncertainty_notes(reference: GroupPrices, band: tuple[float, float] | None, price: float, has_members: bool,
+                      customer: str, *, min_distinct_prices: int = MIN_DISTINCT_PRICES,
+                      max_band_share: float = MAX_BAND_SHARE) -> list[str]:
+    """The notes a recommendation carries about how far its price response can be trusted."""
+    notes = []
+    if reference.distinct < min_distinct_prices:
+        notes.append(f"the training history holds {reference.distinct} distinct price(s) for {customer} customers, "
+                     f"fewer than {min_distinct_prices}: the price response is hardly identified, so the "
+                     "recommendation rests on the model's structure more than on the data")
+    if not has_members:
+        notes.append("this model records no price-response uncertainty (trained before it was recorded): no band")
+    elif band is not None and price > 0 and (band[1] - band[0]) / price > max_band_share:
+        notes.append(f"the optimal price is uncertain: its 90% band {band[0]:.4g}-{band[1]:.4g} spans "
+                     f"{(band[1] - band[0]) / price:.0%} of the price (more than {max_band_share:.0%})")
+    notes.append("expected quantity and revenue are per order line: the model does not see how the price changes "
+                 "the number of orders")
+    return notes
