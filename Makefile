@@ -33,6 +33,9 @@ lint: $(STAMP)  ## ruff
 bench-etl: $(STAMP)  ## DuckDB vs pandas ETL on the real data (needs ../shared)
 	$(BIN)/python bench/etl_benchmark.py
 
+bench-pricing: $(STAMP)  ## pricing against known curves: regret vs naive policies and a regression, elasticity, bands, uplift; time vs d669a3d
+	$(BIN)/python bench/pricing_benchmark.py --time-against d669a3d --part both
+
 bench-quality: $(STAMP)  ## price regret on synthetic data, model vs baselines on real data
 	$(BIN)/python bench/quality_benchmark.py
 
@@ -55,4 +58,4 @@ bench-router: $(STAMP)  ## the price router under waitress: warm latency, 8 clie
 bench-remote: $(STAMP)  ## push/pull times and bytes on moto_server, router first request from S3 vs the local cache
 	$(BIN)/python bench/remote_benchmark.py
 
-.PHONY: help install run test lint bench-etl bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote
+.PHONY: help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote

@@ -3,6 +3,7 @@ verdict fails is never promoted (``pricetrail promote`` reads the verdict)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from pricetrail.bundle import ModelBundle, load_bundle
 from pricetrail.config import load_params, read_json, section, write_json
 from pricetrail.hashing import file_md5
 from pricetrail.paths import ProductPaths
-from pricetrail.recommend import PriceContext, recommend_price
+from pricetrail.recommend import PriceContext, observed_price_range, recommend_price
 from pricetrail.risk import (
     PriceCurve,
     baseline_prediction,
@@ -46,13 +47,18 @@ GATE_GRID = 201
 
 
 def price_curves(bundle: ModelBundle, settings: dict) -> dict[str, PriceCurve]:
-    """Each customer group's predicted demand over its observed price range, the day after the history ends (the
-    state a served model prices from), and its elasticity at the group's median training price."""
+    """Each customer group's predicted demand over the prices it paid (``bundle.reference``: every split, as the
+    router's grid), the day after the history ends (the state a served model prices from), and its elasticity at
+    the group's median training price (recorded in the checkpoint)."""
     assert bundle.daily is not None and bundle.reference is not None
     day = str((pd.to_datetime(bundle.daily["day"]).max() + pd.Timedelta(days=1)).date())
     curves = {}
     for group, registered in (("registered", True), ("guest", False)):
         if int((bundle.reference["is_registered"] == registered).sum()) < 2:
+            continue
+        low, high = observed_price_range(bundle.reference, registered)
+        if high - low < 0.005:  # one price only: no grid to check (the detail lists the groups that were)
+            log.info("%s: %s customers paid one price (%g); no price-response curve to check", CODE, group, low)
             continue
         result = recommend_price(bundle, PriceContext(date=day, is_registered=registered), grid_size=GATE_GRID,
                                  min_distinct_prices=int(settings["min_distinct_prices"]),
@@ -79,8 +85,11 @@ def main(root: Path) -> None:
                                        max_mean_outcome_difference=float(settings["max_mean_outcome_difference"]),
                                        min_group_size=int(settings["min_group_size"]),
                                        scale=str(settings.get("fairness_scale", "log")))
-    bundle = load_bundle(root / paths.checkpoint, root / paths.preprocessor, daily=root / paths.daily,
-                         reference=root / paths.split("train"))
+    bundle = load_bundle(root / paths.checkpoint, root / paths.preprocessor, daily=root / paths.daily)
+    # The grid the router serves: every price the product sold at up to the data's end (registry.price_range).
+    seen = pd.concat([pd.read_parquet(root / paths.split(name), columns=["unit_price", "is_registered"])
+                      for name in ("train", "validation", "test")], ignore_index=True)
+    bundle = dataclasses.replace(bundle, reference=seen)
     response = price_response_checks(price_curves(bundle, settings),
                                      min_elasticity=float(settings["min_elasticity"]),
                                      max_elasticity=float(settings["max_elasticity"]))

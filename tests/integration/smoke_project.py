@@ -42,6 +42,12 @@ def make_copy(target: Path, profile: str | None = "smoke") -> Path:
             shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, target / name)
+    return init_copy(target, profile)
+
+
+def init_copy(target: Path, profile: str | None = "smoke", message: str = "copy") -> Path:
+    """Make a folder holding the project's files a project of its own: no promoted models, git, DVC with a local
+    remote beside it, the profile applied, everything committed."""
     for stale in (target / "registry").iterdir():  # start with no promoted models
         if stale.is_dir():
             shutil.rmtree(stale)
@@ -54,7 +60,7 @@ def make_copy(target: Path, profile: str | None = "smoke") -> Path:
     if profile:
         pricetrail("profile", profile, cwd=target)
     run(["git", "add", "-A"], target)
-    run(["git", "commit", "-qm", "copy"], target)
+    run(["git", "commit", "-qm", message], target)
     return target
 
 
