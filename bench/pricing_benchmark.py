@@ -273,7 +273,8 @@ def real_recommendations(root: Path) -> pd.DataFrame:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["synthetic", "real", "both"], default="synthetic")
+    parser.add_argument("--part", choices=["synthetic", "real", "both", "none"], default="synthetic",
+                        help="none: only the --time-against comparison")
     parser.add_argument("--keep", type=Path, help="build the copies here and keep them")
     parser.add_argument("--reuse", type=Path, help="score this finished synthetic copy instead of running one")
     parser.add_argument("--time-against", metavar="REV", help="also time the default run of the project at REV")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import numpy as np
@@ -133,12 +132,6 @@ def test_truth_is_json_serialisable(default_run):
         for key in ("description", "base", "b", "ref_price", "guest_multiplier", "list_price_schedule",
                     "markdowns", "optimal_price_registered", "drift"):
             assert key in product
-
-
-def test_default_size_generates_fast():
-    began = time.perf_counter()
-    generate_transactions(PRODUCTS, drift={}, **SETTINGS)
-    assert time.perf_counter() - began < 5.0
 
 
 def test_integer_stockcode_from_yaml_is_accepted():
