@@ -63,7 +63,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, smoke_week1) -> Path:
     set_params(root, {"synthetic.drift": {DRIFTED: 2.0}})
     pricetrail("run", cwd=root, check=False)  # exits 1: 85123A's drift gate fails
     commit(root, "week 2: new data, 85123A drifted")
-    set_params(root, {"tune_primary_model.n_trials": 3})
+    # A smaller budget and search space: fewer trials alone can leave the best trial, and so the model, unchanged.
+    set_params(root, {"tune_primary_model.n_trials": 3, "tune_primary_model.search_space.units": [8, 12]})
     pricetrail("run", cwd=root, check=False)  # 85123A still drifts
     commit(root, "week 3: smaller tuning budget")
     set_params(root, {"assess_model_risk.min_improvement_over_baseline": 0.99})
