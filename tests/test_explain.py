@@ -209,3 +209,23 @@ def test_explain_leaves_the_callers_network_untouched(
         trained.eval()
     for key, value in trained.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_a_price_response_network_is_explained_exactly_and_fast() -> None:
+    """Deep SHAP on the MLP over the context columns, the linear term's own values for the price columns."""
+    from pricetrail.model import PriceResponseNetwork
+
+    rng = np.random.default_rng(0)
+    set_seed(0)
+    network = build_network(4, {"n_layers": 1, "units": [8], "dropout": [0.0], "batch_norm": False,
+                                "price_columns": [0, 2]})
+    assert isinstance(network, PriceResponseNetwork)
+    background = rng.normal(size=(30, 4)).astype(np.float32)
+    rows = rng.normal(size=(10, 4)).astype(np.float32)
+    result = explain(network, background, rows, ["p0", "c1", "p2", "c3"])
+    assert result.method == "deep"
+    total = result.values.to_numpy().sum(axis=1) + result.base_value
+    np.testing.assert_allclose(total, predict(network, rows), atol=1e-4)
+    beta = network.beta.detach().numpy()
+    expected = -(rows[:, 0] - background[:, 0].mean()) * beta[0]
+    np.testing.assert_allclose(result.values["p0"].to_numpy(), expected, rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ import shap
 import torch
 from torch import nn
 
-from pricetrail.model import network_input_dim, predict
+from pricetrail.model import PriceResponseNetwork, network_input_dim, predict
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,27 @@ def deep_supported(network: nn.Module) -> bool:
         if isinstance(module, nn.ReLU | nn.Dropout) and module.inplace:
             return False
     return True
+
+
+def _explain_price_response(network: PriceResponseNetwork, background: np.ndarray,
+                            rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """Exact SHAP values of ``g(context) - b . z``: Deep SHAP of the MLP ``g`` on the context columns, and for the
+    price columns the linear term's own, ``-b_k (z_k - mean background z_k)`` (the permutation explainer took as
+    long as the tuning)."""
+    context = network.context_index.numpy()
+    price = list(network.price_columns)
+    context_values, context_base = _explain_deep(network.demand, np.ascontiguousarray(background[:, context]),
+                                                 np.ascontiguousarray(rows[:, context]))
+    beta = network.beta.detach().double().numpy()
+    centre = background[:, price].astype(np.float64).mean(axis=0)
+    values = np.zeros(rows.shape, dtype=np.float64)
+    values[:, context] = context_values
+    values[:, price] = -(rows[:, price].astype(np.float64) - centre) * beta
+    base_value = float(context_base - centre @ beta)
+    gap = float(np.max(np.abs(values.sum(axis=1) + base_value - predict(network, rows))))
+    if gap > ADDITIVITY_TOLERANCE:
+        raise ValueError(f"price-response SHAP values miss the model output by up to {gap:.4g}")
+    return values, base_value
 
 
 def _features(X: np.ndarray, name: str, n_features: int) -> np.ndarray:
@@ -137,7 +158,15 @@ def explain(
     torch.set_num_threads(1)
 
     used = "permutation"
-    if method == "deep":
+    if method in ("auto", "deep") and isinstance(network, PriceResponseNetwork) and deep_supported(network.demand):
+        try:
+            values, base_value = _explain_price_response(network, background, rows)
+            used = "deep"
+        except (AssertionError, RuntimeError, ValueError, TypeError) as exc:
+            if method == "deep":
+                raise
+            logger.warning("DeepExplainer failed (%s: %s); falling back to permutation", type(exc).__name__, exc)
+    elif method == "deep":
         if not deep_supported(network):
             raise ValueError(
                 "method='deep' needs a plain nn.Sequential of Linear/BatchNorm1d/ReLU/Dropout with a "
