@@ -159,6 +159,18 @@ def robust_choice(prices: np.ndarray, members: np.ndarray, unit_cost: float | No
     return int(np.argmin(np.quantile(regret, quantile, axis=0)))
 
 
+def choose_price(prices: np.ndarray, family: ResponseFamily,
+                 unit_cost: float | None = None) -> tuple[int, int, tuple[float, float] | None]:
+    """(point optimum's index, recommended index, band): the robust choice and the 90% band when the model records
+    its uncertainty, else the point optimum and no band."""
+    margin = prices - (0.0 if unit_cost is None else unit_cost)
+    point_best = int(np.argmax(family.point * margin))
+    if family.members is None:
+        return point_best, point_best, None
+    return point_best, robust_choice(prices, family.members, unit_cost), optimal_price_band(prices, family.members,
+                                                                                            unit_cost)
+
+
 def elasticity_summary(family: ResponseFamily) -> dict[str, Any]:
     """The point elasticity at the median price paid and its 90% interval (None without members)."""
     value: float | None = float(elasticity(family.pivot_point))

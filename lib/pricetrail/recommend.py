@@ -21,13 +21,12 @@ from pricetrail.price_response import (
     MAX_BAND_SHARE,
     MIN_DISTINCT_PRICES,
     GroupPrices,
+    choose_price,
     elasticity_summary,
     group_prices,
-    optimal_price_band,
     pivot_prices,
     price_reference,
     response_family,
-    robust_choice,
     uncertainty_notes,
 )
 
@@ -183,9 +182,7 @@ def recommend_price(bundle: ModelBundle, context: PriceContext, *, low: float | 
     if unit_cost is not None:
         curve["expected_profit"] = (prices - unit_cost) * quantity
         objective_values = curve["expected_profit"].to_numpy()
-    point_best = int(np.argmax(objective_values))
-    best = point_best if family.members is None else robust_choice(prices, family.members, unit_cost)
-    band = None if family.members is None else optimal_price_band(prices, family.members, unit_cost)
+    _, best, band = choose_price(prices, family, unit_cost)
     elasticity = {"at_price": reference.median, **elasticity_summary(family)}
     if best in (0, grid_size - 1):
         notes.append("the best price is at the edge of the grid: the optimum may lie outside it")

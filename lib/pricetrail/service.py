@@ -33,12 +33,11 @@ from pricetrail.model import predict
 from pricetrail.price_response import (
     MAX_BAND_SHARE,
     MIN_DISTINCT_PRICES,
+    choose_price,
     elasticity_summary,
-    optimal_price_band,
     pivot_prices,
     price_reference,
     response_family,
-    robust_choice,
     uncertainty_notes,
 )
 from pricetrail.serving.grid import GridEncoder, check_against_preprocessor, check_price_columns, price_columns
@@ -416,10 +415,7 @@ def recommend(served: ServedProduct, request: PriceRequest,
     quantity = family.point
     revenue = prices * quantity
     profit = None if request.unit_cost is None else (prices - request.unit_cost) * quantity
-    objective = revenue if profit is None else profit
-    point_best = int(np.argmax(objective))
-    best = point_best if family.members is None else robust_choice(prices, family.members, request.unit_cost)
-    band = None if family.members is None else optimal_price_band(prices, family.members, request.unit_cost)
+    point_best, best, band = choose_price(prices, family, request.unit_cost)
     within = observed[0] - 1e-9 <= low and high <= observed[1] + 1e-9
     notes = []
     if not within:

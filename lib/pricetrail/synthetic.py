@@ -23,7 +23,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -584,9 +584,10 @@ def _list_prices(rng: np.random.Generator, ref_price: float, n_days: int) -> tup
     return prices, moves
 
 
-def _markdowns(rng: np.random.Generator, n_days: int) -> list[tuple[int, int, float]]:
-    """2-4 temporary markdowns of 10-30% for 1-3 weeks, one per equal segment of the period (never overlapping)."""
-    count = int(rng.integers(2, 5))
+def _periods(rng: np.random.Generator, n_days: int, count: int,
+             fraction: Callable[[], float]) -> list[tuple[int, int, float]]:
+    """``count`` temporary price periods of 1-3 weeks, one per equal segment of the period (never overlapping):
+    (first day, last day, fraction off the list price, drawn by ``fraction()``)."""
     segment = n_days / count
     result = []
     for k in range(count):
@@ -594,32 +595,25 @@ def _markdowns(rng: np.random.Generator, n_days: int) -> list[tuple[int, int, fl
         seg_start, seg_end = int(k * segment), int((k + 1) * segment)
         duration = min(duration, max(1, seg_end - seg_start - 1))
         first = int(rng.integers(seg_start, max(seg_start + 1, seg_end - duration + 1)))
-        fraction = round(float(rng.uniform(0.10, 0.30)), 2)
+        off = fraction()
         last = min(first + duration - 1, n_days - 1)
-        # Periods shorter than the segments squeeze markdowns together: keep the first of overlapping ones.
+        # Periods shorter than the segments squeeze them together: keep the first of overlapping ones.
         if first < n_days and (not result or first > result[-1][1]):
-            result.append((first, last, fraction))
+            result.append((first, last, off))
     return result
+
+
+def _markdowns(rng: np.random.Generator, n_days: int) -> list[tuple[int, int, float]]:
+    """2-4 temporary markdowns of 10-30% for 1-3 weeks."""
+    return _periods(rng, n_days, int(rng.integers(2, 5)), lambda: round(float(rng.uniform(0.10, 0.30)), 2))
 
 
 def _price_tests(rng: np.random.Generator, n_days: int, offset: float) -> list[tuple[int, int, float]]:
-    """4-5 price tests of 1-3 weeks around a mispriced product's optimum, as markdown entries (first, last,
-    fraction off the list price; negative for a test above it): each test price is the list price moved 50-150%
-    of the way to the optimum."""
+    """4-5 price tests of 1-3 weeks around a mispriced product's optimum, as markdown entries (fraction off the list
+    price; negative for a test above it): each test price is the list price moved 50-150% of the way to the
+    optimum."""
     toward = 1 / (1 + offset) - 1  # the relative move from the list price to the optimum
-    count = int(rng.integers(4, 6))
-    segment = n_days / count
-    result = []
-    for k in range(count):
-        duration = int(rng.integers(7, 22))
-        seg_start, seg_end = int(k * segment), int((k + 1) * segment)
-        duration = min(duration, max(1, seg_end - seg_start - 1))
-        first = int(rng.integers(seg_start, max(seg_start + 1, seg_end - duration + 1)))
-        fraction = round(float(-toward * rng.uniform(0.5, 1.5)), 2)
-        last = min(first + duration - 1, n_days - 1)
-        if first < n_days and (not result or first > result[-1][1]):
-            result.append((first, last, fraction))
-    return result
+    return _periods(rng, n_days, int(rng.integers(4, 6)), lambda: round(float(-toward * rng.uniform(0.5, 1.5)), 2))
 
 
 # ----------------------------------------------------------------------------------------------------------------
