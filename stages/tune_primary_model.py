@@ -41,7 +41,8 @@ def main(root: Path) -> None:
     result = tune(x_train, y_train, x_val, y_val, search_space=settings["search_space"],
                   n_trials=int(settings["n_trials"]), max_epochs=int(settings["max_epochs"]),
                   patience=int(settings["patience"]), timeout_seconds=settings.get("timeout_seconds"), seed=seed,
-                  price_columns=price_columns(preprocessor) if structure == "monotone" else None)
+                  price_columns=price_columns(preprocessor) if structure == "monotone" else None,
+                  pool_trials=int(settings.get("pool_trials", 1)))
     version = model_version(result.network, result.best_params)
     val_prediction = predict(result.network, x_val)
     groups = {name: group_prices(train.loc[train["is_registered"] == registered, "unit_price"].to_numpy())

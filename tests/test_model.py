@@ -14,6 +14,7 @@ from torch import nn
 
 from pricetrail.model import (
     CheckpointError,
+    PriceResponseFit,
     PriceResponseNetwork,
     TrainingDivergedError,
     build_network,
@@ -21,6 +22,7 @@ from pricetrail.model import (
     load_checkpoint,
     model_version,
     network_input_dim,
+    pool_price_responses,
     predict,
     refit_price_response,
     regression_metrics,
@@ -582,6 +584,28 @@ def test_refit_fixes_a_rising_price_column_at_zero() -> None:
     assert fit.beta[1] == pytest.approx(0.0, abs=1e-9)
     assert fit.covariance[1] == [0.0, 0.0]
     assert fit.beta[0] > 0.3
+
+
+def test_pooling_adds_the_spread_between_trials_to_the_covariance() -> None:
+    fit = PriceResponseFit(beta=[0.5, 0.2], covariance=[[0.01, 0.0], [0.0, 0.02]], fixed_zero=[], residual_sd=0.3,
+                           rows=100)
+    betas = [[0.5, 0.2], [0.7, 0.2], [0.3, 0.2]]  # the first weight differs between trials, the second does not
+    pooled = pool_price_responses(fit, betas)
+    between = np.var([0.5, 0.7, 0.3], ddof=1)
+    assert pooled.covariance[0][0] == pytest.approx(0.01 + (1 + 1 / 3) * between)
+    assert pooled.covariance[1][1] == pytest.approx(0.02)  # agreement adds nothing
+    assert pooled.beta == fit.beta and pooled.within_covariance == fit.covariance and pooled.pooled_trials == 3
+    assert pooled.to_dict()["pooled_trials"] == 3
+    single = pool_price_responses(fit, betas[:1])
+    assert single.covariance == fit.covariance and single.pooled_trials == 1
+
+
+@pytest.mark.parametrize("betas", [[[0.5]], [[0.5, 0.2, 0.1]], [[0.5, float("nan")]], [0.5, 0.2]])
+def test_pooling_refuses_weights_of_another_shape(betas: object) -> None:
+    fit = PriceResponseFit(beta=[0.5, 0.2], covariance=[[0.01, 0.0], [0.0, 0.02]], fixed_zero=[], residual_sd=0.3,
+                           rows=100)
+    with pytest.raises(ValueError, match="trial_betas must be M rows of 2 finite price weights"):
+        pool_price_responses(fit, betas)  # type: ignore[arg-type]
 
 
 def test_price_response_checkpoint_round_trip(tmp_path: Path) -> None:

@@ -116,7 +116,8 @@ def monotone(tmp_path_factory: pytest.TempPathFactory) -> dict:
     y = {name: split[TARGET].to_numpy(dtype="float32") for name, split in splits.items()}
     result = tune(x["train"], y["train"], x["validation"], y["validation"],
                   search_space=params["tune_primary_model"]["search_space"], n_trials=3, max_epochs=40, patience=8,
-                  timeout_seconds=None, seed=0, price_columns=price_columns(preprocessor))
+                  timeout_seconds=None, seed=0, price_columns=price_columns(preprocessor),
+                  pool_trials=params["tune_primary_model"]["pool_trials"])
     train = splits["train"]
     metadata = {
         "smearing_factor": smearing_factor(y["validation"], predict(result.network, x["validation"])),

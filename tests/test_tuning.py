@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 
-from pricetrail.model import predict, regression_metrics
+from pricetrail.model import PriceResponseNetwork, predict, regression_metrics
 from pricetrail.tuning import TuningResult, tune, validate_search_space
 
 SEARCH_SPACE: dict[str, Any] = {
@@ -164,3 +164,18 @@ def test_exceeding_the_time_limit_fails_loudly(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(tuning.time, "monotonic", lambda: next(readings))
     with pytest.raises(tuning.TuningTimeout, match=r"for 1 of 3 trials, over tune_primary_model.timeout_seconds=50"):
         run(timeout_seconds=50)
+
+
+def test_price_response_trials_record_their_weights_and_pool_the_best() -> None:
+    pooled = run(n_trials=4, price_columns=[0], pool_trials=3)
+    single = run(n_trials=4, price_columns=[0], pool_trials=1)
+    assert isinstance(pooled.network, PriceResponseNetwork)
+    complete = [t for t in pooled.trials if t["state"] == "COMPLETE"]
+    assert complete and all(len(t["price_weights"]) == 1 for t in complete)
+    assert pooled.price_response is not None and single.price_response is not None
+    assert pooled.price_response.beta == single.price_response.beta  # pooling widens, it does not move the weights
+    assert pooled.price_response.pooled_trials == min(3, len(complete))
+    assert pooled.price_response.within_covariance == single.price_response.covariance
+    assert pooled.price_response.covariance[0][0] >= single.price_response.covariance[0][0]
+    with pytest.raises(ValueError, match="pool_trials=0"):
+        run(pool_trials=0)

@@ -15,7 +15,7 @@ import os
 import random
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -250,10 +250,40 @@ class PriceResponseFit:
     fixed_zero: list[int]
     residual_sd: float
     rows: int
+    # Set by pool_price_responses: the least-squares covariance alone, and how many tuning trials' weights the
+    # total ``covariance`` pools.
+    within_covariance: list[list[float]] | None = None
+    pooled_trials: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"beta": self.beta, "covariance": self.covariance, "fixed_zero": self.fixed_zero,
-                "residual_sd": self.residual_sd, "rows": self.rows}
+                "residual_sd": self.residual_sd, "rows": self.rows, "within_covariance": self.within_covariance,
+                "pooled_trials": self.pooled_trials}
+
+
+def pool_price_responses(fit: PriceResponseFit, trial_betas: Sequence[Sequence[float]]) -> PriceResponseFit:
+    """Add to ``fit``'s covariance how much the price weights move between well-scoring tuning trials.
+
+    The least-squares covariance holds the hidden layers fixed, yet they were learned from the same rows, and
+    another good architecture reads a different slope from them. Like Rubin's rules for imputations, the total
+    is within + (1 + 1/M) x between, over the M trials' weights (``fit``'s own among them): the interval grows
+    by what the choice of network is uncertain about, and stays as it was when the trials agree. ``beta`` stays
+    the served network's own.
+    """
+    k = len(fit.beta)
+    try:
+        betas = np.asarray(trial_betas, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"trial_betas must be M rows of {k} finite price weights: {error}") from error
+    if betas.ndim != 2 or betas.shape[1] != k or not np.all(np.isfinite(betas)):
+        raise ValueError(f"trial_betas must be M rows of {k} finite price weights, got shape {betas.shape}")
+    within = np.asarray(fit.covariance, dtype=np.float64)
+    m = betas.shape[0]
+    if m < 2:
+        return replace(fit, within_covariance=within.tolist(), pooled_trials=m)
+    between = np.atleast_2d(np.cov(betas, rowvar=False))
+    total = within + (1.0 + 1.0 / m) * between
+    return replace(fit, covariance=total.tolist(), within_covariance=within.tolist(), pooled_trials=m)
 
 
 def _inverse_softplus(value: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from pricetrail.model import (
     _is_int,
     _is_real,
     build_network,
+    pool_price_responses,
     predict,
     refit_price_response,
     set_seed,
@@ -43,6 +44,8 @@ SEARCH_SPACE_KINDS: dict[str, str] = {
 }
 # The median pruner waits for this many complete trials before it prunes anything.
 PRUNER_STARTUP_TRIALS = 5
+# Where a trial records its refit price weights (the pooled price-response uncertainty reads them).
+PRICE_WEIGHTS_ATTR = "price_weights"
 
 
 class TuningTimeout(ValueError):
@@ -222,6 +225,7 @@ def tune(
     timeout_seconds: float | None,
     seed: int,
     price_columns: Sequence[int] | None = None,
+    pool_trials: int = 1,
 ) -> TuningResult:
     """Search the space with a seeded TPE sampler and median pruning, then retrain the best config.
 
@@ -233,6 +237,8 @@ def tune(
     tuning with :class:`TuningTimeout` rather than quietly returning a model from fewer trials.
     ``price_columns`` (indices of the price features) makes every trial a price-response network whose demand
     cannot rise with the price (:class:`pricetrail.model.PriceResponseNetwork`); None keeps the plain MLP.
+    ``pool_trials`` > 1 widens the served price response's covariance by how much the price weights differ
+    between the best ``pool_trials`` complete trials (:func:`pricetrail.model.pool_price_responses`).
     """
     space = validate_search_space(search_space)
     if not _is_int(n_trials) or n_trials < 1:
@@ -244,6 +250,8 @@ def tune(
         raise ValueError(f"timeout_seconds={timeout_seconds!r} is invalid; expected a number > 0 or null")
     if not _is_int(seed):
         raise ValueError(f"seed={seed!r} is invalid; expected an int")
+    if not _is_int(pool_trials) or pool_trials < 1:
+        raise ValueError(f"pool_trials={pool_trials!r} is invalid; expected an int >= 1 (1: no pooling)")
 
     structure = {} if price_columns is None else {"price_columns": sorted(int(c) for c in price_columns)}
 
@@ -255,7 +263,7 @@ def tune(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with val_loss={val_loss:.6f}")
 
-        _, result, _ = _fit(
+        _, result, fit = _fit(
             params,
             X_train,
             y_train,
@@ -266,6 +274,8 @@ def tune(
             seed=seed,
             on_epoch=report,
         )
+        if fit is not None:
+            trial.set_user_attr(PRICE_WEIGHTS_ATTR, fit.beta)
         return result.best_val_loss
 
     started = time.monotonic()
@@ -323,12 +333,18 @@ def tune(
     network, train_result, price_fit = _fit(
         best_params, X_train, y_train, X_val, y_val, max_epochs=max_epochs, patience=patience, seed=seed
     )
+    if price_fit is not None and pool_trials > 1:
+        ranked = sorted((t for t in study.trials if t.state == states.COMPLETE and PRICE_WEIGHTS_ATTR in t.user_attrs),
+                        key=lambda t: (float(t.value), t.number))
+        price_fit = pool_price_responses(price_fit, [t.user_attrs[PRICE_WEIGHTS_ATTR] for t in ranked[:pool_trials]])
     trials = [
         {
             "number": trial.number,
             "state": trial.state.name,
             "value": None if trial.value is None else float(trial.value),
             "params": to_plain_types(trial.params, f"trial {trial.number} params"),
+            **({"price_weights": [float(w) for w in trial.user_attrs[PRICE_WEIGHTS_ATTR]]}
+               if PRICE_WEIGHTS_ATTR in trial.user_attrs else {}),
         }
         for trial in study.trials
     ]
