@@ -24,8 +24,11 @@ run: $(STAMP)  ## the main job: every product's chain on the default (synthetic)
 	@# A failed gate makes `pricetrail run` exit 1; the cache is pushed all the same (.dvc-remote/ by default).
 	$(BIN)/pricetrail run --push
 
+# Test processes (pytest-xdist); each test file runs whole in one of them, so a module's fixtures are built once.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)  ## the whole test suite (unit, integration with real dvc repro, real-data tests when ../shared exists)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check lib stages tests bench serve

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +15,22 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PRICETRAIL_SHARED", PROJECT_ROOT.parent / "shared"))
 REAL_DATA = SHARED / "data" / "online-retail" / "by-day"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_prefect_home() -> Iterator[Path]:
+    """Every test process gets its own Prefect home: the flows the tests run without a server start a temporary
+    one on a SQLite file there, and two test processes (make test runs two) must not share it, nor the user's
+    ~/.prefect."""
+    home = Path(tempfile.mkdtemp(prefix=f"pricetrail-tests-prefect-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"))
+    previous = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = previous
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def require_real_data() -> Path:
