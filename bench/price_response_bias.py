@@ -33,7 +33,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT / "lib"))
 
 from pricetrail import synthetic  # noqa: E402
-from pricetrail.synthetic import _clipped_lognormal_mean, _random_round  # noqa: E402
+from pricetrail.synthetic import _clipped_lognormal_mean  # noqa: E402
 
 STEP = 1e-3
 CENSOR = np.log(1.5)
@@ -42,14 +42,8 @@ CENSOR = np.log(1.5)
 def draw_lines(truth: dict, prices: np.ndarray, registered: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Quantities of regular lines at these prices, drawn as the generator draws them (season factor 1)."""
     n = len(prices)
-    sigma = truth["noise_sigma"]
-    mean = np.where(registered, 1.0, truth["guest_multiplier"]) * truth["base"] * np.exp(
-        -truth["b"] * (prices - truth["ref_price"]))
-    draw = np.clip(mean * np.exp(sigma * rng.standard_normal(n) - sigma**2 / 2), 1.0, truth["quantity_cap"])
-    u = rng.random(n)
-    integers = np.floor(draw) + (u < draw - np.floor(draw))
-    packs = np.asarray(truth["pack_sizes"], dtype=float)
-    return np.where(rng.random(n) < truth["integer_rounding_share"], integers, _random_round(draw, packs, u))
+    return synthetic.regular_quantities(truth, prices, registered, 1.0, rng.standard_normal(n), rng.random(n),
+                                        rng.random(n))
 
 
 def design(prices: np.ndarray, registered: np.ndarray) -> np.ndarray:

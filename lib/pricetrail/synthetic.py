@@ -195,6 +195,21 @@ def expected_quantity(truth: Mapping[str, Any], prices: np.ndarray, *, is_regist
     return _day_factor(truth, day) * _clipped_lognormal_mean(mean, params["noise_sigma"], params["quantity_cap"])
 
 
+def regular_quantities(truth: Mapping[str, Any], prices: np.ndarray, is_registered: np.ndarray,
+                       day_factor: np.ndarray | float, z: np.ndarray, u_kind: np.ndarray,
+                       u_round: np.ndarray) -> np.ndarray:
+    """Quantities of regular order lines at ``prices``, drawn from the product's curve (the module docstring's
+    formula) with the given standard normals ``z`` and uniforms ``u_kind`` (pack or whole-number rounding) and
+    ``u_round`` (the unbiased rounding). The generator's own draw; bench/price_response_bias.py draws with it."""
+    sigma = truth["noise_sigma"]
+    multiplier = np.where(is_registered, 1.0, truth["guest_multiplier"])
+    mean = multiplier * truth["base"] * np.exp(-truth["b"] * (prices - truth["ref_price"]))
+    draw = np.clip(mean * np.exp(sigma * z - sigma**2 / 2), 1.0, truth["quantity_cap"]) * day_factor
+    packs = np.asarray(truth["pack_sizes"], dtype=float)
+    integers = np.floor(draw) + (u_round < draw - np.floor(draw))
+    return np.where(u_kind < truth["integer_rounding_share"], integers, _random_round(draw, packs, u_round))
+
+
 def optimal_price(truth: Mapping[str, Any], low: float, high: float, *, is_registered: bool, date: str,
                   unit_cost: float = 0.0, grid_size: int = 401) -> tuple[float, float]:
     """(price, expected profit per line) maximising (price - unit_cost) * expected_quantity over [low, high]."""
@@ -819,13 +834,7 @@ def _product_rows(rng: np.random.Generator, drift_rng: np.random.Generator | Non
     price = np.where(guest, np.round(regular_price * truth["guest_price_ratio"], 2), regular_price)
     price = np.where(tier, tier_by_day[day], price)
 
-    sigma = truth["noise_sigma"]
-    multiplier = np.where(guest, truth["guest_multiplier"], 1.0)
-    mean = multiplier * truth["base"] * np.exp(-truth["b"] * (price - truth["ref_price"]))
-    draw = np.clip(mean * np.exp(sigma * z - sigma**2 / 2), 1.0, truth["quantity_cap"]) * factor_by_day[day]
-    packs = np.asarray(truth["pack_sizes"], dtype=float)
-    integers = np.floor(draw) + (u_round < draw - np.floor(draw))
-    quantity = np.where(u_kind < truth["integer_rounding_share"], integers, _random_round(draw, packs, u_round))
+    quantity = regular_quantities(truth, price, ~guest, factor_by_day[day], z, u_kind, u_round)
     tier_quantity = truth["tier_threshold"] * _TIER_MULTIPLES[tier_pick] \
         * np.where(drift_day[day], truth["drift_quantity_factor"], 1.0)
     quantity = np.where(tier, np.rint(tier_quantity), quantity).astype(np.int64)
