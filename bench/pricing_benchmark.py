@@ -1,16 +1,19 @@
 """Pricing benchmark: does the served recommendation price well, better than what a user would do otherwise?
 
-Synthetic data has known demand curves, so every price can be scored by its revenue regret against the true
-optimum over the same range: (revenue at the true optimum - revenue at the price) / revenue at the optimum. One
+Synthetic data has known demand curves and a known order rate (how the price moves the number of lines per day),
+so every price can be scored by its regret in revenue per day against the true optimum over the same range:
+(revenue per day at the true optimum - at the price) / at the optimum. One
 run of the real pipeline (`pricetrail run`, default params) over the default products plus three mispriced ones
 (list price 30% and 20% too high, 25% too low; `synthetic.mispriced`), then, for every product and customer
 group, from the router's own code path (service.recommend on the promoted model):
 
 - regret of the recommendation over the observed range and over the range widened by 50%;
 - the same for the naive policies: the median price paid (the status quo), the last price paid, the middle of
-  the range, either end; and for a per-product regression an analyst would fit (least squares of log1p
-  quantity on price and last month's volume, smearing-corrected, on the group's training rows);
-- the elasticity at the group's median price paid: the model's, its 90% interval and the truth's;
+  the range, either end; for a per-product regression an analyst would fit (least squares of log units per day
+  on log price and last month's volume, smearing-corrected, on the group's training days); and for the served
+  model's own per-line optimum (what it recommended before it modelled the order rate);
+- the elasticity at the group's median price paid, per day (per line plus order rate: what the price is set by)
+  and per line: the model's, its 90% interval and the truth's; and the order rate's own, posterior and truth;
 - the true optimum inside the reported 90% band, and the band's width;
 - mispriced products: the share of the achievable uplift captured,
   (revenue at recommended - revenue at status quo) / (revenue at optimum - revenue at status quo).
@@ -49,7 +52,7 @@ from smoke_project import PROJECT_FILES, init_copy, make_copy, run, set_params  
 from pricetrail import service, synthetic  # noqa: E402
 from pricetrail.artifacts import local_sources  # noqa: E402
 from pricetrail.config import load_stockcodes  # noqa: E402
-from pricetrail.etl import TARGET, state_features  # noqa: E402
+from pricetrail.etl import state_features  # noqa: E402
 
 MISPRICED = {"90001": 0.3, "90002": 0.2, "90003": -0.25}
 GROUPS = (("registered", True), ("guest", False))
@@ -94,22 +97,19 @@ def run_pipeline(root: Path) -> float:
 
 def regression_curve(train: pd.DataFrame, daily: pd.DataFrame, state_day: pd.Timestamp,
                      prices: np.ndarray) -> tuple[np.ndarray, float]:
-    """Expected quantity on the grid from least squares of log1p(q) on [1, price, log last month's volume] over
-    the group's training rows (smearing-corrected), and its elasticity at the median price paid."""
-    design = np.c_[np.ones(len(train)), train["unit_price"], train["log_prev_month_quantity"]]
-    target = train[TARGET].to_numpy(dtype=float)
+    """Expected units per day on the grid from least squares of log(units per day) on [1, log price, log last
+    month's volume] over the group's training days (the day's median price; smearing-corrected), and its
+    elasticity (the log price coefficient)."""
+    day = pd.to_datetime(train["invoice_date"]).dt.normalize()
+    days = train.groupby(day).agg(units=("quantity", "sum"), price=("unit_price", "median"),
+                                  state=("log_prev_month_quantity", "first"))
+    design = np.c_[np.ones(len(days)), np.log(days["price"]), days["state"]]
+    target = np.log(days["units"].to_numpy(dtype=float))
     coef, *_ = np.linalg.lstsq(design, target, rcond=None)
     smear = float(np.mean(np.exp(target - design @ coef)))
     state = float(state_features(daily, [state_day]).iloc[0]["log_prev_month_quantity"])
-
-    def quantity(p: np.ndarray) -> np.ndarray:
-        return np.clip(np.exp(coef[0] + coef[1] * p + coef[2] * state) * smear - 1, 0, None)
-
-    median = float(train["unit_price"].median())
-    step = 1e-3
-    q = quantity(np.array([median * (1 - step), median * (1 + step)]))
-    elasticity = float((np.log(q[1]) - np.log(q[0])) / (math.log1p(step) - math.log1p(-step)))
-    return quantity(prices), elasticity
+    units = np.exp(coef[0] + coef[1] * np.log(prices) + coef[2] * state) * smear
+    return units, float(coef[1])
 
 
 def true_elasticity(truth: dict, price: float, *, is_registered: bool, date: str) -> float:
@@ -147,13 +147,15 @@ def score_synthetic(root: Path) -> pd.DataFrame:
             low, high = ours["price_range"]
             wide_low, wide_high = wide["price_range"]
             prices = np.array([c["price"] for c in ours["curve"]])
-            regression_q, regression_e = regression_curve(train[train["is_registered"] == registered], daily,
-                                                          last_day + pd.Timedelta(days=1), prices)
+            regression_units, regression_e = regression_curve(train[train["is_registered"] == registered], daily,
+                                                              last_day + pd.Timedelta(days=1), prices)
+            per_line = np.array([c["expected_revenue"] for c in ours["curve"]])
             policies = {
                 "recommended": ours["price"], "point_optimum": ours["point_optimum"],
                 "median_paid": float(paid["unit_price"].median()), "last_paid": float(paid["unit_price"].iloc[-1]),
                 "middle": (low + high) / 2, "low_end": low, "high_end": high,
-                "regression": float(prices[int(np.argmax(prices * regression_q))]),
+                "regression": float(prices[int(np.argmax(prices * regression_units))]),
+                "line_optimum": float(prices[int(np.argmax(per_line))]),
             }
             optimum, best_revenue = synthetic.optimal_price(product, low, high, is_registered=registered, date=date)
             wide_optimum, _ = synthetic.optimal_price(product, wide_low, wide_high, is_registered=registered, date=date)
@@ -163,13 +165,16 @@ def score_synthetic(root: Path) -> pd.DataFrame:
                 return 100 * synthetic.revenue_regret(truth, price, lo, hi, is_registered=flag, date=day)
 
             def revenue(price: float, truth: dict = product, flag: bool = registered, day: str = date) -> float:
-                return float(price * synthetic.expected_quantity(truth, np.array([price]), is_registered=flag,
-                                                                 date=day)[0])
+                return float(synthetic.expected_profit_per_day(truth, np.array([price]), is_registered=flag,
+                                                               date=day)[0])
 
             status_quo = policies["median_paid"]
             achievable = best_revenue - revenue(status_quo)
-            e = ours["elasticity"]
-            e_true = true_elasticity(product, e["at_price"], is_registered=registered, date=date)
+            e_line = ours["elasticity"]
+            e = e_line.get("per_day") or e_line  # what the price is set by: per day when the model has an order rate
+            rate_true = -float(product.get("order_rate_elasticity", 0.0))
+            e_line_true = true_elasticity(product, e_line["at_price"], is_registered=registered, date=date)
+            e_true = e_line_true + rate_true
             band = ours["band"]
             row: dict[str, Any] = {
                 "stockcode": code, "group": group, "mispriced": product.get("mispriced"),
@@ -185,12 +190,22 @@ def score_synthetic(root: Path) -> pd.DataFrame:
                 "elasticity_90": None if e["interval_90"] is None else [round(v, 3) for v in e["interval_90"]],
                 "elasticity_true": round(e_true, 3), "elasticity_regression": round(regression_e, 3),
                 "elasticity_error_pct": None if e["value"] is None else round(100 * abs(e["value"] / e_true - 1), 1),
+                "line_elasticity": None if e_line["value"] is None else round(e_line["value"], 3),
+                "line_elasticity_90": None if e_line["interval_90"] is None else [
+                    round(v, 3) for v in e_line["interval_90"]],
+                "line_elasticity_true": round(e_line_true, 3),
+                "line_elasticity_error_pct": None if e_line["value"] is None else round(
+                    100 * abs(e_line["value"] / e_line_true - 1), 1),
+                "line_truth_in_interval": None if e_line["interval_90"] is None else
+                e_line["interval_90"][0] <= e_line_true <= e_line["interval_90"][1],
+                "order_rate": None if "order_rate" not in e_line else round(e_line["order_rate"]["value"], 3),
+                "order_rate_true": round(rate_true, 3),
                 "regression_elasticity_error_pct": round(100 * abs(regression_e / e_true - 1), 1),
                 "truth_in_interval": None if e["interval_90"] is None else
                 e["interval_90"][0] <= e_true <= e["interval_90"][1],
                 "uplift_captured_pct": None if achievable <= 1e-12 else
                 round(100 * (revenue(ours["price"]) - revenue(status_quo)) / achievable, 1),
-                "notes": " | ".join(n for n in ours["notes"] if "per order line" not in n),
+                "notes": " | ".join(ours["notes"]),
             }
             rows.append(row)
     return pd.DataFrame(rows)
@@ -223,6 +238,7 @@ def summarise(table: pd.DataFrame) -> list[tuple[str, bool | None, str]]:
          f"worst {scored['elasticity_error_pct'].max():.1f}%"),
         ("elasticity: truth inside the 90% interval for >= 80%", scored["truth_in_interval"].mean() >= 0.8,
          f"{scored['truth_in_interval'].mean():.0%} of {len(scored)} product x group cases"),
+
         ("true optimum inside the band for >= 80%", scored["optimum_in_band"].mean() >= 0.8,
          f"{scored['optimum_in_band'].mean():.0%}; band median width {widths.median():.1f}% of the price"),
     ]
@@ -236,18 +252,28 @@ def show(table: pd.DataFrame, columns: list[str], title: str) -> None:
 def report_synthetic(table: pd.DataFrame, elapsed: float | None) -> bool:
     with pd.option_context("display.width", 250, "display.max_colwidth", 120):
         show(table, ["stockcode", "group", "mispriced", "range", "optimum", "recommended", "band", "optimum_in_band",
-                     "regret_recommended", "regret_recommended_widened", "regret_point_optimum", "regret_regression",
+                     "regret_recommended", "regret_recommended_widened", "regret_point_optimum", "regret_line_optimum",
+                     "regret_regression",
                      "regret_median_paid", "regret_last_paid", "regret_middle", "regret_low_end", "regret_high_end",
                      "uplift_captured_pct"], "Revenue regret (%) against the true optimum over the same range")
         show(table, ["stockcode", "group", "elasticity", "elasticity_90", "elasticity_true", "elasticity_error_pct",
                      "truth_in_interval", "elasticity_regression", "regression_elasticity_error_pct"],
-             "Elasticity at the group's median price paid")
+             "Elasticity per day (per line plus order rate) at the group's median price paid")
+        show(table, ["stockcode", "group", "line_elasticity", "line_elasticity_90", "line_elasticity_true",
+                     "line_elasticity_error_pct", "line_truth_in_interval", "order_rate", "order_rate_true"],
+             "Elasticity per line, and of the order rate")
         show(table, ["stockcode", "group", "notes"], "Notes carried by the recommendation")
     ok = True
     print(f"\nTargets{'' if elapsed is None else f' (pipeline {elapsed:.0f} s)'}:")
     for name, passed, detail in summarise(table):
         ok &= bool(passed)
         print(f"  {'PASS' if passed else 'FAIL' if passed is not None else 'n/a '}  {name}: {detail}")
+    scored = table[table["group"] != "-"]
+    print(f"  info  per line alone: elasticity error median {scored['line_elasticity_error_pct'].median():.1f}%, "
+          f"worst {scored['line_elasticity_error_pct'].max():.1f}%, truth in the 90% interval "
+          f"{scored['line_truth_in_interval'].mean():.0%}; the model's per-line optimum (the order rate left out): "
+          f"regret per day median {scored['regret_line_optimum'].median():.2f}%, worst "
+          f"{scored['regret_line_optimum'].max():.2f}%")
     return ok
 
 
@@ -264,10 +290,11 @@ def real_recommendations(root: Path) -> pd.DataFrame:
         for group, _ in GROUPS:
             ours = service.recommend(served, service.PriceRequest(date=date, customer=group, points=POINTS), sources)
             e = ours["elasticity"]
+            per_day = e.get("per_day") or {}
             rows.append({"stockcode": code, "group": group, "range": "{:.2f}-{:.2f}".format(*ours["price_range"]),
-                         "recommended": ours["price"], "band": ours["band"], "elasticity": e["value"],
-                         "elasticity_90": e["interval_90"],
-                         "notes": " | ".join(n for n in ours["notes"] if "per order line" not in n)})
+                         "recommended": ours["price"], "band": ours["band"], "elasticity_line": e["value"],
+                         "elasticity_line_90": e["interval_90"], "elasticity_day": per_day.get("value"),
+                         "elasticity_day_90": per_day.get("interval_90"), "notes": " | ".join(ours["notes"])})
     return pd.DataFrame(rows)
 
 

@@ -1,6 +1,7 @@
 """Stage tune_primary_model@<code>: Optuna tunes the feed-forward demand model; the best config is retrained
 with early stopping (best weights restored), its price response refit by least squares, and saved as a
-weights-only checkpoint with its smearing factor and the training prices of each customer group."""
+weights-only checkpoint with its smearing factor, the training prices of each customer group and the order-rate
+elasticity (how the price moves the number of lines per day: pricetrail.order_rate)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pricetrail.config import load_params, section, write_json
 from pricetrail.etl import TARGET
 from pricetrail.hashing import file_md5
 from pricetrail.model import model_version, predict, regression_metrics, save_checkpoint, set_seed, smearing_factor
+from pricetrail.order_rate import OrderRatePrior, fit_order_rate
 from pricetrail.paths import ProductPaths
 from pricetrail.preprocess import feature_names, load_preprocessor, price_columns, transform
 from pricetrail.price_response import group_prices
@@ -37,6 +39,7 @@ def main(root: Path) -> None:
     if structure not in PRICE_RESPONSES:
         raise ValueError(f"tune_primary_model.price_response={structure!r} is not accepted; use one of "
                          f"{list(PRICE_RESPONSES)}")
+    order_rate = fit_order_rate(train, OrderRatePrior.from_params(settings.get("order_rate_prior")))
     set_seed(seed)
     result = tune(x_train, y_train, x_val, y_val, search_space=settings["search_space"],
                   n_trials=int(settings["n_trials"]), max_epochs=int(settings["max_epochs"]),
@@ -61,6 +64,7 @@ def main(root: Path) -> None:
                         "smearing_factor": smearing_factor(y_val, val_prediction),
                         "price_reference": {name: prices.to_dict() for name, prices in groups.items()},
                         "price_response": None if result.price_response is None else result.price_response.to_dict(),
+                        "order_rate": order_rate.to_dict(),
                     })
     metrics = regression_metrics(y_val, val_prediction)
     write_json(root / paths.tuning_record, {"best_params": result.best_params, "trials": result.trials,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -13,6 +14,7 @@ from torch import nn
 
 from pricetrail.bundle import ModelBundle
 from pricetrail.etl import CleaningRules, build_features, clean_lines, daily_aggregates, price_features
+from pricetrail.order_rate import OrderRateFit, OrderRatePrior
 from pricetrail.preprocess import PreprocessSettings, feature_names, fit_preprocessor
 from pricetrail.recommend import PriceContext, RecommendError, grid_rows, recommend_price
 
@@ -200,3 +202,48 @@ def test_two_distinct_prices_get_the_low_identifiability_note_and_no_band_withou
     assert result.per == "order line"
     assert result.elasticity["value"] < 0 and result.elasticity["interval_90"] is None
     assert result.to_dict()["band"] is None
+
+
+def with_order_rate(bundle: ModelBundle, elasticity: float, sd: float = 0.05) -> ModelBundle:
+    fit = OrderRateFit(elasticity=elasticity, sd=sd, data_elasticity=0.4, data_sd=0.5, prior=OrderRatePrior(0.2, 0.1),
+                       days=120, lines_per_day={"registered": 6.0, "guest": 2.0})
+    metadata = {**bundle.checkpoint["metadata"], "order_rate": fit.to_dict()}
+    return dataclasses.replace(bundle, checkpoint={**bundle.checkpoint, "metadata": metadata})
+
+
+def test_with_an_order_rate_the_optimum_is_per_day_and_lower() -> None:
+    """Revenue per day p * q(p) * (p / median) ** -a peaks below revenue per line p * q(p); the answer says what it
+    is per, the expected lines and revenue per day, and that the order rate comes mostly from the prior."""
+    plain, curve = known_curve_bundle()
+    a = 0.5
+    bundle = with_order_rate(plain, a, sd=1e-9)
+    median = float(np.median(plain.reference.loc[plain.reference["is_registered"], "unit_price"]))
+    low, high = 2.45, 2.95
+    step = (high - low) / 100
+    per_line = true_optimum(lambda p: p * curve(p), low, high)
+    per_day = true_optimum(lambda p: p * curve(p) * (p / median) ** -a, low, high)
+    assert per_day < per_line - 5 * step
+    line_result = recommend_price(plain, PriceContext(date="2011-06-15"))
+    day_result = recommend_price(bundle, PriceContext(date="2011-06-15"))
+    assert line_result.per == "order line" and day_result.per == "day"
+    assert line_result.price == pytest.approx(per_line, abs=step / 2 + 1e-9)
+    assert day_result.price == pytest.approx(per_day, abs=step / 2 + 1e-9)
+    expected_lines = 6.0 * (day_result.price / median) ** -a
+    assert day_result.expected_lines_per_day == pytest.approx(expected_lines, rel=1e-6)
+    assert day_result.expected_revenue_per_day == pytest.approx(day_result.expected_revenue * expected_lines, rel=1e-6)
+    assert day_result.to_dict()["per_day"]["expected_lines"] == pytest.approx(expected_lines, abs=1e-4)
+    assert line_result.to_dict()["per_day"] is None
+    assert day_result.elasticity["order_rate"]["value"] == pytest.approx(-a)
+    assert any("comes mostly from the prior" in note for note in day_result.notes)
+    assert any("per order line" in note for note in line_result.notes)
+
+
+def test_an_uncertain_order_rate_widens_the_band_around_the_robust_price() -> None:
+    plain, _ = known_curve_bundle()
+    sure = recommend_price(with_order_rate(plain, 0.3, sd=0.01), PriceContext(date="2011-06-15"))
+    unsure = recommend_price(with_order_rate(plain, 0.3, sd=0.3), PriceContext(date="2011-06-15"))
+    assert sure.band is not None and unsure.band is not None
+    assert unsure.band[1] - unsure.band[0] > sure.band[1] - sure.band[0]
+    assert unsure.band[0] <= unsure.price <= unsure.band[1]
+    low, high = unsure.elasticity["order_rate"]["interval_90"]
+    assert low < -0.3 < high

@@ -13,6 +13,8 @@ import pytest
 
 from pricetrail.synthetic import (
     UCI_COLUMNS,
+    expected_lines_per_day,
+    expected_profit_per_day,
     expected_quantity,
     generate_transactions,
     optimal_price,
@@ -332,8 +334,9 @@ def test_optimal_price_lies_inside_the_registered_price_range(default_run):
         assert low < best < high
         price, _ = optimal_price(product, low, high, is_registered=True, date="2011-06-01")
         assert price == pytest.approx(best, rel=1e-6)
-        # 1/b is the optimum of the pure exponential curve; the one-unit floor moves it only a little.
-        assert best == pytest.approx(1 / product["b"], rel=0.2)
+        # (1 - a)/b is the optimum per day of the pure exponential curve with order-rate elasticity a; the one-unit
+        # floor moves it only a little.
+        assert best == pytest.approx((1 - product["order_rate_elasticity"]) / product["b"], rel=0.2)
 
 
 def test_optimal_price_does_not_depend_on_the_date(default_run):
@@ -389,6 +392,46 @@ def test_regret_is_zero_at_the_optimum_and_positive_elsewhere(default_run):
         for price in (low, high, 0.5 * best):
             regret = revenue_regret(product, price, low, high, is_registered=True, date="2011-03-01")
             assert 0 < regret <= 1
+
+
+def test_the_price_moves_the_number_of_lines_as_the_truth_says():
+    """A busy product's daily line counts answer its day's regular price with the truth's order-rate elasticity
+    (one-parameter Poisson likelihood with the season and the level as the offset)."""
+    code = "85123A"
+    frame, truth = generate_transactions({code: {}}, seed=3, start="2010-12-01", end="2011-12-09",
+                                         lines_per_day=200.0, filler_products=1, drift={}, drift_days=60)
+    product = truth["products"][code]
+    rows = sales(frame, code)
+    rows = rows[~rows.duplicated(keep="first")]
+    day = pd.to_datetime(rows["InvoiceDate"]).dt.normalize()
+    counts = day.value_counts().sort_index()
+    registered = rows[rows["CustomerID"].notna()]
+    regular = registered.groupby(pd.to_datetime(registered["InvoiceDate"]).dt.normalize())["UnitPrice"].max()
+    regular = regular.reindex(counts.index).to_numpy()
+    expected_at_reference = np.array([
+        expected_lines_per_day(product, np.array([product["ref_price"]]), is_registered=True, date=str(d.date()))[0]
+        / ((1 - 0.25) * (1 - product["tier_share"])) for d in counts.index])
+    log_price = np.log(regular / product["ref_price"])
+    grid = np.linspace(0.0, 1.0, 1001)
+    observed = counts.to_numpy()
+    log_likelihood = [float(np.sum(observed * (-a * log_price) - expected_at_reference * np.exp(-a * log_price)))
+                      for a in grid]
+    estimate = grid[int(np.argmax(log_likelihood))]
+    assert 0.1 <= product["order_rate_elasticity"] <= 0.3
+    assert estimate == pytest.approx(product["order_rate_elasticity"], abs=0.1), estimate
+
+
+def test_the_optimum_per_day_sits_below_the_optimum_per_line(default_run):
+    """With fewer orders at a higher price, revenue per day peaks at a lower price than revenue per line."""
+    _, truth = default_run
+    for code, product in truth["products"].items():
+        low, high = product["registered_price_range"]
+        grid = np.linspace(low / 2, high * 2, 4001)
+        per_line = grid[np.argmax(grid * expected_quantity(product, grid, is_registered=True, date="2011-03-01"))]
+        per_day, _ = optimal_price(product, low / 2, high * 2, is_registered=True, date="2011-03-01")
+        assert per_day < per_line, code
+        per_day_values = expected_profit_per_day(product, grid, is_registered=True, date="2011-03-01")
+        assert grid[np.argmax(per_day_values)] == pytest.approx(per_day, abs=2 * (grid[1] - grid[0]))
 
 
 def test_unit_cost_raises_the_optimal_price(default_run):

@@ -8,6 +8,11 @@ the data pin demand down, and fans out away from it, as the data's uncertainty d
 - the **band**: the 5th to 95th percentile of the members' optimal prices (a 90% interval for the optimum);
 - the **elasticity** at the median price paid, with its 90% interval.
 
+The network's curves are per order line. When the checkpoint records the order-rate elasticity
+(``metadata["order_rate"]``, :mod:`pricetrail.order_rate`), every member also draws one from its posterior and
+multiplies its curve by the relative number of lines per day, ``(price / median) ** -a``: the optimum, the band
+and the robust choice are then for revenue (or profit) per day.
+
 Everything here works on model-input matrices, so the pipeline (``recommend``), the risk gate and the router's
 fast grid encoder share it.
 """
@@ -23,9 +28,11 @@ import numpy as np
 from torch import nn
 
 from pricetrail.model import PriceResponseNetwork, expected_quantity, predict
+from pricetrail.order_rate import OrderRateFit, rate_factor
 
 DRAWS = 200
 DRAW_SEED = 20111209
+RATE_DRAW_SEED = DRAW_SEED + 1
 # Relative step of the central difference that measures an elasticity.
 ELASTICITY_STEP = 1e-3
 BAND_PERCENTILES = (5.0, 95.0)
@@ -100,33 +107,66 @@ def _beta_draws(fit: Mapping[str, Any], k: int, n_draws: int, seed: int) -> tupl
     return beta, np.clip(draws, 0.0, None)  # the weights are non-negative by construction
 
 
+def order_rate(metadata: Mapping[str, Any]) -> OrderRateFit | None:
+    """The checkpoint's order-rate fit, or None for a checkpoint written before it was recorded."""
+    entry = metadata.get("order_rate")
+    return None if not entry else OrderRateFit.from_dict(entry)
+
+
 @dataclass(frozen=True)
 class ResponseFamily:
     """Expected quantity per order line on the grid (``point``) and per plausible curve (``members``), and the
-    same at the three pivot prices."""
+    same at the three pivot prices; with an order-rate fit, the lines per day relative to the median price of the
+    point model (``rate_point``) and of each member (``rate_members``, the member's own draw of the elasticity)."""
 
     point: np.ndarray  # (grid,)
     members: np.ndarray | None  # (draws, grid); None when the model records no uncertainty
     pivot_point: np.ndarray  # (3,)
     pivot_members: np.ndarray | None  # (draws, 3)
+    rate: OrderRateFit | None = None
+    rate_point: np.ndarray | None = None  # (grid,)
+    rate_members: np.ndarray | None = None  # (draws, grid)
+    rate_draws: np.ndarray | None = None  # (draws,)
+
+    @property
+    def daily_point(self) -> np.ndarray:
+        """What the recommendation maximises (times the price margin): quantity per line times relative lines per
+        day (per line alone without an order-rate fit)."""
+        return self.point if self.rate_point is None else self.point * self.rate_point
+
+    @property
+    def daily_members(self) -> np.ndarray | None:
+        if self.members is None and self.rate_members is None:
+            return None
+        members = self.point[None, :] if self.members is None else self.members
+        return members if self.rate_members is None else members * self.rate_members
 
 
 def response_family(network: nn.Module, metadata: Mapping[str, Any], grid_matrix: np.ndarray,
-                    pivot_matrix: np.ndarray, *, n_draws: int = DRAWS, seed: int = DRAW_SEED) -> ResponseFamily:
+                    pivot_matrix: np.ndarray, *, prices: np.ndarray | None = None, median_price: float | None = None,
+                    n_draws: int = DRAWS, seed: int = DRAW_SEED) -> ResponseFamily:
     """Expected quantities of the point model and of ``n_draws`` plausible price responses.
 
     ``grid_matrix`` and ``pivot_matrix`` are model inputs (rows = prices, same context on every row). A member
     replaces the price weights ``beta`` by a draw ``b``; its log prediction moves by ``-(z - z_pivot) . (b - beta)``,
-    which leaves it unchanged at the median price (the pivot), where the data fix the level.
+    which leaves it unchanged at the median price (the pivot), where the data fix the level. Given the grid's
+    ``prices`` and the group's ``median_price``, a recorded order-rate fit adds the lines-per-day factors.
     """
     smearing = float(metadata.get("smearing_factor", 1.0))
     grid_log = predict(network, grid_matrix)
     pivot_log = predict(network, pivot_matrix)
     point = expected_quantity(grid_log, smearing)
     pivot_point = expected_quantity(pivot_log, smearing)
+    rate = order_rate(metadata)
+    rate_fields: dict[str, Any] = {}
+    if rate is not None and prices is not None and median_price is not None:
+        # Seeded like the price weights: the same request always gets the same answer.
+        draws = np.clip(np.random.default_rng(RATE_DRAW_SEED).normal(rate.elasticity, rate.sd, n_draws), 0.0, None)
+        rate_fields = {"rate": rate, "rate_point": rate_factor(prices, median_price, max(rate.elasticity, 0.0)),
+                       "rate_members": rate_factor(prices, median_price, draws), "rate_draws": draws}
     fit = metadata.get("price_response")
     if not isinstance(network, PriceResponseNetwork) or not fit:
-        return ResponseFamily(point, None, pivot_point, None)
+        return ResponseFamily(point, None, pivot_point, None, **rate_fields)
     columns = list(network.price_columns)
     beta, draws = _beta_draws(fit, len(columns), n_draws, seed)
     z_grid = np.asarray(grid_matrix, dtype=np.float64)[:, columns]
@@ -135,7 +175,7 @@ def response_family(network: nn.Module, metadata: Mapping[str, Any], grid_matrix
     delta = draws - beta  # (draws, k)
     members = expected_quantity(grid_log[None, :] - delta @ (z_grid - centre).T, smearing)
     pivot_members = expected_quantity(pivot_log[None, :] - delta @ (z_pivot - centre).T, smearing)
-    return ResponseFamily(point, members, pivot_point, pivot_members)
+    return ResponseFamily(point, members, pivot_point, pivot_members, **rate_fields)
 
 
 def optimal_price_band(prices: np.ndarray, members: np.ndarray, unit_cost: float | None = None) -> tuple[float, float]:
@@ -161,33 +201,60 @@ def robust_choice(prices: np.ndarray, members: np.ndarray, unit_cost: float | No
 
 def choose_price(prices: np.ndarray, family: ResponseFamily,
                  unit_cost: float | None = None) -> tuple[int, int, tuple[float, float] | None]:
-    """(point optimum's index, recommended index, band): the robust choice and the 90% band when the model records
-    its uncertainty, else the point optimum and no band."""
+    """(point optimum's index, recommended index, band) of revenue or profit per day (per line without an
+    order-rate fit): the robust choice and the 90% band when the model records its uncertainty, else the point
+    optimum and no band."""
     margin = prices - (0.0 if unit_cost is None else unit_cost)
-    point_best = int(np.argmax(family.point * margin))
-    if family.members is None:
+    point_best = int(np.argmax(family.daily_point * margin))
+    members = family.daily_members
+    if members is None:
         return point_best, point_best, None
-    return point_best, robust_choice(prices, family.members, unit_cost), optimal_price_band(prices, family.members,
-                                                                                            unit_cost)
+    return point_best, robust_choice(prices, members, unit_cost), optimal_price_band(prices, members, unit_cost)
 
 
 def elasticity_summary(family: ResponseFamily) -> dict[str, Any]:
-    """The point elasticity at the median price paid and its 90% interval (None without members)."""
+    """The point elasticity of quantity per line at the median price paid and its 90% interval (None without
+    members); with an order-rate fit also that of the lines per day (``order_rate``) and of their product
+    (``per_day``: the one revenue per day answers to)."""
     value: float | None = float(elasticity(family.pivot_point))
     if not math.isfinite(value):  # no demand at the median price: the elasticity is undefined
         value = None
     interval = None
+    line_draws = None
     if family.pivot_members is not None:
-        spread = elasticity(family.pivot_members)
-        spread = spread[np.isfinite(spread)]
+        line_draws = elasticity(family.pivot_members)
+        spread = line_draws[np.isfinite(line_draws)]
         if spread.size:
             interval = [float(v) for v in np.percentile(spread, BAND_PERCENTILES)]
-    return {"value": value, "interval_90": interval}
+    summary: dict[str, Any] = {"value": value, "interval_90": interval}
+    if family.rate is None or family.rate_draws is None:
+        return summary
+    rate_value = -max(family.rate.elasticity, 0.0)
+    rate_draws = -family.rate_draws
+    summary["order_rate"] = {"value": rate_value,
+                             "interval_90": [float(v) for v in np.percentile(rate_draws, BAND_PERCENTILES)]}
+    per_day: dict[str, Any] = {"value": None, "interval_90": None}
+    if value is not None:
+        # Paired: member k's line elasticity with member k's order-rate draw.
+        total = (value if line_draws is None else line_draws) + rate_draws
+        finite = total[np.isfinite(total)]
+        per_day = {"value": value + rate_value,
+                   "interval_90": [float(v) for v in np.percentile(finite, BAND_PERCENTILES)] if finite.size else None}
+    summary["per_day"] = per_day
+    return summary
+
+
+def daily_lines(family: ResponseFamily, customer: str) -> np.ndarray | None:
+    """Expected lines per day of the customer group at each grid price (its training days' mean lines, moved by the
+    point order-rate factor), or None without an order-rate fit."""
+    if family.rate is None or family.rate_point is None or customer not in family.rate.lines_per_day:
+        return None
+    return family.rate.lines_per_day[customer] * family.rate_point
 
 
 def uncertainty_notes(reference: GroupPrices, band: tuple[float, float] | None, price: float, has_members: bool,
                       customer: str, *, min_distinct_prices: int = MIN_DISTINCT_PRICES,
-                      max_band_share: float = MAX_BAND_SHARE) -> list[str]:
+                      max_band_share: float = MAX_BAND_SHARE, rate: OrderRateFit | None = None) -> list[str]:
     """The notes a recommendation carries about how far its price response can be trusted."""
     notes = []
     if reference.distinct < min_distinct_prices:
@@ -199,6 +266,13 @@ def uncertainty_notes(reference: GroupPrices, band: tuple[float, float] | None, 
     elif band is not None and price > 0 and (band[1] - band[0]) / price > max_band_share:
         notes.append(f"the optimal price is uncertain: its 90% band {band[0]:.4g}-{band[1]:.4g} spans "
                      f"{(band[1] - band[0]) / price:.0%} of the price (more than {max_band_share:.0%})")
-    notes.append("expected quantity and revenue are per order line: the model does not see how the price changes "
-                 "the number of orders")
+    if rate is None:
+        notes.append("expected quantity and revenue are per order line: this model records no response of the "
+                     "number of orders to the price (trained before it was), so the recommendation leaves it out")
+    elif rate.prior_dominates:
+        seen = "no estimate of its own" if rate.data_sd is None else \
+            f"its own estimate {rate.data_elasticity:.2f} +- {rate.data_sd:.2f}"
+        notes.append(f"how the number of orders answers the price (elasticity -{max(rate.elasticity, 0.0):.2f} +- "
+                     f"{rate.sd:.2f}) comes mostly from the prior (tune_primary_model.order_rate_prior: "
+                     f"{rate.prior.mean:g} +- {rate.prior.sd:g}): {rate.days} days of history give {seen}")
     return notes

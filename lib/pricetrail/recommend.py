@@ -22,6 +22,7 @@ from pricetrail.price_response import (
     MIN_DISTINCT_PRICES,
     GroupPrices,
     choose_price,
+    daily_lines,
     elasticity_summary,
     group_prices,
     pivot_prices,
@@ -74,9 +75,15 @@ class Recommendation:
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)
     # 90% interval of the optimal price (None: the model records no price-response uncertainty)
     band: tuple[float, float] | None = None
-    # {"at_price", "value", "interval_90"}: d log q / d log p at the group's median training price
+    # {"at_price", "value", "interval_90"}: d log q / d log p at the group's median training price (per line), and
+    # with an order-rate fit "order_rate" and "per_day" alike
     elasticity: dict[str, Any] = field(default_factory=dict)
+    # what the objective is per: "day" with an order-rate fit (expected_quantity/revenue/profit stay per line, the
+    # *_per_day fields multiply them by the expected lines per day), else "order line"
     per: str = "order line"
+    expected_lines_per_day: float | None = None
+    expected_revenue_per_day: float | None = None
+    expected_profit_per_day: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +97,11 @@ class Recommendation:
             "within_observed_range": self.within_observed_range, "state_as_of": self.state_as_of,
             "band": None if self.band is None else [round(p, 4) for p in self.band],
             "elasticity": self.elasticity, "per": self.per,
+            "per_day": None if self.expected_lines_per_day is None else {
+                "expected_lines": round(self.expected_lines_per_day, 4),
+                "expected_revenue": round(self.expected_revenue_per_day or 0.0, 4),
+                "expected_profit": None if self.expected_profit_per_day is None else round(
+                    self.expected_profit_per_day, 4)},
             "notes": list(self.notes), "curve": self.curve.round(6).to_dict(orient="records"),
         }
 
@@ -141,8 +153,9 @@ def recommend_price(bundle: ModelBundle, context: PriceContext, *, low: float | 
                     high: float | None = None, grid_size: int = 101, range_widening: float = 0.0,
                     unit_cost: float | None = None, min_distinct_prices: int = MIN_DISTINCT_PRICES,
                     max_band_share: float = MAX_BAND_SHARE) -> Recommendation:
-    """The price that maximises expected revenue (or profit, given a unit cost) per order line, with the 90% band
-    of the optimal price and the elasticity at the median price paid."""
+    """The price that maximises expected revenue (or profit, given a unit cost) per day (per order line for a model
+    without an order-rate fit), with the 90% band of the optimal price and the elasticity at the median price
+    paid."""
     if bundle.reference is None:
         raise RecommendError(f"the bundle of {bundle.stockcode} has no training rows; cannot bound the price grid")
     if not isinstance(grid_size, int) or not 3 <= grid_size <= 2001:
@@ -174,14 +187,20 @@ def recommend_price(bundle: ModelBundle, context: PriceContext, *, low: float | 
     reference = reference_prices(bundle, context.is_registered)
     pivot, _ = grid_rows(bundle, context, pivot_prices(reference.median))
     family = response_family(bundle.network, bundle.metadata, transform(bundle.preprocessor, rows),
-                             transform(bundle.preprocessor, pivot))
+                             transform(bundle.preprocessor, pivot), prices=prices, median_price=reference.median)
+    customer = "registered" if context.is_registered else "guest"
     quantity = family.point
     revenue = prices * quantity
     curve = pd.DataFrame({"price": prices, "expected_quantity": quantity, "expected_revenue": revenue})
-    objective_values = revenue
     if unit_cost is not None:
         curve["expected_profit"] = (prices - unit_cost) * quantity
-        objective_values = curve["expected_profit"].to_numpy()
+    lines = daily_lines(family, customer)
+    if lines is not None:
+        curve["expected_lines_per_day"] = lines
+        curve["expected_revenue_per_day"] = revenue * lines
+        if unit_cost is not None:
+            curve["expected_profit_per_day"] = curve["expected_profit"] * lines
+    objective_values = (prices - (unit_cost or 0.0)) * family.daily_point
     _, best, band = choose_price(prices, family, unit_cost)
     elasticity = {"at_price": reference.median, **elasticity_summary(family)}
     if best in (0, grid_size - 1):
@@ -190,14 +209,18 @@ def recommend_price(bundle: ModelBundle, context: PriceContext, *, low: float | 
         notes.append(f"no price of the range makes a profit at unit_cost={unit_cost:g}: this is the smallest loss")
     if state_as_of != str(pd.Timestamp(context.date).date()):
         notes.append(f"the date is after the product's history; state features are as of {state_as_of}")
-    notes.extend(uncertainty_notes(reference, band, float(prices[best]), family.members is not None,
-                                   "registered" if context.is_registered else "guest",
-                                   min_distinct_prices=min_distinct_prices, max_band_share=max_band_share))
+    notes.extend(uncertainty_notes(reference, band, float(prices[best]), family.members is not None, customer,
+                                   min_distinct_prices=min_distinct_prices, max_band_share=max_band_share,
+                                   rate=family.rate))
     return Recommendation(
         stockcode=bundle.stockcode, model_version=bundle.version, price=float(prices[best]),
         expected_quantity=float(quantity[best]), expected_revenue=float(revenue[best]),
         expected_profit=None if unit_cost is None else float(curve["expected_profit"].iloc[best]),
         objective="profit" if unit_cost is not None else "revenue", price_range=(lo, hi), observed_range=observed,
         within_observed_range=observed[0] <= lo and hi <= observed[1], state_as_of=state_as_of, notes=notes,
-        curve=curve, band=band, elasticity=elasticity,
+        curve=curve, band=band, elasticity=elasticity, per="order line" if lines is None else "day",
+        expected_lines_per_day=None if lines is None else float(lines[best]),
+        expected_revenue_per_day=None if lines is None else float(curve["expected_revenue_per_day"].iloc[best]),
+        expected_profit_per_day=None if lines is None or unit_cost is None else float(
+            curve["expected_profit_per_day"].iloc[best]),
     )

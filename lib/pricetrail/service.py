@@ -34,6 +34,7 @@ from pricetrail.price_response import (
     MAX_BAND_SHARE,
     MIN_DISTINCT_PRICES,
     choose_price,
+    daily_lines,
     elasticity_summary,
     pivot_prices,
     price_reference,
@@ -411,10 +412,12 @@ def recommend(served: ServedProduct, request: PriceRequest,
     pivot = pivot_prices(median)
     pivot_numerical, pivot_categorical, _ = _grid_inputs(served, request, pivot)
     family = response_family(served.bundle.network, metadata, matrix,
-                             served.encoder.matrix(pivot_numerical, pivot_categorical, len(pivot)))
+                             served.encoder.matrix(pivot_numerical, pivot_categorical, len(pivot)), prices=prices,
+                             median_price=median)
     quantity = family.point
     revenue = prices * quantity
     profit = None if request.unit_cost is None else (prices - request.unit_cost) * quantity
+    lines = daily_lines(family, request.customer)
     point_best, best, band = choose_price(prices, family, request.unit_cost)
     within = observed[0] - 1e-9 <= low and high <= observed[1] + 1e-9
     notes = []
@@ -443,13 +446,20 @@ def recommend(served: ServedProduct, request: PriceRequest,
         notes.extend(uncertainty_notes(
             reference, band, float(prices[best]), family.members is not None, request.customer,
             min_distinct_prices=int(gate_params.get("min_distinct_prices", MIN_DISTINCT_PRICES)),
-            max_band_share=float(gate_params.get("max_band_share", MAX_BAND_SHARE))))
+            max_band_share=float(gate_params.get("max_band_share", MAX_BAND_SHARE)), rate=family.rate))
     else:
         notes.append("this model records no training prices or price-response uncertainty (trained before they "
                      "were recorded): no band")
     elasticity = {"at_price": round(median, 6), **elasticity_summary(family)}
     columns = {"price": prices, "expected_quantity": quantity, "expected_revenue": revenue,
-               **({} if profit is None else {"expected_profit": profit})}
+               **({} if profit is None else {"expected_profit": profit}),
+               **({} if lines is None else {"expected_lines_per_day": lines,
+                                            "expected_revenue_per_day": revenue * lines}),
+               **({} if lines is None or profit is None else {"expected_profit_per_day": profit * lines})}
+    per_day = None if lines is None else {
+        "expected_lines": round(float(lines[best]), 6),
+        "expected_revenue": round(float(revenue[best] * lines[best]), 6),
+        "expected_profit": None if profit is None else round(float(profit[best] * lines[best]), 6)}
     rounded = {name: np.round(values, 6).tolist() for name, values in columns.items()}
     curve = [dict(zip(rounded, point, strict=True)) for point in zip(*rounded.values(), strict=True)]
     return {
@@ -462,7 +472,7 @@ def recommend(served: ServedProduct, request: PriceRequest,
         "expected_profit": None if profit is None else round(float(profit[best]), 6),
         "point_optimum": round(float(prices[point_best]), 6),
         "band": None if band is None else [round(band[0], 6), round(band[1], 6)],
-        "elasticity": elasticity, "per": "order line",
+        "elasticity": elasticity, "per": "order line" if lines is None else "day", "per_day": per_day,
         "unit_cost": request.unit_cost, "price_range": [round(low, 6), round(high, 6)],
         "observed_range": [round(observed[0], 6), round(observed[1], 6)], "within_observed_range": within,
         "points": request.points, "date": requested_day, "customer": request.customer,

@@ -13,7 +13,14 @@ Demand of one regular (non-tier) order line at price ``p`` on day ``d``::
 
 ``multiplier`` is 1 for registered customers and ``guest_multiplier`` for guests. Unbiased rounding keeps
 ``E[Quantity] = season(d) * drift(d) * E[clip(X, 1, cap)]``, which has a closed form: :func:`expected_quantity`
-is the exact expectation of what the generator draws, and the revenue-optimal price does not depend on the date.
+is the exact expectation of what the generator draws.
+
+The price also moves how many order lines come in: a day's lines are Poisson with mean
+``lines_per_day * lines_season(d) * (p / ref_price) ** -order_rate_elasticity`` (``p`` the day's regular price;
+guests pay a fixed multiple of it, so their lines move alike). Revenue per day is therefore
+``p * E[Quantity](p) * E[lines](p)``: :func:`optimal_price` and :func:`revenue_regret` score that, and the
+optimal price does not depend on the date. ``b`` is set so that the registered optimum per day sits at the
+product's target price, where a line's own elasticity is ``order_rate_elasticity - 1``.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ _CANCEL_PROBABILITY = 0.09  # per line of such an invoice: 0.75 * 0.25 * 0.09 = 
 _DUPLICATE_PROBABILITY = 0.003
 _FREE_LINE_PROBABILITY = 0.0015  # a line recorded a second time at price 0
 _INTEGER_ROUNDING_SHARE = 0.15  # lines whose quantity is any whole number rather than a pack size
+# How much the number of a product's order lines answers its price (d log lines / d log price = -this), drawn per
+# product: a markdown brings more orders as well as bigger ones, but less strongly (a line's own elasticity at
+# the optimum is this minus one).
+_ORDER_RATE_ELASTICITY = (0.1, 0.3)
 _LINES_PER_INVOICE = 3.0
 # The shop's invoices per day, as a multiple of lines_per_day: a shop of about ten products' worth of lines at
 # three lines an invoice. Fixed, not summed over the products asked for: every product's lines pick invoices
@@ -148,7 +159,9 @@ def generate_transactions(
         truth = _draw_product(rng, code, descriptions.get(code), cal, rates[position],
                               strengths.get(code, 0.0), kind="product" if is_main else "filler",
                               mispriced=offset,
-                              test_rng=None if offset is None else _stream(seed, f"price-tests:{code}"))
+                              test_rng=None if offset is None else _stream(seed, f"price-tests:{code}"),
+                              order_rate_elasticity=float(_stream(seed, f"order-rate:{code}").uniform(
+                                  *_ORDER_RATE_ELASTICITY)))
         truths[code] = truth
         # Drift-only draws come from their own stream, so the product's main stream is the same at any strength.
         drift_rng = _stream(seed, f"drift:{code}") if truth["drift"] > 0 else None
@@ -185,14 +198,26 @@ def expected_quantity(truth: Mapping[str, Any], prices: np.ndarray, *, is_regist
     Regular means not a volume-tier line; exact for the generator's draws, including the floor at one unit.
     """
     params = _curve_params(truth)
-    price = np.asarray(prices, dtype=float)
-    if price.size and not (np.all(np.isfinite(price)) and np.all(price > 0)):
-        bad = price[~(np.isfinite(price) & (price > 0))].ravel()[0]
-        raise ValueError(f"price {bad!r} is not accepted: prices must be positive finite numbers")
+    price = _positive_prices(prices)
     day = _parse_day(date, "date")
     multiplier = 1.0 if is_registered else params["guest_multiplier"]
     mean = multiplier * params["base"] * np.exp(-params["b"] * (price - params["ref_price"]))
     return _day_factor(truth, day) * _clipped_lognormal_mean(mean, params["noise_sigma"], params["quantity_cap"])
+
+
+def expected_lines_per_day(truth: Mapping[str, Any], prices: np.ndarray, *, is_registered: bool,
+                           date: str) -> np.ndarray:
+    """True expected number of one customer group's regular (non-tier) order lines per trading day at ``prices``
+    (the group's own price: a guest price is compared with the guests' reference price)."""
+    price = _positive_prices(prices)
+    day = _parse_day(date, "date")
+    elasticity = float(truth.get("order_rate_elasticity", 0.0))
+    if is_registered:
+        reference, share = float(truth["ref_price"]), (1 - _GUEST_SHARE) * (1 - float(truth["tier_share"]))
+    else:
+        reference, share = float(truth["ref_price"]) * float(truth["guest_price_ratio"]), _GUEST_SHARE
+    season = float(_lines_season(np.array([day.timetuple().tm_yday], dtype=float))[0])
+    return float(truth["lines_per_day"]) * season * share * (price / reference) ** -elasticity
 
 
 def regular_quantities(truth: Mapping[str, Any], prices: np.ndarray, is_registered: np.ndarray,
@@ -210,9 +235,17 @@ def regular_quantities(truth: Mapping[str, Any], prices: np.ndarray, is_register
     return np.where(u_kind < truth["integer_rounding_share"], integers, _random_round(draw, packs, u_round))
 
 
+def expected_profit_per_day(truth: Mapping[str, Any], prices: np.ndarray, *, is_registered: bool, date: str,
+                            unit_cost: float = 0.0) -> np.ndarray:
+    """(price - unit_cost) * expected quantity per line * expected lines per day: one group's regular lines."""
+    price = _positive_prices(prices)
+    return (price - unit_cost) * expected_quantity(truth, price, is_registered=is_registered, date=date) \
+        * expected_lines_per_day(truth, price, is_registered=is_registered, date=date)
+
+
 def optimal_price(truth: Mapping[str, Any], low: float, high: float, *, is_registered: bool, date: str,
                   unit_cost: float = 0.0, grid_size: int = 401) -> tuple[float, float]:
-    """(price, expected profit per line) maximising (price - unit_cost) * expected_quantity over [low, high]."""
+    """(price, expected profit per day) maximising :func:`expected_profit_per_day` over [low, high]."""
     _check_range(low, high)
     if not math.isfinite(unit_cost) or unit_cost < 0:
         raise ValueError(f"unit_cost {unit_cost!r} is not accepted: use a finite number >= 0")
@@ -220,7 +253,7 @@ def optimal_price(truth: Mapping[str, Any], low: float, high: float, *, is_regis
         raise ValueError(f"grid_size {grid_size!r} is not accepted: use a whole number >= 3")
 
     def profit(p: np.ndarray) -> np.ndarray:
-        return (p - unit_cost) * expected_quantity(truth, p, is_registered=is_registered, date=date)
+        return expected_profit_per_day(truth, p, is_registered=is_registered, date=date, unit_cost=unit_cost)
 
     grid = np.linspace(float(low), float(high), grid_size)
     values = profit(grid)
@@ -243,7 +276,7 @@ def optimal_price(truth: Mapping[str, Any], low: float, high: float, *, is_regis
 
 def revenue_regret(truth: Mapping[str, Any], recommended_price: float, low: float, high: float, *,
                    is_registered: bool, date: str, unit_cost: float = 0.0) -> float:
-    """(optimal profit - profit at recommended price) / optimal profit, clipped to a fraction in [0, 1].
+    """(optimal profit - profit at recommended price) / optimal profit, per day, clipped to a fraction in [0, 1].
 
     The optimum is searched over [low, high]; a recommendation outside that range is scored all the same.
     """
@@ -253,8 +286,9 @@ def revenue_regret(truth: Mapping[str, Any], recommended_price: float, low: floa
     if best <= 0:
         raise ValueError(f"no price in [{low}, {high}] makes a profit at unit_cost {unit_cost!r}: "
                          "use a unit_cost below the range")
-    quantity = expected_quantity(truth, np.array([recommended_price]), is_registered=is_registered, date=date)[0]
-    regret = (best - (recommended_price - unit_cost) * quantity) / best
+    value = expected_profit_per_day(truth, np.array([recommended_price]), is_registered=is_registered, date=date,
+                                    unit_cost=unit_cost)[0]
+    regret = (best - value) / best
     return float(min(1.0, max(0.0, regret)))
 
 
@@ -342,6 +376,14 @@ def _parse_day(value: object, name: str) -> date:
             except ValueError:
                 continue
     raise ValueError(f"{name} {value!r} is not accepted: use an ISO date such as '2011-12-09'")
+
+
+def _positive_prices(prices: np.ndarray) -> np.ndarray:
+    price = np.asarray(prices, dtype=float)
+    if price.size and not (np.all(np.isfinite(price)) and np.all(price > 0)):
+        bad = price[~(np.isfinite(price) & (price > 0))].ravel()[0]
+        raise ValueError(f"price {bad!r} is not accepted: prices must be positive finite numbers")
+    return price
 
 
 def _check_range(low: float, high: float) -> None:
@@ -450,17 +492,21 @@ def _day_factor(truth: Mapping[str, Any], day: date) -> float:
     return factor
 
 
-def _fit_slope(target: float, base: float, ref_price: float, sigma: float, cap: float) -> float:
-    """The b whose registered profit curve p * E[q](p) is stationary at ``target``.
+def _fit_slope(target: float, base: float, ref_price: float, sigma: float, cap: float,
+               order_rate_elasticity: float) -> float:
+    """The b whose registered revenue per day p * E[q](p) * E[lines](p) is stationary at ``target``.
 
-    Without the floor and cap the answer is 1/target; with them, solve target * b * elasticity = 1.
+    A line's elasticity must then be ``order_rate_elasticity - 1``: without the floor and cap the answer is
+    (1 - order_rate_elasticity) / target; with them, solve target * b * (the clipped mean's elasticity) = that.
     """
+    line_elasticity = 1.0 - order_rate_elasticity
+
     def excess(b: float) -> float:
         mean = np.array([base * math.exp(-b * (target - ref_price))])
         elasticity = mean * _clipped_lognormal_slope(mean, sigma, cap) / _clipped_lognormal_mean(mean, sigma, cap)
-        return float(target * b * elasticity[0] - 1.0)
+        return float(target * b * elasticity[0] - line_elasticity)
 
-    candidates = np.geomspace(0.2 / target, 10.0 / target, 241)
+    candidates = np.geomspace(0.1 / target, 10.0 / target, 261)
     values = np.array([excess(b) for b in candidates])
     crossings = np.flatnonzero((values[:-1] < 0) & (values[1:] >= 0))
     if not len(crossings):
@@ -488,7 +534,8 @@ def _description(rng: np.random.Generator) -> str:
 
 def _draw_product(rng: np.random.Generator, code: str, description: str | None, cal: _Calendar, rate: float,
                   strength: float, *, kind: str, mispriced: float | None = None,
-                  test_rng: np.random.Generator | None = None) -> dict[str, Any]:
+                  test_rng: np.random.Generator | None = None,
+                  order_rate_elasticity: float = 0.0) -> dict[str, Any]:
     """Draw one product's demand curve and price plan; every draw happens whatever the drift (stable streams)."""
     generated = _description(rng)
     ref_price = _round_list_price(rng.uniform(1.5, 8.0))
@@ -529,7 +576,7 @@ def _draw_product(rng: np.random.Generator, code: str, description: str | None, 
     else:
         # Measured from the list price charged on the median day: the list price moves once or twice.
         target = float(np.median(list_by_day[cal.trading])) / (1 + mispriced)
-    b = _fit_slope(target, base, ref_price, sigma, quantity_cap)
+    b = _fit_slope(target, base, ref_price, sigma, quantity_cap, order_rate_elasticity)
 
     drift_price_factor = 1 + 0.4 * strength
     drift_quantity_factor = 1 + 3 * strength
@@ -542,6 +589,7 @@ def _draw_product(rng: np.random.Generator, code: str, description: str | None, 
         "description": description or generated,
         "kind": kind,
         "lines_per_day": float(rate),
+        "order_rate_elasticity": float(order_rate_elasticity),
         "base": float(base),
         "b": float(b),
         "ref_price": float(ref_price),
@@ -776,6 +824,18 @@ def _subset(rows: _Rows, mask: np.ndarray) -> _Rows:
     return _Rows(**{name: getattr(rows, name)[mask] for name in _Rows.__dataclass_fields__})
 
 
+def _poisson_quantile(u: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The Poisson(mean) quantile of each uniform ``u`` (0 where the mean is 0)."""
+    mean = np.asarray(mean, dtype=float)
+    top = float(mean.max()) if mean.size else 0.0
+    k = np.arange(int(math.ceil(top + 12 * math.sqrt(top) + 12)) + 1)
+    log_factorial = np.concatenate([[0.0], np.cumsum(np.log(k[1:]))])
+    safe = np.where(mean > 0, mean, 1.0)[:, None]
+    cdf = np.cumsum(np.exp(k[None, :] * np.log(safe) - safe - log_factorial[None, :]), axis=1)
+    counts = (cdf < np.asarray(u, dtype=float)[:, None]).sum(axis=1)
+    return np.where(mean > 0, counts, 0).astype(np.int64)
+
+
 def _random_round(values: np.ndarray, grid: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Round each value to a neighbouring grid point, up with probability (value - lower) / (upper - lower).
 
@@ -806,7 +866,12 @@ def _product_rows(rng: np.random.Generator, drift_rng: np.random.Generator | Non
 
     # Which invoices get a line: per day, the n with the smallest random keys (sampling without replacement),
     # so a product appears at most once per invoice. Lines come out sorted by day.
-    lines_by_day = np.where(cal.trading, rng.poisson(truth["lines_per_day"] * _lines_season(cal.doy)), 0)
+    # The price moves the number of lines. Drawn at the prices without the drift (the drift's dearer window is
+    # thinned below), so the draw sizes, and the rows before a drift window, are the same at any strength.
+    undrifted = np.where(drift_day, regular_by_day / truth["drift_price_factor"], regular_by_day)
+    order_rate = (undrifted / truth["ref_price"]) ** -truth["order_rate_elasticity"]
+    lines_mean = np.where(cal.trading, truth["lines_per_day"] * _lines_season(cal.doy) * order_rate, 0.0)
+    lines_by_day = _poisson_quantile(rng.random(cal.n_days), lines_mean)
     keys = rng.random(len(pool.day))
     order = np.lexsort((keys, pool.day))
     sorted_day = pool.day[order]
@@ -824,6 +889,11 @@ def _product_rows(rng: np.random.Generator, drift_rng: np.random.Generator | Non
         number[moved], minute[moved] = pool.export_number[target], pool.export_minute[target]
         guest[moved], customer[moved] = False, pool.export_customer[target]
         country[moved], cancel_number[moved] = pool.export_country[target], -1
+    keep = np.ones(n, dtype=bool)
+    if drift_rng is not None:
+        # Fewer orders at the window's dearer prices: thinning a Poisson count by the rate ratio keeps it Poisson.
+        ratio = truth["drift_price_factor"] ** -truth["order_rate_elasticity"]
+        keep = ~drift_day[day] | (drift_rng.random(n) < ratio)
 
     u_tier, z, u_kind, u_round = rng.random(n), rng.standard_normal(n), rng.random(n), rng.random(n)
     tier_pick = rng.choice(len(_TIER_MULTIPLES), size=n, p=_TIER_MULTIPLE_WEIGHTS)
@@ -839,12 +909,12 @@ def _product_rows(rng: np.random.Generator, drift_rng: np.random.Generator | Non
         * np.where(drift_day[day], truth["drift_quantity_factor"], 1.0)
     quantity = np.where(tier, np.rint(tier_quantity), quantity).astype(np.int64)
 
-    sales = _rows(position, number, False, minute, quantity, price, customer, country)
-    cancel = (cancel_number >= 0) & (u_cancel < _CANCEL_PROBABILITY)
+    sales = _subset(_rows(position, number, False, minute, quantity, price, customer, country), keep)
+    cancel = (cancel_number >= 0) & (u_cancel < _CANCEL_PROBABILITY) & keep
     cancels = _rows(position, cancel_number[cancel], True, cancel_minute[cancel], -quantity[cancel], price[cancel],
                     customer[cancel], country[cancel])
-    duplicates = _subset(sales, u_duplicate < _DUPLICATE_PROBABILITY)
-    free = _subset(sales, u_free < _FREE_LINE_PROBABILITY)
+    duplicates = _subset(sales, (u_duplicate < _DUPLICATE_PROBABILITY)[keep])
+    free = _subset(sales, (u_free < _FREE_LINE_PROBABILITY)[keep])
     free.price = np.zeros(len(free.price))
     return _concat([sales, cancels, duplicates, free])
 

@@ -99,10 +99,14 @@ def test_every_endpoint_answers_as_the_openapi_document_says(client, openapi, pr
     assert body["objective"] == "profit" and len(body["curve"]) == 100 and body["state_as_of"] == "2011-11-15"
     assert body["model_version"] == by_code[OTHER]["promoted_version"]
     assert body["data_md5"] == registry.served_model(project, OTHER).record["verdict"]["lineage"]["features_md5"]
-    best = max(body["curve"], key=lambda point: point["expected_profit"])
+    # Profit per day: per line times the expected lines per day (the order rate falls with the price).
+    best = max(body["curve"], key=lambda point: point["expected_profit_per_day"])
     assert best["price"] == body["point_optimum"]  # the point model's optimum; the answer is the robust choice
     assert body["price"] in [point["price"] for point in body["curve"]]
-    assert body["band"][0] <= body["price"] <= body["band"][1] and body["per"] == "order line"
+    assert body["band"][0] <= body["price"] <= body["band"][1] and body["per"] == "day"
+    chosen = next(point for point in body["curve"] if point["price"] == body["price"])
+    assert body["per_day"]["expected_profit"] == pytest.approx(chosen["expected_profit_per_day"], rel=1e-4)
+    assert body["elasticity"]["order_rate"]["value"] <= 0
     alias = client.get(f"/v1/predict-price/{OTHER}?unitprice_min=3&unitprice_max=6&num_price_bins=7"
                        "&date=2011-11-15").get_json()
     same = client.get(f"/v1/products/{OTHER}/price?min_price=3&max_price=6&points=7&date=2011-11-15").get_json()
