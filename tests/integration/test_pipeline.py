@@ -128,7 +128,7 @@ def test_recommendation_comes_from_the_promoted_model(project: Path) -> None:
     assert result["model_version"] == served_version(project, "85123A")
     curve = result["curve"]
     assert len(curve) == 101 and result["price_range"] == result["observed_range"]
-    best = max(curve, key=lambda point: point["expected_revenue"])
+    best = max(curve, key=lambda point: point["expected_revenue_per_day"])  # revenue per day: the objective
     assert result["point_optimum"] == pytest.approx(best["price"], abs=1e-4)
     # The recommendation is the robust choice on the same curve, inside the band of plausible optima.
     chosen = min(curve, key=lambda point: abs(point["price"] - result["price"]))
@@ -136,7 +136,9 @@ def test_recommendation_comes_from_the_promoted_model(project: Path) -> None:
     assert result["expected_revenue"] == pytest.approx(chosen["expected_revenue"], rel=1e-3)
     low, high = result["band"]
     assert low - 1e-9 <= result["price"] <= high + 1e-9
-    assert result["elasticity"]["value"] < 0 and result["per"] == "order line"
+    assert result["elasticity"]["value"] < 0 and result["per"] == "day"
+    assert result["per_day"]["expected_revenue"] == pytest.approx(chosen["expected_revenue_per_day"], rel=1e-3)
+    assert result["elasticity"]["per_day"]["value"] < result["elasticity"]["value"]
 
 
 def test_a_drifted_new_product_stops_alone_and_adding_it_reruns_nothing_else(project: Path) -> None:
