@@ -52,8 +52,10 @@ CONFIG = {"n_layers": 2, "units": [64, 32], "dropout": [0.1, 0.0], "batch_norm":
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelBundle, dict, dict]:
     folder = tmp_path_factory.mktemp("behaviour")
+    # 14 lines a day, as below: at 7 this free network beat the median by only 1% in one run (since the order
+    # rate changed the draws), too close to the 5% margin to say anything about the model.
     frame, truth = generate_transactions({CODE: {}}, seed=7, start="2010-12-01", end="2011-12-09",
-                                         lines_per_day=7.0, filler_products=2, drift={}, drift_days=60)
+                                         lines_per_day=14.0, filler_products=2, drift={}, drift_days=60)
     frame.to_parquet(folder / "raw.parquet", index=False)
     ingest(folder / "raw.parquet", folder / "transactions.parquet")
     features, daily, _ = run_etl(folder / "transactions.parquet", CODE, CleaningRules())
