@@ -24,7 +24,8 @@ def train_frame(countries: list[str]) -> pd.DataFrame:
                          "invoice_date": pd.date_range("2011-01-01", periods=n), "log_quantity": np.ones(n)})
 
 
-def write_model(folder: Path, countries: list[str], *, with_hash: bool = True) -> tuple[Path, Path]:
+def write_model(folder: Path, countries: list[str], *, with_hash: bool = True,
+                extra_metadata: dict | None = None) -> tuple[Path, Path]:
     preprocessor = fit_preprocessor(train_frame(countries), SETTINGS)
     pre_path = folder / "preprocessor.skops"
     save_preprocessor(preprocessor, pre_path)
@@ -32,7 +33,8 @@ def write_model(folder: Path, countries: list[str], *, with_hash: bool = True) -
     model_path = folder / "model.pt"
     save_checkpoint(model_path, build_network(len(names), CONFIG), config=CONFIG, feature_names=names,
                     metadata={"stockcode": "85123A", "model_version": "x",
-                              **({"preprocessor_md5": file_md5(pre_path)} if with_hash else {})})
+                              **({"preprocessor_md5": file_md5(pre_path)} if with_hash else {}),
+                              **(extra_metadata or {})})
     return model_path, pre_path
 
 
@@ -66,3 +68,29 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     model.write_bytes(model.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="model.pt"):
         load_bundle(model, pre)
+
+
+GOOD_RATE = {"elasticity": 0.2, "sd": 0.1, "data_elasticity": None, "data_sd": None, "prior_mean": 0.2,
+             "prior_sd": 0.1, "days": 300, "lines_per_day": {"registered": 6.0, "guest": 1.0}}
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    ({"order_rate": {"elasticity": 0.2}}, "order rate .* is malformed"),
+    ({"order_rate": {**GOOD_RATE, "sd": float("nan")}}, "sd=nan"),
+    ({"smearing_factor": 0.0}, "smearing_factor=0.0 is invalid"),
+    ({"smearing_factor": "1.1"}, "smearing_factor='1.1' is invalid"),
+    ({"price_reference": {"registered": {"median": 3.0}}}, "price_reference of registered customers is malformed"),
+])
+def test_a_malformed_record_fails_at_load_not_at_the_first_request(tmp_path: Path, metadata: dict,
+                                                                   message: str) -> None:
+    # The router turns a load error into "model unavailable" for this product; a request-time error would be a
+    # generic failure on every request.
+    model, pre = write_model(tmp_path, ["United Kingdom", "France"] * 5, extra_metadata=metadata)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(model, pre)
+
+
+def test_a_well_formed_order_rate_loads(tmp_path: Path) -> None:
+    model, pre = write_model(tmp_path, ["United Kingdom", "France"] * 5,
+                             extra_metadata={"order_rate": GOOD_RATE, "smearing_factor": 1.1})
+    assert load_bundle(model, pre).smearing == 1.1

@@ -19,6 +19,7 @@ from torch import nn
 from pricetrail.hashing import file_md5
 from pricetrail.model import expected_quantity, load_checkpoint, predict
 from pricetrail.preprocess import feature_names, load_preprocessor, transform
+from pricetrail.price_response import check_recorded_response
 
 
 class BundleError(ValueError):
@@ -66,6 +67,10 @@ def load_bundle(checkpoint: Path, preprocessor: Path, *, daily: Path | None = No
     if list(record.get("feature_names", [])) != names:
         raise BundleError(f"preprocessor {preprocessor} produces {len(names)} features that differ from the "
                           f"{len(record.get('feature_names', []))} model {checkpoint} was trained on")
+    try:
+        check_recorded_response(network, metadata)
+    except ValueError as error:
+        raise BundleError(f"model {checkpoint}: {error}") from error
     return ModelBundle(
         stockcode=str(metadata.get("stockcode", "")),
         version=str(metadata.get("model_version", "")),

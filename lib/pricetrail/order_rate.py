@@ -84,14 +84,19 @@ class OrderRateFit:
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> OrderRateFit:
         try:
-            return cls(elasticity=float(entry["elasticity"]), sd=float(entry["sd"]),
-                       data_elasticity=None if entry["data_elasticity"] is None else float(entry["data_elasticity"]),
-                       data_sd=None if entry["data_sd"] is None else float(entry["data_sd"]),
-                       prior=OrderRatePrior(float(entry["prior_mean"]), float(entry["prior_sd"])),
-                       days=int(entry["days"]),
-                       lines_per_day={str(k): float(v) for k, v in dict(entry["lines_per_day"]).items()})
+            fit = cls(elasticity=float(entry["elasticity"]), sd=float(entry["sd"]),
+                      data_elasticity=None if entry["data_elasticity"] is None else float(entry["data_elasticity"]),
+                      data_sd=None if entry["data_sd"] is None else float(entry["data_sd"]),
+                      prior=OrderRatePrior(float(entry["prior_mean"]), float(entry["prior_sd"])),
+                      days=int(entry["days"]),
+                      lines_per_day={str(k): float(v) for k, v in dict(entry["lines_per_day"]).items()})
         except (KeyError, TypeError, ValueError) as error:
-            raise OrderRateError(f"the recorded order rate {str(dict(entry))[:160]!r} is malformed: {error}") from error
+            raise OrderRateError(f"the recorded order rate {str(entry)[:160]!r} is malformed: {error}") from error
+        # float() reads "nan" and "inf": a rate the draws would turn into NaN revenue on every grid price.
+        if not (math.isfinite(fit.elasticity) and math.isfinite(fit.sd) and fit.sd >= 0):
+            raise OrderRateError(f"the recorded order rate has elasticity={fit.elasticity!r}, sd={fit.sd!r}; "
+                                 "both must be finite and the sd >= 0")
+        return fit
 
 
 def daily_lines(lines: pd.DataFrame) -> pd.DataFrame:

@@ -107,6 +107,26 @@ def _beta_draws(fit: Mapping[str, Any], k: int, n_draws: int, seed: int) -> tupl
     return beta, np.clip(draws, 0.0, None)  # the weights are non-negative by construction
 
 
+def check_recorded_response(network: nn.Module, metadata: Mapping[str, Any]) -> None:
+    """Read every record an answer uses (smearing factor, group prices, price weights and their covariance, order
+    rate), so a malformed checkpoint fails when it is loaded, not at its first request. Raises PriceResponseError
+    or OrderRateError (both ValueError) naming the record."""
+    smearing = metadata.get("smearing_factor", 1.0)
+    if isinstance(smearing, bool) or not isinstance(smearing, (int, float)) or not (math.isfinite(smearing)
+                                                                                   and smearing > 0):
+        raise PriceResponseError(f"the recorded smearing_factor={smearing!r} is invalid; expected a finite number > 0")
+    for customer in ("registered", "guest"):
+        try:
+            price_reference(metadata, customer)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise PriceResponseError(f"the recorded price_reference of {customer} customers is malformed: "
+                                     f"{error!r}") from error
+    order_rate(metadata)
+    fit = metadata.get("price_response")
+    if isinstance(network, PriceResponseNetwork) and fit:
+        _beta_draws(fit, len(network.price_columns), 1, DRAW_SEED)
+
+
 def order_rate(metadata: Mapping[str, Any]) -> OrderRateFit | None:
     """The checkpoint's order-rate fit, or None for a checkpoint written before it was recorded."""
     entry = metadata.get("order_rate")
