@@ -103,8 +103,12 @@ def _beta_draws(fit: Mapping[str, Any], k: int, n_draws: int, seed: int) -> tupl
     # Symmetrise and floor the eigenvalues: a covariance from a near-singular solve can be a hair indefinite.
     values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
     root = vectors * np.sqrt(np.clip(values, 0.0, None))
-    draws = beta + rng.standard_normal((n_draws, k)) @ root.T
-    return beta, np.clip(draws, 0.0, None)  # the weights are non-negative by construction
+    # Not clipped at 0 weight by weight: the price columns are strongly correlated (price, log price, ...), so the
+    # data fix the sum of their effects far better than each weight, and a draw trades one weight against another.
+    # Clipping each negative weight to 0 keeps the other's excess and steepens the family (its members leaned to
+    # lower prices than the point model). What the structure guarantees, demand that does not rise with the
+    # price, is kept by dropping the members whose curve rises (response_family).
+    return beta, beta + rng.standard_normal((n_draws, k)) @ root.T
 
 
 def check_recorded_response(network: nn.Module, metadata: Mapping[str, Any]) -> None:
@@ -192,10 +196,26 @@ def response_family(network: nn.Module, metadata: Mapping[str, Any], grid_matrix
     z_grid = np.asarray(grid_matrix, dtype=np.float64)[:, columns]
     z_pivot = np.asarray(pivot_matrix, dtype=np.float64)[:, columns]
     centre = z_pivot[1]
-    delta = draws - beta  # (draws, k)
+    keep = _falling_members(draws, np.vstack([z_grid, z_pivot]))
+    if not keep.any():  # every plausible curve rises somewhere: no family to draw a band from, the point stands
+        return ResponseFamily(point, None, pivot_point, None, **rate_fields)
+    delta = draws[keep] - beta  # (members, k)
     members = expected_quantity(grid_log[None, :] - delta @ (z_grid - centre).T, smearing)
     pivot_members = expected_quantity(pivot_log[None, :] - delta @ (z_pivot - centre).T, smearing)
+    if "rate_members" in rate_fields:  # member k keeps its own order-rate draw (elasticity_summary pairs them)
+        rate_fields["rate_members"] = rate_fields["rate_members"][keep]
+        rate_fields["rate_draws"] = rate_fields["rate_draws"][keep]
     return ResponseFamily(point, members, pivot_point, pivot_members, **rate_fields)
+
+
+def _falling_members(draws: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Which draws give a price term ``z . b`` that does not fall as the price rises over the rows of ``z`` (so
+    demand does not rise). Every price column is non-decreasing in the price, so sorting the rows by all of
+    them in turn orders them by price."""
+    order = np.lexsort(z.T[::-1])
+    term = z[order] @ draws.T  # (rows, draws)
+    tolerance = 1e-9 * (1.0 + np.abs(term).max(axis=0))
+    return np.all(np.diff(term, axis=0) >= -tolerance, axis=0)
 
 
 def optimal_price_band(prices: np.ndarray, members: np.ndarray, unit_cost: float | None = None) -> tuple[float, float]:
