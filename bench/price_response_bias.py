@@ -36,6 +36,7 @@ from pricetrail import synthetic  # noqa: E402
 from pricetrail.synthetic import _clipped_lognormal_mean  # noqa: E402
 
 STEP = 1e-3
+GRID = 201  # the router's default grid
 CENSOR = np.log(1.5)
 
 
@@ -90,19 +91,29 @@ def elasticity(quantity: np.ndarray) -> float:
 
 
 def errors(truth: dict, prices: np.ndarray, registered: np.ndarray, n: int, rng: np.random.Generator,
-           date: str) -> dict[str, list[float]]:
+           date: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per family: the relative elasticity error at each group's median price, and the regret per day of the
+    family's own optimum over the group's observed range (lines per day from the truth's order rate, so only
+    the per-line reading of the price is the family's)."""
     pick = rng.integers(0, len(prices), n)
     p, reg = prices[pick], registered[pick]
     curves = quantity_curves(design(p, reg), draw_lines(truth, p, reg, rng))
     result: dict[str, list[float]] = {name: [] for name in curves}
+    regrets: dict[str, list[float]] = {name: [] for name in curves}
     for group in (True, False):
-        median = float(np.median(prices[registered == group]))
+        own = prices[registered == group]
+        median = float(np.median(own))
         pivot = np.array([median * (1 - STEP), median * (1 + STEP)])
         true = elasticity(synthetic.expected_quantity(truth, pivot, is_registered=group, date=date))
         rows = design(pivot, np.full(2, group))
+        low, high = float(own.min()), float(own.max())
+        grid = np.linspace(low, high, GRID)
+        lines = synthetic.expected_lines_per_day(truth, grid, is_registered=group, date=date)
         for name, curve in curves.items():
             result[name].append(elasticity(curve(rows)) / true - 1)
-    return result
+            best = float(grid[np.argmax(grid * lines * curve(design(grid, np.full(GRID, group))))])
+            regrets[name].append(synthetic.revenue_regret(truth, best, low, high, is_registered=group, date=date))
+    return result, regrets
 
 
 def main() -> int:
@@ -112,16 +123,17 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3, help="year-sized samples per product")
     args = parser.parse_args()
     truth = json.loads((args.root / "data/raw/synthetic/ground_truth.json").read_text(encoding="utf-8"))["products"]
-    table = {}
+    table, priced = {}, {}
     for code, product in truth.items():
         lines = pd.read_parquet(args.root / f"data/features/{code}/lines.parquet")
         prices, registered = lines["unit_price"].to_numpy(float), lines["is_registered"].to_numpy(bool)
         date = str((lines["invoice_date"].max() + pd.Timedelta(days=3)).date())
         year = int(0.7 * len(lines))  # the training split's size
-        table[(code, "large")] = errors(product, prices, registered, args.large, np.random.default_rng(0), date)
+        table[(code, "large")], priced[(code, "large")] = errors(product, prices, registered, args.large,
+                                                                  np.random.default_rng(0), date)
         for seed in range(args.seeds):
-            table[(code, f"year{seed}")] = errors(product, prices, registered, year, np.random.default_rng(seed + 1),
-                                                 date)
+            table[(code, f"year{seed}")], priced[(code, f"year{seed}")] = errors(
+                product, prices, registered, year, np.random.default_rng(seed + 1), date)
     for size in ("large", "year"):
         print(f"\n{'structural' if size == 'large' else 'a year of lines'}: elasticity error at the median price "
               f"(registered and guest per product; {args.large if size == 'large' else 'training-split'} lines)")
@@ -133,6 +145,16 @@ def main() -> int:
             # A negative error is an elasticity closer to zero than the truth's: a curve read too flat.
             print(f"  {family:9s} median {np.median(absolute):5.1%}  worst {absolute.max():5.1%}  "
                   f"too flat in {np.mean(np.array(values) < 0):.0%} of cases")
+    # What the worst-case regret target asks of one product's year: each family's own optimum, priced with the
+    # true order rate, over each group's observed range.
+    for size in ("large", "year"):
+        print(f"\n{'structural' if size == 'large' else 'a year of lines'}: regret per day of the family's "
+              "optimum (true order rate; each group's observed range)")
+        for family in next(iter(priced.values())).keys():
+            values = np.array([v for (code, kind), result in priced.items() if kind.startswith(size)
+                               for v in result[family]])
+            print(f"  {family:9s} median {np.median(values):6.2%}  worst {values.max():6.2%}  "
+                  f"above 1% in {np.mean(values > 0.01):.0%} of {values.size} cases")
     return 0
 
 
