@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from pricetrail.model import PriceResponseNetwork
-from pricetrail.price_response import elasticity, pivot_prices, response_family
+from pricetrail.price_response import (
+    PriceResponseError,
+    check_recorded_response,
+    elasticity,
+    pivot_prices,
+    response_family,
+)
 
 ARCH = {"n_layers": 1, "units": [4], "dropout": [0.0], "batch_norm": False}
 MEDIAN = 3.0
@@ -58,3 +65,13 @@ def test_no_member_rises_with_the_price_and_each_keeps_its_own_order_rate_draw()
 def test_a_fit_with_no_uncertainty_gives_members_equal_to_the_point_model() -> None:
     _, result = family((0.3, 0.4), [[0.0, 0.0], [0.0, 0.0]])
     np.testing.assert_allclose(result.members, np.broadcast_to(result.point, result.members.shape), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ("x", "lacks beta/covariance"),
+    ({"beta": [0.1, 0.2, 0.3], "covariance": [[1.0]]}, r"beta \(3,\) and covariance \(1, 1\); the network has 2"),
+    ({"beta": [0.1, 0.2], "covariance": [[0.01, 0.0], [0.0, float("nan")]]}, "non-finite"),
+])
+def test_a_malformed_price_response_record_is_refused_naming_what_is_wrong(record: object, message: str) -> None:
+    with pytest.raises(PriceResponseError, match=message):
+        check_recorded_response(network((0.1, 0.2)), {"price_response": record})

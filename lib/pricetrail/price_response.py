@@ -95,10 +95,12 @@ def _beta_draws(fit: Mapping[str, Any], k: int, n_draws: int, seed: int) -> tupl
         covariance = np.asarray(fit["covariance"], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as error:
         raise PriceResponseError(f"the recorded price response {str(fit)[:120]!r} lacks beta/covariance") from error
-    if beta.shape != (k,) or covariance.shape != (k, k) or not (np.all(np.isfinite(beta))
-                                                                 and np.all(np.isfinite(covariance))):
+    if beta.shape != (k,) or covariance.shape != (k, k):
         raise PriceResponseError(f"the recorded price response has beta {beta.shape} and covariance "
                                  f"{covariance.shape}; the network has {k} price columns")
+    if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(covariance))):
+        raise PriceResponseError("the recorded price response holds a non-finite beta or covariance entry; "
+                                 "every entry must be a finite number")
     rng = np.random.default_rng(seed)
     # Symmetrise and floor the eigenvalues: a covariance from a near-singular solve can be a hair indefinite.
     values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
