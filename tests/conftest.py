@@ -67,12 +67,30 @@ class SmokeRun:
 def smoke_week1(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
     """The smoke profile's two products after a first `pricetrail run`, committed as "week 1".
 
-    The run takes minutes on two cores; the integration modules that need a first week clone this one instead
-    of each running it again.
+    The run takes a minute and a half on two cores; the integration modules that need a first week clone this one
+    instead of each running it again. Under pytest-xdist the test processes share one: the first to ask builds it
+    in the run's common temporary folder under a file lock, the others wait for it and read it (nobody changes it).
     """
+    from filelock import FileLock
     from smoke_project import commit, make_copy, pricetrail  # tests/integration, on sys.path for its modules
 
-    root = make_copy(tmp_path_factory.mktemp("smoke-week1") / "project")
-    result = pricetrail("run", cwd=root)
-    commit(root, "week 1")
-    return SmokeRun(root=root, stdout=result.stdout)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent  # the run's folder, common to its test processes
+    else:
+        shared = tmp_path_factory.getbasetemp()
+    folder = shared / "smoke-week1"
+    stdout_file = folder / "run-stdout.txt"  # written last: its presence says the run finished and was committed
+    failure_file = shared / "smoke-week1-failed.txt"  # a failed build fails the other processes' tests at once
+    with FileLock(str(shared / "smoke-week1.lock")):
+        if failure_file.exists():
+            pytest.fail(f"the shared first smoke run failed in another test process:\n{failure_file.read_text()}")
+        if not stdout_file.exists():
+            try:
+                root = make_copy(folder / "project")
+                result = pricetrail("run", cwd=root)
+                commit(root, "week 1")
+            except AssertionError as error:
+                failure_file.write_text(str(error)[-8000:], encoding="utf-8")
+                raise
+            stdout_file.write_text(result.stdout, encoding="utf-8")
+    return SmokeRun(root=folder / "project", stdout=stdout_file.read_text(encoding="utf-8"))

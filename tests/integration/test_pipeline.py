@@ -233,13 +233,14 @@ def test_failed_risk_gate_keeps_the_earlier_model(project: Path) -> None:
 
 
 def test_gc_keeps_every_version_the_registry_can_roll_back_to(project: Path) -> None:
-    # Two runs promote two new versions; the first is replaced before anything is committed, so only the registry
-    # references it: plain `dvc gc --workspace --all-commits` would delete it.
+    # Two runs of one product promote two new versions of it; the first is replaced before anything is committed,
+    # so only the registry references it: plain `dvc gc --workspace --all-commits` would delete it. (The other
+    # products' chains stay stale: gc must keep their promoted versions all the same.)
     set_params(project, {"tune_primary_model.search_space.units": [20, 24]})
-    pricetrail("run", cwd=project)
+    pricetrail("run", "85123A", cwd=project)
     uncommitted = served_version(project, "85123A")
     set_params(project, {"tune_primary_model.search_space.units": [26, 30]})
-    pricetrail("run", cwd=project)
+    pricetrail("run", "85123A", cwd=project)
     commit(project, "week 5")
     assert served_version(project, "85123A") != uncommitted
     result = pricetrail("gc", cwd=project)
