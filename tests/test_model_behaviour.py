@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
@@ -125,14 +126,21 @@ def monotone(tmp_path_factory: pytest.TempPathFactory) -> dict:
     result = tune(x["train"], y["train"], x["validation"], y["validation"],
                   search_space=params["tune_primary_model"]["search_space"], n_trials=3, max_epochs=40, patience=8,
                   timeout_seconds=None, seed=0, price_columns=price_columns(preprocessor),
-                  pool_trials=params["tune_primary_model"]["pool_trials"])
+                  pool_trials=params["tune_primary_model"]["pool_trials"],
+                  final_fit_rows=params["tune_primary_model"]["final_fit_rows"])
     train = splits["train"]
+    # The order rate from the same rows as the served weights, as the stage reads it.
+    fit_rows = (pd.concat([train, splits["validation"]])
+                if result.final_fit_rows == "train_and_validation" else train)
     metadata = {
-        "smearing_factor": smearing_factor(y["validation"], predict(result.network, x["validation"])),
+        "smearing_factor": (smearing_factor(np.concatenate([y["train"], y["validation"]]),
+                                            predict(result.network, np.vstack([x["train"], x["validation"]])))
+                            if result.final_fit_rows == "train_and_validation"
+                            else smearing_factor(y["validation"], predict(result.network, x["validation"]))),
         "price_response": result.price_response.to_dict(),
         "price_reference": {name: group_prices(train.loc[train["is_registered"] == flag, "unit_price"]).to_dict()
                             for name, flag in (("registered", True), ("guest", False))},
-        "order_rate": fit_order_rate(train, OrderRatePrior.from_params(
+        "order_rate": fit_order_rate(fit_rows, OrderRatePrior.from_params(
             params["tune_primary_model"]["order_rate_prior"])).to_dict(),
     }
     bundle = ModelBundle(stockcode=CODE, version="test", network=result.network,

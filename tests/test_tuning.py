@@ -179,3 +179,27 @@ def test_price_response_trials_record_their_weights_and_pool_the_best() -> None:
     assert pooled.price_response.covariance[0][0] >= single.price_response.covariance[0][0]
     with pytest.raises(ValueError, match="pool_trials=0"):
         run(pool_trials=0)
+
+
+def test_the_final_fit_on_train_and_validation_rows_keeps_the_choice_and_the_held_out_figures() -> None:
+    X_train, y_train, X_val, y_val = make_split()
+    train_only = run(n_trials=3, price_columns=[1], final_fit_rows="train")
+    both = run(n_trials=3, price_columns=[1], final_fit_rows="train_and_validation")
+    assert both.best_params == train_only.best_params and both.trials == train_only.trials  # validation chose
+    assert train_only.final_fit_rows == "train" and both.final_fit_rows == "train_and_validation"
+    assert train_only.price_response is not None and both.price_response is not None
+    assert train_only.price_response.rows == len(y_train)
+    assert both.price_response.rows == len(y_train) + len(y_val)
+    # The validation figures are the selected network's before the refit saw those rows: the same in both runs.
+    np.testing.assert_array_equal(both.validation_prediction, train_only.validation_prediction)
+    np.testing.assert_array_equal(train_only.validation_prediction, predict(train_only.network, X_val))
+    # The served weights are the least squares on all 300 rows: they fit the validation rows at least as well.
+    refit_loss = float(np.mean((predict(both.network, X_val) - y_val) ** 2))
+    held_out_loss = float(np.mean((both.validation_prediction - y_val) ** 2))
+    assert refit_loss <= held_out_loss
+    assert both.price_response.beta[0] > 0  # y falls with column 1: a positive price weight, read from more rows
+
+
+def test_an_unknown_final_fit_rows_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"final_fit_rows='all' is not accepted; use one of \['train', "):
+        run(final_fit_rows="all")

@@ -46,6 +46,8 @@ SEARCH_SPACE_KINDS: dict[str, str] = {
 PRUNER_STARTUP_TRIALS = 5
 # Where a trial records its refit price weights (the pooled price-response uncertainty reads them).
 PRICE_WEIGHTS_ATTR = "price_weights"
+# Which rows the served price-response network's output layer and price weights are solved on at the end (tune).
+FINAL_FIT_ROWS = ("train", "train_and_validation")
 
 
 class TuningTimeout(ValueError):
@@ -64,6 +66,11 @@ class TuningResult:
     n_trials_failed: int
     trials: list[dict[str, Any]] = field(default_factory=list)
     price_response: PriceResponseFit | None = None
+    # The selected network's predictions on the validation rows before any final refit on them: out-of-sample,
+    # what the validation metrics report.
+    validation_prediction: np.ndarray | None = None
+    # The rows the served output layer and price weights were solved on: "train" or "train_and_validation".
+    final_fit_rows: str = "train"
 
 
 def _range(key: str, value: Any, kind: str) -> list[Any]:
@@ -226,6 +233,7 @@ def tune(
     seed: int,
     price_columns: Sequence[int] | None = None,
     pool_trials: int = 1,
+    final_fit_rows: str = "train",
 ) -> TuningResult:
     """Search the space with a seeded TPE sampler and median pruning, then retrain the best config.
 
@@ -239,6 +247,12 @@ def tune(
     cannot rise with the price (:class:`pricetrail.model.PriceResponseNetwork`); None keeps the plain MLP.
     ``pool_trials`` > 1 widens the served price response's covariance by how much the price weights differ
     between the best ``pool_trials`` complete trials (:func:`pricetrail.model.pool_price_responses`).
+    ``final_fit_rows="train_and_validation"``: once validation has picked the trial and the stopping epoch, the
+    served price-response network's output layer and price weights are solved again on the training *and*
+    validation rows (the hidden layers stay as trained). Those closed-form weights are what the least squares
+    reads the level and the price response from, and the validation rows are the newest before the test split:
+    more rows for the price slope, and the most recent level. The test split stays unseen; the validation
+    metrics are taken before this refit (``validation_prediction``).
     """
     space = validate_search_space(search_space)
     if not _is_int(n_trials) or n_trials < 1:
@@ -252,6 +266,8 @@ def tune(
         raise ValueError(f"seed={seed!r} is invalid; expected an int")
     if not _is_int(pool_trials) or pool_trials < 1:
         raise ValueError(f"pool_trials={pool_trials!r} is invalid; expected an int >= 1 (1: no pooling)")
+    if final_fit_rows not in FINAL_FIT_ROWS:
+        raise ValueError(f"final_fit_rows={final_fit_rows!r} is not accepted; use one of {list(FINAL_FIT_ROWS)}")
 
     structure = {} if price_columns is None else {"price_columns": sorted(int(c) for c in price_columns)}
 
@@ -333,6 +349,12 @@ def tune(
     network, train_result, price_fit = _fit(
         best_params, X_train, y_train, X_val, y_val, max_epochs=max_epochs, patience=patience, seed=seed
     )
+    validation_prediction = predict(network, X_val)
+    if price_fit is not None and final_fit_rows == "train_and_validation":
+        assert isinstance(network, PriceResponseNetwork)  # a price fit comes only from one
+        price_fit = refit_price_response(network, np.vstack([np.asarray(X_train), np.asarray(X_val)]),
+                                         np.concatenate([np.asarray(y_train).reshape(-1),
+                                                         np.asarray(y_val).reshape(-1)]))
     if price_fit is not None and pool_trials > 1:
         ranked = sorted((t for t in study.trials if t.state == states.COMPLETE and PRICE_WEIGHTS_ATTR in t.user_attrs),
                         key=lambda t: (float(t.value), t.number))
@@ -357,4 +379,6 @@ def tune(
         n_trials_failed=counts[states.FAIL],
         trials=trials,
         price_response=price_fit,
+        validation_prediction=validation_prediction,
+        final_fit_rows=final_fit_rows if price_fit is not None else "train",
     )
