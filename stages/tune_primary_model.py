@@ -44,9 +44,7 @@ def main(root: Path) -> None:
     if final_fit_rows not in FINAL_FIT_ROWS:
         raise ValueError(f"tune_primary_model.final_fit_rows={final_fit_rows!r} is not accepted; use one of "
                          f"{list(FINAL_FIT_ROWS)}")
-    # The order rate is read from the same rows as the served price weights.
-    rate_lines = pd.concat([train, validation]) if final_fit_rows == "train_and_validation" else train
-    order_rate = fit_order_rate(rate_lines, OrderRatePrior.from_params(settings.get("order_rate_prior")))
+    order_rate = fit_order_rate(train, OrderRatePrior.from_params(settings.get("order_rate_prior")))
     set_seed(seed)
     result = tune(x_train, y_train, x_val, y_val, search_space=settings["search_space"],
                   n_trials=int(settings["n_trials"]), max_epochs=int(settings["max_epochs"]),
@@ -76,7 +74,7 @@ def main(root: Path) -> None:
                         "features_md5": file_md5(root / paths.lines),
                         "preprocessor_md5": file_md5(root / paths.preprocessor),
                         "train_rows": len(train),
-                        # the rows the output layer, price weights and order rate were solved on
+                        # the rows the output layer was solved on (price weights, order rate: training rows)
                         "final_fit_rows": result.final_fit_rows,
                         "best_epoch": result.train_result.best_epoch,
                         "seed": seed,

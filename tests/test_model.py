@@ -24,6 +24,7 @@ from pricetrail.model import (
     network_input_dim,
     pool_price_responses,
     predict,
+    refit_output_layer,
     refit_price_response,
     regression_metrics,
     save_checkpoint,
@@ -584,6 +585,37 @@ def test_refit_fixes_a_rising_price_column_at_zero() -> None:
     assert fit.beta[1] == pytest.approx(0.0, abs=1e-9)
     assert fit.covariance[1] == [0.0, 0.0]
     assert fit.beta[0] > 0.3
+
+
+def test_refitting_the_output_layer_moves_the_level_and_keeps_the_price_weights() -> None:
+    X, y = price_data()
+    set_seed(0)
+    network = build_network(N_FEATURES, PRICE_CONFIG)
+    fit = refit_price_response(network, X[:400], y[:400])
+    shifted = y[400:] + 0.5  # newer rows at a higher level
+    before = float(np.mean(shifted - predict(network, X[400:])))
+    refit_output_layer(network, X, np.concatenate([y[:400], shifted]))
+    assert network.beta.detach().numpy() == pytest.approx(fit.beta, abs=1e-6)  # the price weights as they were
+    after = float(np.mean(shifted - predict(network, X[400:])))
+    assert before == pytest.approx(0.5, abs=0.1) and 0.1 < after < before  # the level moved towards the new rows
+    residual = np.concatenate([y[:400], shifted]) - predict(network, X)
+    assert abs(float(residual.mean())) < 1e-3  # the level is unpenalised: residuals of the fit average 0
+
+
+def test_refit_output_layer_refuses_what_it_cannot_solve() -> None:
+    X, y = price_data(n_rows=40)
+    set_seed(0)
+    with pytest.raises(ValueError, match="needs a PriceResponseNetwork, got Sequential"):
+        refit_output_layer(build_network(N_FEATURES, CONFIG), X, y)  # type: ignore[arg-type]
+    network = build_network(N_FEATURES, PRICE_CONFIG)
+    with pytest.raises(ValueError, match="ridge=-1 is invalid"):
+        refit_output_layer(network, X, y, ridge=-1)
+    with pytest.raises(ValueError, match=r"needs more than \d+ rows, got 5"):
+        refit_output_layer(network, X[:5], y[:5])
+    y_bad = y.copy()
+    y_bad[3] = np.nan
+    with pytest.raises(ValueError, match="y"):
+        refit_output_layer(network, X, y_bad)
 
 
 def test_pooling_adds_the_spread_between_trials_to_the_covariance() -> None:

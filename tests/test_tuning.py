@@ -188,16 +188,19 @@ def test_the_final_fit_on_train_and_validation_rows_keeps_the_choice_and_the_hel
     assert both.best_params == train_only.best_params and both.trials == train_only.trials  # validation chose
     assert train_only.final_fit_rows == "train" and both.final_fit_rows == "train_and_validation"
     assert train_only.price_response is not None and both.price_response is not None
-    assert train_only.price_response.rows == len(y_train)
-    assert both.price_response.rows == len(y_train) + len(y_val)
+    # The price weights are the training rows' in both: only the output layer sees the validation rows.
+    assert both.price_response == train_only.price_response and both.price_response.rows == len(y_train)
+    assert isinstance(both.network, PriceResponseNetwork)
+    torch.testing.assert_close(both.network.beta, train_only.network.beta)
+    assert not torch.equal(both.network.demand[-1].bias, train_only.network.demand[-1].bias)
     # The validation figures are the selected network's before the refit saw those rows: the same in both runs.
     np.testing.assert_array_equal(both.validation_prediction, train_only.validation_prediction)
     np.testing.assert_array_equal(train_only.validation_prediction, predict(train_only.network, X_val))
-    # The served weights are the least squares on all 300 rows: they fit the validation rows at least as well.
+    # The served output layer is the least squares on all 300 rows: it fits the validation rows at least as well.
     refit_loss = float(np.mean((predict(both.network, X_val) - y_val) ** 2))
     held_out_loss = float(np.mean((both.validation_prediction - y_val) ** 2))
     assert refit_loss <= held_out_loss
-    assert both.price_response.beta[0] > 0  # y falls with column 1: a positive price weight, read from more rows
+    assert both.price_response.beta[0] > 0  # y falls with column 1: a positive price weight
 
 
 def test_an_unknown_final_fit_rows_is_refused_by_name() -> None:

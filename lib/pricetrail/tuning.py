@@ -24,6 +24,7 @@ from pricetrail.model import (
     build_network,
     pool_price_responses,
     predict,
+    refit_output_layer,
     refit_price_response,
     set_seed,
     to_plain_types,
@@ -69,7 +70,8 @@ class TuningResult:
     # The selected network's predictions on the validation rows before any final refit on them: out-of-sample,
     # what the validation metrics report.
     validation_prediction: np.ndarray | None = None
-    # The rows the served output layer and price weights were solved on: "train" or "train_and_validation".
+    # The rows the served output layer was solved on ("train" or "train_and_validation"); the price weights
+    # always come from the training rows.
     final_fit_rows: str = "train"
 
 
@@ -248,11 +250,10 @@ def tune(
     ``pool_trials`` > 1 widens the served price response's covariance by how much the price weights differ
     between the best ``pool_trials`` complete trials (:func:`pricetrail.model.pool_price_responses`).
     ``final_fit_rows="train_and_validation"``: once validation has picked the trial and the stopping epoch, the
-    served price-response network's output layer and price weights are solved again on the training *and*
-    validation rows (the hidden layers stay as trained). Those closed-form weights are what the least squares
-    reads the level and the price response from, and the validation rows are the newest before the test split:
-    more rows for the price slope, and the most recent level. The test split stays unseen; the validation
-    metrics are taken before this refit (``validation_prediction``).
+    served price-response network's output layer (context weights and level) is solved again on the training
+    *and* validation rows, its price weights held as the training rows read them
+    (:func:`pricetrail.model.refit_output_layer`): the validation rows are the newest before the test split.
+    The test split stays unseen; the validation metrics are taken before this refit (``validation_prediction``).
     """
     space = validate_search_space(search_space)
     if not _is_int(n_trials) or n_trials < 1:
@@ -352,9 +353,8 @@ def tune(
     validation_prediction = predict(network, X_val)
     if price_fit is not None and final_fit_rows == "train_and_validation":
         assert isinstance(network, PriceResponseNetwork)  # a price fit comes only from one
-        price_fit = refit_price_response(network, np.vstack([np.asarray(X_train), np.asarray(X_val)]),
-                                         np.concatenate([np.asarray(y_train).reshape(-1),
-                                                         np.asarray(y_val).reshape(-1)]))
+        refit_output_layer(network, np.vstack([np.asarray(X_train), np.asarray(X_val)]),
+                           np.concatenate([np.asarray(y_train).reshape(-1), np.asarray(y_val).reshape(-1)]))
     if price_fit is not None and pool_trials > 1:
         ranked = sorted((t for t in study.trials if t.state == states.COMPLETE and PRICE_WEIGHTS_ATTR in t.user_attrs),
                         key=lambda t: (float(t.value), t.number))
