@@ -14,7 +14,14 @@ Then compare the elasticity each family implies at each group's median price wit
 sample (the structural error) and for a year's worth of lines (structural plus sampling). Not a timed
 benchmark: the figures are the errors.
 
-    python bench/price_response_bias.py --root /tmp/pb/synthetic
+``pooled`` is ``log1p-ls`` with information from the other products: each year-sized sample of every product is
+fitted alone, the per-line elasticities at the products' median prices are pooled by random-effects meta-analysis
+(DerSimonian-Laird: a mean and a between-product spread, estimated beside the sampling variances), and each
+product is fitted again with that as a normal prior on its own elasticity (empirical Bayes). The prior is as
+strong as the products agree: when they spread more than their sampling errors say, it is weak.
+
+    python bench/price_response_bias.py --root /tmp/pb/synthetic --seeds 10                   # the training split
+    python bench/price_response_bias.py --root /tmp/pb/synthetic --seeds 10 --fit-share 0.85  # and validation
 """
 
 from __future__ import annotations
@@ -86,18 +93,77 @@ def quantity_curves(X: np.ndarray, q: np.ndarray) -> dict:
     return curves
 
 
+def log1p_fit(X: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least squares of log1p quantity: coefficients, their covariance, and the smearing factor."""
+    target = np.log1p(q)
+    beta = np.linalg.lstsq(X, target, rcond=None)[0]
+    residual = target - X @ beta
+    variance = float(residual @ residual) / max(len(q) - X.shape[1], 1)
+    return beta, variance * np.linalg.inv(X.T @ X), float(np.mean(np.exp(residual)))
+
+
+def line_elasticity_of_fit(beta: np.ndarray, smear: float, median: float, group: bool) -> tuple[float, np.ndarray]:
+    """The per-line elasticity a log1p fit implies at ``median`` and the gradient of the log1p slope in beta,
+    scaled to it (elasticity = gradient @ beta)."""
+    row = design(np.array([median]), np.array([group]))[0]
+    mean = float(np.exp(row @ beta) * smear - 1.0)
+    scale = (1.0 + mean) / max(mean, 1e-9) if mean > 0 else 1.0
+    gradient = np.array([0.0, 0.0, median, 1.0]) * scale  # d log1p(q) / d log p = b_price * p + b_log_price
+    return float(gradient @ beta), gradient
+
+
+def dersimonian_laird(estimates: np.ndarray, variances: np.ndarray) -> tuple[float, float]:
+    """Random-effects mean and between-product variance of per-product estimates with known variances."""
+    weights = 1.0 / variances
+    mean = float(np.sum(weights * estimates) / np.sum(weights))
+    q = float(np.sum(weights * (estimates - mean) ** 2))
+    spread = max(0.0, (q - (len(estimates) - 1)) / (np.sum(weights) - np.sum(weights**2) / np.sum(weights)))
+    total = 1.0 / (variances + spread)
+    return float(np.sum(total * estimates) / np.sum(total)), spread
+
+
+def pooled_curves(samples: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], floor: float = 0.02**2) -> dict:
+    """Per product, the log1p fit refitted with a normal prior on its per-line elasticity at its median price,
+    pooled from every product's own fit (empirical Bayes). ``samples`` maps code -> (X, q, median)."""
+    fits = {}
+    for code, (X, q, median) in samples.items():
+        beta, covariance, smear = log1p_fit(X, q)
+        value, gradient = line_elasticity_of_fit(beta, smear, float(median), True)
+        fits[code] = (beta, covariance, smear, value, gradient, float(gradient @ covariance @ gradient))
+    estimates = np.array([fit[3] for fit in fits.values()])
+    variances = np.array([fit[5] for fit in fits.values()])
+    mean, spread = dersimonian_laird(estimates, variances)
+    spread = max(spread, floor)
+    curves = {}
+    for code, (X, q, _median) in samples.items():
+        beta, covariance, _smear, _value, gradient, _variance = fits[code]
+        # Posterior mode of beta under the least-squares likelihood (covariance = sigma^2 (X'X)^-1) and the prior
+        # gradient @ beta ~ N(mean, spread).
+        precision = np.linalg.inv(covariance) + np.outer(gradient, gradient) / spread
+        posterior = np.linalg.solve(precision, np.linalg.inv(covariance) @ beta + gradient * mean / spread)
+        target = np.log1p(q)
+        smear = float(np.mean(np.exp(target - X @ posterior)))
+        curves[code] = lambda rows, b=posterior, sm=smear: np.exp(rows @ b) * sm - 1.0
+    return curves
+
+
 def elasticity(quantity: np.ndarray) -> float:
     return float((np.log(quantity[1]) - np.log(quantity[0])) / (np.log1p(STEP) - np.log1p(-STEP)))
 
 
-def errors(truth: dict, prices: np.ndarray, registered: np.ndarray, n: int, rng: np.random.Generator,
-           date: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def sample(truth: dict, prices: np.ndarray, registered: np.ndarray, n: int,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n lines drawn from the truth at prices (and groups) picked from the product's own lines: (design, q)."""
+    pick = rng.integers(0, len(prices), n)
+    p, reg = prices[pick], registered[pick]
+    return design(p, reg), draw_lines(truth, p, reg, rng)
+
+
+def score(truth: dict, prices: np.ndarray, registered: np.ndarray, curves: dict,
+          date: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per family: the relative elasticity error at each group's median price, and the regret per day of the
     family's own optimum over the group's observed range (lines per day from the truth's order rate, so only
     the per-line reading of the price is the family's)."""
-    pick = rng.integers(0, len(prices), n)
-    p, reg = prices[pick], registered[pick]
-    curves = quantity_curves(design(p, reg), draw_lines(truth, p, reg, rng))
     result: dict[str, list[float]] = {name: [] for name in curves}
     regrets: dict[str, list[float]] = {name: [] for name in curves}
     for group in (True, False):
@@ -121,23 +187,37 @@ def main() -> int:
     parser.add_argument("--root", type=Path, required=True, help="a finished synthetic project")
     parser.add_argument("--large", type=int, default=100_000, help="lines per product for the structural error")
     parser.add_argument("--seeds", type=int, default=3, help="year-sized samples per product")
+    parser.add_argument("--fit-share", type=float, default=0.7,
+                        help="the share of a product's lines a fit sees: 0.7 is the training split, which the "
+                             "served price weights are solved on; 0.85 adds the validation rows")
     args = parser.parse_args()
+    if not 0 < args.fit_share <= 1:
+        parser.error(f"--fit-share {args.fit_share} is not accepted: a share of the lines in (0, 1]")
     truth = json.loads((args.root / "data/raw/synthetic/ground_truth.json").read_text(encoding="utf-8"))["products"]
     table, priced = {}, {}
+    products = {}
     for code, product in truth.items():
         lines = pd.read_parquet(args.root / f"data/features/{code}/lines.parquet")
         prices, registered = lines["unit_price"].to_numpy(float), lines["is_registered"].to_numpy(bool)
         date = str((lines["invoice_date"].max() + pd.Timedelta(days=3)).date())
-        year = int(0.7 * len(lines))  # the training split's size
-        table[(code, "large")], priced[(code, "large")] = errors(product, prices, registered, args.large,
-                                                                  np.random.default_rng(0), date)
-        for seed in range(args.seeds):
-            table[(code, f"year{seed}")], priced[(code, f"year{seed}")] = errors(
-                product, prices, registered, year, np.random.default_rng(seed + 1), date)
+        products[code] = (product, prices, registered, date, int(args.fit_share * len(lines)))
+        X, q = sample(product, prices, registered, args.large, np.random.default_rng(0))
+        table[(code, "large")], priced[(code, "large")] = score(product, prices, registered, quantity_curves(X, q),
+                                                                date)
+    for seed in range(args.seeds):
+        samples = {code: sample(product, prices, registered, year, np.random.default_rng(seed + 1))
+                   for code, (product, prices, registered, date, year) in products.items()}
+        pooled = pooled_curves({code: (X, q, float(np.median(products[code][1][products[code][2]])))
+                                for code, (X, q) in samples.items()})
+        for code, (product, prices, registered, date, _year) in products.items():
+            curves = {**quantity_curves(*samples[code]), "pooled": pooled[code]}
+            table[(code, f"year{seed}")], priced[(code, f"year{seed}")] = score(product, prices, registered, curves,
+                                                                                date)
+    title = {"large": "structural", "year": f"{args.fit_share:.0%} of a year of lines"}
     for size in ("large", "year"):
-        print(f"\n{'structural' if size == 'large' else 'a year of lines'}: elasticity error at the median price "
-              f"(registered and guest per product; {args.large if size == 'large' else 'training-split'} lines)")
-        families = next(iter(table.values())).keys()
+        print(f"\n{title[size]}: elasticity error at the median price "
+              f"(registered and guest per product; {args.large if size == 'large' else 'that many'} lines)")
+        families = next(v for (code, kind), v in table.items() if kind.startswith(size)).keys()
         for family in families:
             values = [v for (code, kind), result in table.items() if kind.startswith(size)
                       for v in result[family]]
@@ -148,9 +228,9 @@ def main() -> int:
     # What the worst-case regret target asks of one product's year: each family's own optimum, priced with the
     # true order rate, over each group's observed range.
     for size in ("large", "year"):
-        print(f"\n{'structural' if size == 'large' else 'a year of lines'}: regret per day of the family's "
+        print(f"\n{title[size]}: regret per day of the family's "
               "optimum (true order rate; each group's observed range)")
-        for family in next(iter(priced.values())).keys():
+        for family in next(v for (code, kind), v in priced.items() if kind.startswith(size)).keys():
             values = np.array([v for (code, kind), result in priced.items() if kind.startswith(size)
                                for v in result[family]])
             print(f"  {family:9s} median {np.median(values):6.2%}  worst {values.max():6.2%}  "
