@@ -20,6 +20,9 @@ fitted alone, the per-line elasticities at the products' median prices are poole
 product is fitted again with that as a normal prior on its own elasticity (empirical Bayes). The prior is as
 strong as the products agree: when they spread more than their sampling errors say, it is weak.
 
+Last, each family is fitted on the pipeline's own training split of each product (its realisation, not a fresh
+draw), with the true order rate: how far these very lines let any of them price.
+
     python bench/price_response_bias.py --root /tmp/pb/synthetic --seeds 10                   # the training split
     python bench/price_response_bias.py --root /tmp/pb/synthetic --seeds 10 --fit-share 0.85  # and validation
 """
@@ -235,7 +238,34 @@ def main() -> int:
                                for v in result[family]])
             print(f"  {family:9s} median {np.median(values):6.2%}  worst {values.max():6.2%}  "
                   f"above 1% in {np.mean(values > 0.01):.0%} of {values.size} cases")
+    actual_training_lines(args.root, truth)
     return 0
+
+
+def actual_training_lines(root: Path, truth: dict) -> None:
+    """The same families fitted on each product's own training split (the pipeline's realisation, not a fresh
+    draw): what these very lines let any of them read, with the true order rate and no context feature."""
+    print("\nthe pipeline's own training lines: regret per day of each family's optimum, registered / guest")
+    worst: dict[str, list[float]] = {}
+    for code, product in truth.items():
+        train_path = root / f"data/preprocessed/{code}/train.parquet"
+        if not train_path.is_file():
+            print(f"  {code}: no training split at {train_path} (run the pipeline first)")
+            continue
+        lines = pd.read_parquet(root / f"data/features/{code}/lines.parquet")
+        train = pd.read_parquet(train_path)
+        date = str((lines["invoice_date"].max() + pd.Timedelta(days=3)).date())
+        X = design(train["unit_price"].to_numpy(float), train["is_registered"].to_numpy(bool))
+        curves = quantity_curves(X, train["quantity"].to_numpy(float))
+        _, regrets = score(product, lines["unit_price"].to_numpy(float), lines["is_registered"].to_numpy(bool),
+                           curves, date)
+        print(f"  {code:7s} " + "  ".join(f"{name} {regret[0]:.2%} / {regret[1]:.2%}"
+                                          for name, regret in regrets.items()))
+        for name, regret in regrets.items():
+            worst.setdefault(name, []).extend(regret)
+    for name, values in worst.items():
+        array = np.array(values)
+        print(f"  {name:9s} worst {array.max():6.2%}  above 1% in {int((array > 0.01).sum())} of {array.size} cases")
 
 
 if __name__ == "__main__":
