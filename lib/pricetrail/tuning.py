@@ -47,7 +47,7 @@ SEARCH_SPACE_KINDS: dict[str, str] = {
 PRUNER_STARTUP_TRIALS = 5
 # Where a trial records its refit price weights (the pooled price-response uncertainty reads them).
 PRICE_WEIGHTS_ATTR = "price_weights"
-# Which rows the served price-response network's output layer and price weights are solved on at the end (tune).
+# Which rows the served price-response network's output layer is solved on at the end (tune).
 FINAL_FIT_ROWS = ("train", "train_and_validation")
 
 
@@ -69,7 +69,7 @@ class TuningResult:
     price_response: PriceResponseFit | None = None
     # The selected network's predictions on the validation rows before any final refit on them: out-of-sample,
     # what the validation metrics report.
-    validation_prediction: np.ndarray | None = None
+    validation_prediction: np.ndarray = field(default_factory=lambda: np.empty(0))
     # The rows the served output layer was solved on ("train" or "train_and_validation"); the price weights
     # always come from the training rows.
     final_fit_rows: str = "train"
