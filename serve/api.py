@@ -7,6 +7,7 @@ silently ignored would change the price a caller acts on). Path stockcodes are v
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from pricetrail.config import STOCKCODE_PATTERN
-from pricetrail.service import NotServable, PriceRequest, RequestError, lineage, recommend, status
+from pricetrail.service import (
+    AnswerError,
+    NotServable,
+    PriceRequest,
+    RequestError,
+    lineage,
+    recommend,
+    status,
+)
 from pricetrail.serving.config import ServeConfig
 from serve.problems import Problem
 from serve.router import LoadFailed, ModelRouter
@@ -71,20 +80,27 @@ def _query(accepted: set[str], aliases: Mapping[str, str] | None = None) -> dict
     return values
 
 
+# ASCII only: Python's float() and int() also take other scripts' digits ("²", "١٢"), "1_0", "infinity" and
+# surrounding blanks, none of which a client means as a price.
+DECIMAL = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+WHOLE = re.compile(r"^[+-]?[0-9]{1,9}$")
+
+
 def _number(values: dict[str, str], name: str) -> float | None:
     if name not in values:
         return None
-    try:
-        number = float(values[name])
-    except ValueError:
+    text = values[name]
+    if len(text) > 32 or not DECIMAL.fullmatch(text):
         raise Problem(400, "invalid-parameter", "Invalid query parameter",
-                      f"{name}={values[name][:64]!r} is not a number", parameter=name) from None
+                      f"{name}={text[:64]!r} is not a number (digits, an optional decimal point and exponent)",
+                      parameter=name)
+    number = float(text)
     if not math.isfinite(number):
         raise Problem(400, "invalid-parameter", "Invalid query parameter",
-                      f"{name}={values[name][:64]!r} is not accepted: a finite number is needed", parameter=name)
+                      f"{name}={text[:64]!r} is not accepted: a finite number is needed", parameter=name)
     if number <= 0 and name != "unit_cost" or number < 0:
         raise Problem(400, "invalid-parameter", "Invalid query parameter",
-                      f"{name}={values[name][:64]!r} is not accepted: it must be "
+                      f"{name}={text[:64]!r} is not accepted: it must be "
                       f"{'>= 0' if name == 'unit_cost' else '> 0'}", parameter=name)
     return number
 
@@ -93,9 +109,9 @@ def _integer(values: dict[str, str], name: str, default: int) -> int:
     if name not in values:
         return default
     text = values[name]
-    if not text.strip().lstrip("+-").isdigit() or len(text) > 12:
+    if not WHOLE.fullmatch(text):
         raise Problem(400, "invalid-parameter", "Invalid query parameter",
-                      f"{name}={text[:64]!r} is not a whole number", parameter=name)
+                      f"{name}={text[:64]!r} is not a whole number (ASCII digits)", parameter=name)
     return int(text)
 
 
@@ -130,6 +146,8 @@ def _price(code: str, values: dict[str, str]) -> dict[str, Any]:
     except RequestError as error:
         raise Problem(400, "invalid-parameter", "Invalid query parameter", str(error),
                       parameter=error.parameter) from None
+    except AnswerError as error:
+        raise Problem(503, "model-unavailable", "Model unavailable", str(error), stockcode=code) from None
 
 
 @api.get("/v1/products")

@@ -3,11 +3,13 @@
 - Loads verify every artifact by md5 against the registry record (:func:`pricetrail.service.load_served`).
 - One lock per product: concurrent first requests wait for one load instead of loading N times.
 - Bounded by a count and by memory (the loaded models' estimated bytes); the least recently used goes first.
-- A request re-reads the product's registry files only when their stat signature (mtime, size, inode) changed,
-  and reloads only when the served version or its state history did: a promotion, a rollback or a newer weekly
-  ingest is picked up without a restart, at the cost of three ``stat`` calls per request.
-- A failed load is remembered per product (until its record changes, or ``failure_retry_seconds``) and answered
-  for that product alone; nothing of another product is ever returned in its place.
+- A request re-reads the product's registry files only when their stat signature (mtime, size, inode) changed
+  since the loaded model was checked against them, re-checks the verdict on every change, and reloads only when
+  the served version or its state history did: a promotion, a rollback, a failed verdict or a newer weekly ingest
+  is picked up without a restart, at the cost of three ``stat`` calls per request.
+- A product with nothing servable is "no served model" every time; a failed load (damaged artifacts) is
+  remembered per product (until its record changes, or ``failure_retry_seconds``) and answered for that product
+  alone; nothing of another product is ever returned in its place.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from pathlib import Path
 
 from pricetrail import registry
 from pricetrail.artifacts import ArtifactSource
-from pricetrail.service import NotServable, ProductRecord, ServedProduct, load_served, read_product_record
+from pricetrail.service import (
+    NotServable,
+    ProductRecord,
+    ServedProduct,
+    load_served,
+    read_product_record,
+    servable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +52,10 @@ class LoadFailed(RuntimeError):
 @dataclass
 class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    signature: Signature | None = None
+    signature: Signature | None = None  # of the registry files when ``record`` was read
     record: ProductRecord | None = None
-    failure: tuple[Signature, float, str] | None = None  # signature, when, message
+    loaded_signature: Signature | None = None  # of the record the loaded model was last checked against
+    failure: tuple[Signature, float, str] | None = None  # signature, when, message (damaged artifacts only)
 
 
 @dataclass
@@ -100,12 +110,17 @@ class ModelRouter:
             return slot.record
 
     def get(self, code: str) -> ServedProduct:
-        """The loaded model of ``code`` for its currently served version; loads it if needed."""
+        """The loaded model of ``code`` for its currently served version; loads it if needed.
+
+        The fast path serves a loaded model only while the registry files are exactly those it was checked against
+        (``loaded_signature``): any change — a promotion, a rollback, a verdict turned to failed, a newer history —
+        sends the request through the record again, whichever request or endpoint read the record first.
+        """
         slot = self._slot(code)
         signature = self.signature(code)
         with self._lock:
             loaded = self._models.get(code)
-            if loaded is not None and slot.signature == signature:
+            if loaded is not None and slot.loaded_signature == signature:
                 self._models.move_to_end(code)
                 self.stats.hits += 1
                 return loaded
@@ -115,15 +130,20 @@ class ModelRouter:
                 try:
                     slot.record = read_product_record(self.registry_dir, code)
                 except (ValueError, OSError) as error:  # a damaged record: this product only
-                    with self._lock:
-                        self._models.pop(code, None)
+                    self._drop(code, slot)
                     raise LoadFailed(code, str(error)) from error
                 slot.signature = signature
             product = slot.record
+            try:
+                servable(product)
+            except NotServable:  # nothing promoted, or the record's verdict no longer passes: never served
+                self._drop(code, slot)
+                raise
             with self._lock:
                 loaded = self._models.get(code)
             if loaded is not None and (loaded.version, loaded.daily_md5) == product.key:
                 loaded.product = product  # same model, newer history lines (e.g. a kept decision)
+                slot.loaded_signature = signature
                 with self._lock:
                     self._models.move_to_end(code)
                     self.stats.hits += 1
@@ -135,19 +155,20 @@ class ModelRouter:
             started = time.perf_counter()
             try:
                 served = self._loader(self.registry_dir, product, self.sources)
-            except (ValueError, OSError, RuntimeError) as error:  # damaged artifacts or bundles, no passing
-                # verdict (NotServable), unreadable files
+            except NotServable:
+                self._drop(code, slot)
+                raise
+            except (ValueError, OSError, RuntimeError) as error:  # damaged artifacts or bundles, unreadable files
                 slot.failure = (signature, time.monotonic(), str(error))
+                self._drop(code, slot)  # never keep serving a model the record no longer names
                 with self._lock:
-                    self._models.pop(code, None)  # never keep serving a model the record no longer names
                     self.stats.failures += 1
                 log.warning("%s: load failed: %s", code, error)
-                if isinstance(error, NotServable):
-                    raise
                 raise LoadFailed(code, str(error)) from error
             if served.stockcode != code:
                 raise LoadFailed(code, f"the loader returned the model of {served.stockcode}")
             slot.failure = None
+            slot.loaded_signature = signature
             seconds = time.perf_counter() - started
             with self._lock:
                 if code in self._models:
@@ -159,6 +180,11 @@ class ModelRouter:
                 self._evict(keep=code)
             log.info("%s: loaded %s in %.3f s (%d bytes)", code, served.version, seconds, served.nbytes)
             return served
+
+    def _drop(self, code: str, slot: _Slot) -> None:
+        slot.loaded_signature = None
+        with self._lock:
+            self._models.pop(code, None)
 
     def _evict(self, keep: str) -> None:
         while len(self._models) > 1 and (len(self._models) > self.max_models or self.loaded_bytes > self.max_bytes):

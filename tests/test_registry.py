@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +38,19 @@ def _cache(root: Path, path: Path) -> None:
         target.chmod(0o444)
 
 
+def cache_listing(root: Path, folder: Path) -> str:
+    """Put a folder's listing into the DVC cache the way `dvc commit` does; return its hash (``<md5>.dir``)."""
+    listing = json.dumps([{"md5": file_md5(path), "relpath": path.relative_to(folder).as_posix()}
+                          for path in sorted(folder.rglob("*")) if path.is_file()], sort_keys=True).encode()
+    digest = hashlib.md5(listing).hexdigest()
+    target = dvc_cache_dir(root) / object_relpath(digest)
+    target = target.with_name(target.name + ".dir")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        target.write_bytes(listing)
+    return f"{digest}.dir"
+
+
 def make_run(root: Path, code: str = CODE, *, version: str = "aaaa0000", marker: float = 1.0,
              failed: tuple[str, ...] = (), drift: str = "passed") -> None:
     """The outputs of one product's chain as the stages and DVC leave them: files, cache objects, dvc.lock."""
@@ -55,10 +69,9 @@ def make_run(root: Path, code: str = CODE, *, version: str = "aaaa0000", marker:
     outs = {"etl_pipeline": paths.features_dir, "preprocess": paths.preprocessed_dir,
             "tune_primary_model": paths.model_dir}
     for stage, out in outs.items():
-        digest = file_md5(root / out / sorted(p.name for p in (root / out).iterdir())[0])
         lock["stages"][f"{stage}@{code}"] = {"cmd": f"python stages/{stage}.py --stockcode {code}",
                                              "outs": [{"path": out.as_posix(), "hash": "md5",
-                                                       "md5": f"{digest}{version[:4]}.dir"[-36:]}]}
+                                                       "md5": cache_listing(root, root / out)}]}
     lock_path.write_text(yaml.safe_dump(lock))
     features_md5 = file_md5(root / paths.lines)
     write_json(root / paths.drift_metrics, {"drift_detected": drift != "passed", "drifted_columns":

@@ -66,6 +66,14 @@ def object_relpath(md5: str) -> Path:
     return Path("files") / "md5" / md5[:2] / md5[2:]
 
 
+def cache_object(cache: Path, digest: str) -> Path:
+    """Where DVC 3 keeps an object in a cache: a file by ``<md5>``, a folder's listing by ``<md5>.dir``."""
+    if digest.endswith(".dir"):
+        path = cache / object_relpath(digest[: -len(".dir")])
+        return path.with_name(path.name + ".dir")
+    return cache / object_relpath(digest)
+
+
 class ArtifactSource(Protocol):
     """Somewhere artifacts can be fetched from by md5 (the local DVC cache; later a DVC remote)."""
 

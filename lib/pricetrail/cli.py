@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +20,28 @@ log = logging.getLogger("pricetrail")
 
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+def _number_in(kind: type, low: float, high: float, *, low_open: bool = False):  # noqa: ANN202 - an argparse type
+    """An argparse type: a finite ``kind`` from ``low`` to ``high`` (above ``low`` when ``low_open``), or one
+    usage error naming the value and the range."""
+    bounds = f"{'above' if low_open else 'from'} {low:g}{'' if low_open else f' to {high:g}'}"
+    if low_open:
+        bounds += f" and at most {high:g}"
+
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not accepted: {what} {bounds}")
+        return value
+
+    parse.__name__ = "whole number" if kind is int else "number"
+    return parse
 
 
 def _dvc(*args: str, root: Path) -> int:
@@ -48,7 +71,10 @@ def _product(root: Path, code: str) -> str:
 
 
 def cmd_promote(args: argparse.Namespace, root: Path) -> int:
+    from pricetrail.flow.lockmerge import recover
+
     codes = [_product(root, args.stockcode)] if args.stockcode else list(load_stockcodes(root))
+    recover(root)  # a run's bring-back that a kill interrupted is completed first
     registry.ensure_records(root, codes)
     decisions = registry.promote_all(root, codes)
     _print_decisions(decisions)
@@ -122,12 +148,13 @@ def cmd_migrate_registry(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_gc(args: argparse.Namespace, root: Path) -> int:
-    """``dvc gc`` that keeps every committed revision and every version the registry can serve or roll back to."""
+    """``dvc gc`` that keeps every committed revision and every object any registry record names."""
     from pricetrail.gc import collect
 
     command = ["gc", "--workspace", "--all-commits", "--force"] + (["--cloud"] if args.cloud else [])
-    report = collect(root, load_stockcodes(root), lambda: _dvc(*command, root=root))
-    _out(f"kept {report.held} registry objects ({report.restored} of them referenced by no commit, put back)")
+    report = collect(root, lambda: _dvc(*command, root=root), cloud=args.cloud)
+    _out(f"kept {report.kept} registry objects ({report.unreferenced} of them not in the workspace's dvc.lock) "
+         f"{'locally and on the remote' if args.cloud else 'in the DVC cache'}")
     return report.dvc_exit
 
 
@@ -264,18 +291,22 @@ def cmd_lineage(args: argparse.Namespace, root: Path) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pricetrail", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--wait", type=_number_in(float, 0, 86_400), default=60.0,
+                        help="seconds to wait for another pricetrail command's lock on the project (default 60)")
     sub = parser.add_subparsers(dest="command", required=True)
     cores = os.cpu_count() or 1
     run = sub.add_parser("run", help="the weekly job: every product's chain in parallel (Prefect + Dask), promote")
     run.add_argument("stockcodes", nargs="*", help="only these products (default: all of stockcodes.yaml)")
-    run.add_argument("--workers", type=int, default=cores, help=f"local Dask workers (default: {cores}, the cores)")
+    run.add_argument("--workers", type=_number_in(int, 1, 256), default=cores,
+                     help=f"local Dask workers (default: {cores}, the cores)")
     run.add_argument("--dask-address", help="an existing Dask scheduler, e.g. tcp://host:8786 (needs a DVC remote)")
     run.add_argument("--push", action="store_true", help="dvc push outputs and run-cache to the default remote")
-    run.add_argument("--timeout", type=float, default=3600.0, help="seconds one product's chain may take")
+    run.add_argument("--timeout", type=_number_in(float, 0, 7 * 86_400, low_open=True), default=3600.0,
+                     help="seconds one product's chain may take; its processes are ended when it passes")
     run.set_defaults(func=cmd_run)
     schedule = sub.add_parser("schedule", help="serve the weekly run as a Prefect deployment with a cron schedule")
     schedule.add_argument("--cron", default="0 6 * * 1", help="when (default: Mondays 06:00, the server's zone)")
-    schedule.add_argument("--workers", type=int, default=cores)
+    schedule.add_argument("--workers", type=_number_in(int, 1, 256), default=cores)
     schedule.add_argument("--dask-address")
     schedule.add_argument("--no-push", action="store_true", help="do not push to the DVC remote after a run")
     schedule.set_defaults(func=cmd_schedule)
@@ -310,18 +341,23 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--date", required=True, help="YYYY-MM-DD")
     recommend.add_argument("--country", default="United Kingdom")
     recommend.add_argument("--guest", action="store_true", help="a customer without an account")
-    recommend.add_argument("--low", type=float)
-    recommend.add_argument("--high", type=float)
-    recommend.add_argument("--widen", type=float, help="fraction to widen the observed price range by")
-    recommend.add_argument("--unit-cost", type=float, help="maximise profit instead of revenue")
+    recommend.add_argument("--low", type=_number_in(float, 0.01, 1_000_000), help="lowest price of the grid")
+    recommend.add_argument("--high", type=_number_in(float, 0.01, 1_000_000), help="highest price of the grid")
+    recommend.add_argument("--widen", type=_number_in(float, 0, 1),
+                           help="fraction to widen the observed price range by")
+    recommend.add_argument("--unit-cost", type=_number_in(float, 0, 1_000_000),
+                           help="maximise profit instead of revenue")
     recommend.add_argument("--curve", action="store_true", help="include the whole demand curve")
     recommend.set_defaults(func=cmd_recommend)
     serve = sub.add_parser("serve", help="serve price endpoints for every product's promoted model (waitress)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--threads", type=int, default=8, help="worker threads (default 8; waitress' default is 4)")
-    serve.add_argument("--max-models", type=int, default=32, help="models kept loaded at most (LRU)")
-    serve.add_argument("--max-memory-mb", type=float, default=1024.0, help="memory bound of the loaded models")
+    serve.add_argument("--port", type=_number_in(int, 1, 65535), default=8080)
+    serve.add_argument("--threads", type=_number_in(int, 1, 256), default=8,
+                       help="worker threads (default 8; waitress' default is 4)")
+    serve.add_argument("--max-models", type=_number_in(int, 1, 100_000), default=32,
+                       help="models kept loaded at most (LRU)")
+    serve.add_argument("--max-memory-mb", type=_number_in(float, 1, 1_000_000), default=1024.0,
+                       help="memory bound of the loaded models")
     serve.set_defaults(func=cmd_serve)
     remote = sub.add_parser("remote", help="configure the DVC remote (S3 or an S3-compatible store)")
     remote_sub = remote.add_subparsers(dest="remote_command", required=True)
@@ -350,13 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse's usage error (its one line is on stderr already), or --help
+        return stop.code if isinstance(stop.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         # The flow's services talk a lot at INFO; what a person needs is the progress lines and the summary.
         for handler in logging.getLogger().handlers:
             handler.setLevel(logging.WARNING if args.command == "run" else logging.INFO)
+    from pricetrail import locking
+
+    locking.set_default_wait(args.wait)
     try:
         return int(args.func(args, project_root()))
     except ValueError as error:  # our errors: one clear line, no traceback

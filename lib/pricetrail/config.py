@@ -36,14 +36,85 @@ def validate_stockcode(code: object) -> str:
 
 
 def read_yaml(path: Path) -> Any:
+    """A YAML file as pricetrail reads it (PyYAML, YAML 1.1); malformed YAML is one ConfigError naming the file."""
     if not path.is_file():
         raise ConfigError(f"{path} does not exist")
-    with path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    text = path.read_text(encoding="utf-8")
+    try:
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(error)}") from error
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_problem(error: Exception) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else str(problem)
+
+
+def read_yaml_as_dvc_does(path: Path) -> Any:
+    """A YAML file read as pricetrail reads it, refused where DVC would read it differently.
+
+    DVC reads ``dvc.yaml``'s vars files and params with ruamel (YAML 1.2), pricetrail with PyYAML (YAML 1.1):
+    ``1e5`` is text to one and a number to the other, ``no`` a boolean to one and text to the other. A product
+    key or a param that the two read differently would make the stages run on other values than pricetrail
+    checks, so it is refused by name.
+    """
+    ours = read_yaml(path)
+    try:
+        from ruamel.yaml import YAML
+        from ruamel.yaml import YAMLError as RuamelError
+    except ImportError:  # a server image without DVC: nobody else reads the file
+        return ours
+    try:
+        theirs = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except RuamelError as error:
+        raise ConfigError(f"{path} is not valid YAML for DVC: {_yaml_problem(error)}") from error
+    difference = _first_difference(ours, theirs, "")
+    if difference is not None:
+        where, mine, dvcs = difference
+        raise ConfigError(f"{path}: {where or 'the document'} reads as {mine!r} to pricetrail but {dvcs!r} to DVC "
+                          "(YAML 1.1 and 1.2 differ); quote it (e.g. \"1e5\") or write the number with a dot "
+                          "(1.0e-4) so both read the same")
+    return ours
+
+
+def _key_label(key: Any, where: str) -> str:
+    return f"key {key!r}" + (f" under {where.rstrip('.')}" if where else "")
+
+
+def _first_difference(ours: Any, theirs: Any, where: str) -> tuple[str, Any, Any] | None:
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        if list(ours) != list(theirs):
+            for mine, dvcs in zip(list(ours), list(theirs), strict=False):
+                if mine != dvcs or type(mine) is not type(dvcs):
+                    return (_key_label(mine, where), mine, dvcs)
+            return (f"the keys under {where.rstrip('.') or 'the document'}", list(ours), list(theirs))
+        for key in ours:
+            if type(key) is not type(next(k for k in theirs if k == key)):
+                return (_key_label(key, where), key, next(k for k in theirs if k == key))
+            found = _first_difference(ours[key], theirs[key], f"{where}{key}.")
+            if found is not None:
+                return found
+        return None
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        for index, (mine, dvcs) in enumerate(zip(ours, theirs, strict=True)):
+            found = _first_difference(mine, dvcs, f"{where.rstrip('.')}[{index}].")
+            if found is not None:
+                return found
+        return None
+    same_type = type(ours) is type(theirs) or (isinstance(ours, int | float) and isinstance(theirs, int | float)
+                                              and not isinstance(ours, bool) and not isinstance(theirs, bool))
+    if not same_type or ours != theirs:
+        return (where.rstrip("."), ours, theirs)
+    return None
 
 
 def load_params(root: Path) -> dict[str, Any]:
-    params = read_yaml(root / "params.yaml")
+    params = read_yaml_as_dvc_does(root / "params.yaml")
     if not isinstance(params, dict):
         raise ConfigError(f"{root / 'params.yaml'} must hold a mapping of sections, got {type(params).__name__}")
     return params
@@ -72,7 +143,7 @@ def settings_from_params(cls: type[T], name: str, values: Mapping[str, Any], *, 
 def load_stockcodes(root: Path) -> dict[str, dict[str, Any]]:
     """The products of ``stockcodes.yaml``: ``{code: {description: ...}}`` keyed by validated string codes."""
     path = root / "stockcodes.yaml"
-    data = read_yaml(path)
+    data = read_yaml_as_dvc_does(path)
     products = data.get("stockcodes") if isinstance(data, dict) else None
     if not isinstance(products, dict) or not products:
         raise ConfigError(f"{path} must hold a non-empty mapping 'stockcodes: {{<code>: {{description: ...}}}}'")
@@ -84,6 +155,9 @@ def load_stockcodes(root: Path) -> dict[str, dict[str, Any]]:
         if fields is not None and not isinstance(fields, dict):
             raise ConfigError(f"stockcode {code!r} in {path} has {fields!r}: use a mapping such as "
                               "{description: WHITE HANGING HEART T-LIGHT HOLDER}")
+        description = (fields or {}).get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(f"stockcode {code!r} in {path} has description {description!r}: quote it as text")
         result[validate_stockcode(code)] = dict(fields or {})
     return result
 
@@ -95,7 +169,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
     A crash or an error then leaves the previous file (or nothing), never a half-written one.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # The writer's pid is in the name, so a clean-up removes only temporaries no live process owns.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file gets the mode a plain write would
@@ -105,6 +180,39 @@ def atomic_path(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[^.]+\.tmp$")
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files (``atomic_path``'s) in ``directory`` whose writer is no longer alive: a write
+    interrupted by ``kill -9`` leaves one. A live writer's file is never touched."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.glob(".*.tmp"):
+        match = TEMPORARY.match(path.name)
+        if match and pid_alive(int(match.group("pid"))) and int(match.group("pid")) != os.getpid():
+            continue
+        if match and int(match.group("pid")) == os.getpid():
+            continue  # this process's own write in progress (another thread)
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this machine)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _read_umask() -> int:

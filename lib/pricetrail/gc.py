@@ -1,82 +1,121 @@
-"""Garbage collection of the DVC cache that never loses a version the registry can serve or roll back to.
+"""Garbage collection of the DVC cache (and remote) that never drops an object a registry record names.
 
 ``dvc gc --workspace --all-commits`` keeps what the workspace and every commit's dvc.lock reference. A version
-promoted and replaced before its run was committed is referenced by neither, only by the registry, so plain
-``dvc gc`` would delete it and a rollback to it would fail. Here every object the registry points at is held by
-a hard link (content-addressed objects never change) while DVC collects, then linked back and verified.
+promoted and replaced before its run was committed, or a product since removed from ``stockcodes.yaml``, is
+referenced by neither, only by the registry: plain ``dvc gc`` would delete it, and with ``--cloud`` from the remote
+too, so a rollback, a fresh clone's pull or a server reading the remote would fail. Here DVC itself keeps them: for
+the collection, the workspace holds a ``.dvc`` file whose outputs are every registry object (by hash, the folder
+listings included), which DVC counts as used like any other output, locally and on the remote. It is removed when
+DVC is done (and by the next collection if a kill left it).
+
+The collection holds the pipeline lock (no run may write into the cache meanwhile: its workspaces' objects are
+named by no record yet) and the registry lock (no record may change while the set to keep is computed).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricetrail.artifacts import ArtifactError, dvc_cache_dir, local_sources, object_relpath, resolve
-from pricetrail.registry import referenced_artifacts
+import yaml
+
+from pricetrail import locking, registry
+from pricetrail.artifacts import Artifact, ArtifactError, cache_object, dvc_cache_dir, local_sources, resolve
 
 log = logging.getLogger(__name__)
 
-HOLD_DIR = Path(".dvc/tmp/pricetrail-gc-hold")
+KEEP_DIR = Path(".pricetrail-gc-keep")  # git-ignored; exists only while a collection runs
+KEEP_FILE = "registry-objects.dvc"
 
 
 class GcError(ValueError):
-    """Garbage collection could not keep every registry artifact."""
+    """Garbage collection would lose, or has lost, an object the registry names."""
 
 
 @dataclass(frozen=True)
 class GcReport:
-    held: int  # registry objects held during the collection
-    restored: int  # of those, how many DVC deleted and were put back
+    kept: int  # objects registry records name (files, and the folder listings of their outputs)
+    unreferenced: int  # of those, how many no committed dvc.lock or the workspace's names
     dvc_exit: int
 
 
-def _link(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def registry_objects(root: Path) -> dict[str, Artifact]:
+    """Every object any registry record names, by hash: each artifact, and the listing of the output holding it
+    (lineage reads the folder's listing). A record that cannot be read refuses the collection."""
     try:
-        os.link(source, target)
-    except OSError:  # another filesystem, or no hard links: a copy holds the same bytes
-        shutil.copyfile(source, target)
+        found = registry.referenced_artifacts(root)
+    except (ValueError, OSError) as error:
+        raise GcError(f"refusing to collect: a registry record cannot be read, so what it names cannot be kept: "
+                      f"{error}") from error
+    objects: dict[str, Artifact] = {}
+    for artifacts in found.values():
+        for artifact in artifacts:
+            objects.setdefault(artifact.md5, artifact)
+            if artifact.out_md5 and artifact.out_md5.endswith(".dir"):
+                objects.setdefault(artifact.out_md5, artifact)
+    return objects
 
 
-def collect(root: Path, codes: Iterable[str], run_dvc_gc: Callable[[], int]) -> GcReport:
-    """Run ``run_dvc_gc`` (a ``dvc gc`` command) while holding every registry-referenced cache object."""
-    cache = dvc_cache_dir(root)
-    hold = root / HOLD_DIR
-    _restore(hold, cache)  # a collection killed before it restored what it held
-    artifacts = {a.md5: a for found in referenced_artifacts(root, codes).values() for a in found}
-    held = 0
-    for md5 in artifacts:
-        source = cache / object_relpath(md5)
-        if source.is_file():
-            _link(source, hold / md5)
-            held += 1
-    exit_code = run_dvc_gc()
-    restored = _restore(hold, cache)
-    problems = []
-    for artifact in artifacts.values():
+def _keep_file(root: Path, hashes: list[str]) -> Path:
+    outs = [{"md5": digest, "path": f"object{index}", "hash": "md5"} for index, digest in enumerate(hashes)]
+    folder = root / KEEP_DIR
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    path = folder / KEEP_FILE
+    path.write_text("# pricetrail gc: registry objects DVC must keep; removed when the collection ends\n"
+                    + yaml.safe_dump({"outs": outs}, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+def _in_lock_or_commits(root: Path) -> set[str]:
+    """Hashes the workspace's dvc.lock names (what plain gc would keep of the registry's objects, roughly)."""
+    from pricetrail.dvclock import read_stages
+
+    named: set[str] = set()
+    for entry in read_stages(root).values():
+        for item in [*(entry.get("outs") or []), *(entry.get("deps") or [])]:
+            if isinstance(item, dict) and item.get("md5"):
+                named.add(str(item["md5"]))
+    return named
+
+
+def collect(root: Path, run_dvc_gc: Callable[[], int], *, cloud: bool = False) -> GcReport:
+    """Run ``run_dvc_gc`` (a ``dvc gc`` command) with every registry object kept; verify them afterwards."""
+    with locking.hold(root, locking.PIPELINE), locking.hold(root, locking.REGISTRY):
+        stale = root / KEEP_DIR
+        if stale.exists():  # a collection killed before its clean-up
+            shutil.rmtree(stale)
+        objects = registry_objects(root)
+        cache = dvc_cache_dir(root)
+        present = {digest for digest in objects if _cached(cache, digest)}
+        named = _in_lock_or_commits(root)
+        folder = _keep_file(root, sorted(objects)) if objects else None
         try:
-            resolve(artifact, local_sources(root), owner="registry")
-        except ArtifactError as error:
-            problems.append(str(error))
-    if problems:
-        raise GcError(f"{len(problems)} registry artifacts are not in the cache after gc (they were missing "
-                      f"before it too): {problems[0]}")
-    return GcReport(held=held, restored=restored, dvc_exit=exit_code)
+            exit_code = run_dvc_gc()
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        lost = []
+        for digest in sorted(present):
+            if not _cached(cache, digest):
+                lost.append(digest)
+            elif not digest.endswith(".dir"):
+                try:
+                    resolve(objects[digest], local_sources(root), owner="registry")
+                except ArtifactError as error:
+                    lost.append(f"{digest} ({error})")
+        if lost:
+            raise GcError(f"{len(lost)} registry objects are gone from the DVC cache after dvc gc: {lost[0]}")
+        missing = sorted(set(objects) - present)
+        if missing:
+            log.warning("%d registry objects were not in the DVC cache before gc either (e.g. %s); `pricetrail pull` "
+                        "brings them from the remote", len(missing), missing[0])
+    return GcReport(kept=len(objects), unreferenced=len(set(objects) - named), dvc_exit=exit_code)
 
 
-def _restore(hold: Path, cache: Path) -> int:
-    if not hold.is_dir():
-        return 0
-    restored = 0
-    for held in hold.iterdir():
-        target = cache / object_relpath(held.name)
-        if not target.is_file():
-            _link(held, target)
-            target.chmod(0o444)  # DVC keeps cache objects read-only
-            restored += 1
-    shutil.rmtree(hold)
-    return restored
+def _cached(cache: Path, digest: str) -> bool:
+    return cache_object(cache, digest).is_file()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 from collections.abc import Iterable, Mapping
@@ -36,6 +37,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from pricetrail import locking
 from pricetrail.artifacts import (
     Artifact,
     ArtifactError,
@@ -46,10 +48,17 @@ from pricetrail.artifacts import (
     object_relpath,
     resolve,
 )
-from pricetrail.config import ConfigError, atomic_path, read_json, write_json
+from pricetrail.config import (
+    STOCKCODE_PATTERN,
+    ConfigError,
+    atomic_path,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+)
 from pricetrail.dvclock import compact_entries, out_hashes, product_entries, read_stages
 from pricetrail.hashing import file_md5
-from pricetrail.paths import ProductPaths
+from pricetrail.paths import REGISTRY_DIR, ProductPaths
 from pricetrail.vcs import git_state
 
 log = logging.getLogger(__name__)
@@ -89,6 +98,28 @@ def _now(now: datetime | None) -> str:
 
 def product_dir(root: Path, code: str) -> Path:
     return root / ProductPaths(code).registry_dir
+
+
+def recorded_products(root: Path) -> list[str]:
+    """Every product with a folder under registry/, listed in stockcodes.yaml or not: a product removed from the
+    list (or narrowed away by a profile) still has versions that a rollback, gc and push must know about."""
+    directory = root / REGISTRY_DIR
+    if not directory.is_dir():
+        return []
+    codes = []
+    for path in sorted(directory.iterdir()):
+        if not path.is_dir():
+            continue
+        if not STOCKCODE_PATTERN.fullmatch(path.name):
+            raise RegistryError(f"{path} is not a product's registry folder (a stockcode is letters and digits "
+                                "only); move it out of registry/ so every record there can be read")
+        codes.append(path.name)
+    return codes
+
+
+def registry_lock(root: Path):  # noqa: ANN201 - a context manager
+    """The registry lock (see :mod:`pricetrail.locking`): every writer of registry/ holds it."""
+    return locking.hold(root, locking.REGISTRY)
 
 
 # --------------------------------------------------------------------------------------------- reading records
@@ -133,7 +164,73 @@ def parse_record(text: str, where: str, code: str) -> dict[str, Any]:
         artifacts_of(record)
     except ArtifactError as error:
         raise RegistryError(f"registry record {where} of {code} is damaged: {error}") from error
+    problem = _record_problem(record)
+    if problem:
+        raise RegistryError(f"registry record {where} of {code} is damaged: {problem}")
     return record
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _field_problem(record: Mapping[str, Any], key: str, accepted: tuple[type, ...], *, required: bool = False,
+                   label: str | None = None) -> str | None:
+    name = label or key
+    if key not in record:
+        return f"{name} is missing" if required else None
+    value = record[key]
+    if isinstance(value, bool) and bool not in accepted:
+        return f"{name} is {value!r}; expected {' or '.join(t.__name__ for t in accepted)}"
+    if not isinstance(value, accepted):
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
+        return f"{name} is {_kind(value)} {str(value)[:40]!r}; expected {names}"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _record_problem(record: Mapping[str, Any]) -> str | None:
+    """The first field of a served or version record whose type a reader could not use, or None."""
+    for key, accepted in (("promoted_at", (str, type(None))), ("git_commit", (str, type(None))),
+                          ("git_dirty", (bool, type(None))), ("served_by", (str,)), ("served_since", (str,)),
+                          ("reason", (str,)), ("drift", (str,)), ("stages", (dict,)), ("price_range", (dict,)),
+                          ("metrics", (dict,)), ("training_data", (dict,))):
+        problem = _field_problem(record, key, accepted)
+        if problem:
+            return problem
+    problem = _field_problem(record, "verdict", (dict,), required=True)
+    if problem:
+        return problem
+    verdict = record["verdict"]
+    for key, accepted in (("promoted", (bool,)), ("checks", (list,)), ("params", (dict,)), ("lineage", (dict,))):
+        problem = _field_problem(verdict, key, accepted, required=key in ("promoted", "checks"),
+                                 label=f"verdict.{key}")
+        if problem:
+            return problem
+    for index, check in enumerate(verdict["checks"]):
+        if not isinstance(check, dict):
+            return f"verdict.checks[{index}] is {_kind(check)}; expected an object with name and passed"
+        for key, accepted in (("name", (str,)), ("passed", (bool,))):
+            problem = _field_problem(check, key, accepted, required=True, label=f"verdict.checks[{index}].{key}")
+            if problem:
+                return problem
+    for key, value in (record.get("metrics") or {}).items():
+        if value is not None and not _number(value):
+            return f"metrics.{key} is {_kind(value)} {str(value)[:40]!r}; expected a finite number or null"
+    training = record.get("training_data")
+    if training is not None:
+        for key, accepted in (("first_date", (str,)), ("last_date", (str,)), ("rows", (int,))):
+            problem = _field_problem(training, key, accepted, required=True, label=f"training_data.{key}")
+            if problem:
+                return problem
+    for group, bounds in (record.get("price_range") or {}).items():
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(_number(b) and b > 0 for b in bounds)
+                and bounds[0] <= bounds[1]):
+            return f"price_range.{group} is {str(bounds)[:60]!r}; expected [lowest, highest], prices > 0"
+    return None
 
 
 def artifacts_of(record: Mapping[str, Any]) -> dict[str, Artifact]:
@@ -220,8 +317,35 @@ def parse_history(text: str, where: str) -> list[dict[str, Any]]:
         if not isinstance(entry, dict) or entry.get("action") not in ACTIONS:
             raise RegistryError(f"{where} line {number} is not a registry decision (action one of {ACTIONS}): "
                                 f"{line[:80]!r}")
+        problem = _history_problem(entry)
+        if problem:
+            raise RegistryError(f"{where} line {number} ({entry['action']}) is damaged: {problem}; repair or remove "
+                                "that line (git diff shows what changed)")
         entries.append(entry)
     return entries
+
+
+def _history_problem(entry: Mapping[str, Any]) -> str | None:
+    """The first field of a history line that a reader could not use, or None."""
+    action = entry["action"]
+    serves = action in ("promoted", "rollback", "kept")  # a line that names the version served after it
+    checks: list[tuple[str, tuple[type, ...], bool]] = [
+        ("time", (str,), True), ("reason", (str,), True), ("candidate", (str, type(None)), False),
+        ("git_commit", (str, type(None)), False), ("git_dirty", (bool, type(None)), False),
+        ("metrics", (dict, type(None)), False),
+        ("version", (str,) if serves else (str, type(None)), serves)]
+    if action == "rollback":
+        checks.append(("from_version", (str,), True))
+    if action == "accepted_drift":
+        checks.append(("window", (list,), True))
+    for key, accepted, required in checks:
+        problem = _field_problem(entry, key, accepted, required=required)
+        if problem:
+            return problem
+    version = entry.get("version")
+    if isinstance(version, str) and not VERSION_PATTERN.match(version):
+        return f"version {version[:40]!r} is not a model version (a hex content hash)"
+    return None
 
 
 def promoted_versions(root: Path, code: str) -> list[str]:
@@ -273,6 +397,10 @@ def parse_drift_reference(text: str, where: str, code: str) -> DriftReference:
     """A drift_reference.json of ``code`` from its text (the workspace's or a git revision's)."""
     try:
         record = _parse_json(text, where)
+        if not isinstance(record, dict):
+            raise TypeError(f"expected a JSON object, found {_kind(record)}")
+        if record.get("stockcode", code) != code:
+            raise ValueError(f"it belongs to {record.get('stockcode')!r}")
         kind = record["kind"]
         if kind == "none":
             return DriftReference(kind="none", label="older window of history (no served model yet)")
@@ -282,6 +410,8 @@ def parse_drift_reference(text: str, where: str, code: str) -> DriftReference:
                                   artifact=artifact)
         if kind == "accepted_drift":
             first, last = record["window"]
+            if not all(isinstance(v, str) for v in (first, last, record["since"], record["reason"])):
+                raise TypeError("window, since and reason must be text")
             return DriftReference(kind=kind, label=f"data of {first} to {last} accepted on {record['since']}: "
                                   f"{record['reason']}", artifact=artifact, window=(str(first), str(last)))
     except (ConfigError, ArtifactError, KeyError, TypeError, ValueError) as error:
@@ -303,16 +433,26 @@ def drift_reference(root: Path, code: str) -> tuple[pd.DataFrame, str] | None:
     return frame, reference.label
 
 
+def initial_drift_reference(code: str) -> dict[str, Any]:
+    """The drift reference of a product that serves nothing yet (what the ``drift_reference`` stage writes too)."""
+    return {"stockcode": code, "kind": "none",
+            "reason": "no model served yet: the gate compares an older window of the product's own history with "
+                      "the newest one"}
+
+
 def ensure_records(root: Path, codes: Iterable[str]) -> list[str]:
-    """Give every product a drift reference record (the drift gate's declared dependency); return the new ones."""
+    """Give every product a drift reference record (the drift gate's declared dependency); return the new ones.
+
+    ``dvc repro`` needs no pricetrail command first: the product's ``drift_reference`` stage writes the same record
+    when it is missing. This is for commands that read the record before DVC has run.
+    """
     created = []
-    for code in codes:
-        path = product_dir(root, code) / DRIFT_REFERENCE
-        if not path.is_file():
-            write_json(path, {"stockcode": code, "kind": "none",
-                              "reason": "no model served yet: the gate compares an older window of the product's "
-                                        "own history with the newest one"})
-            created.append(code)
+    with registry_lock(root):
+        for code in codes:
+            path = product_dir(root, code) / DRIFT_REFERENCE
+            if not path.is_file():
+                write_json(path, initial_drift_reference(code))
+                created.append(code)
     return created
 
 
@@ -444,6 +584,9 @@ def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None) -
                           f"(md5 {expected}); run `dvc repro assess_model_risk@{code}` before promoting")
         if artifact.out_md5 is None:
             return None, f"{relpath} is not recorded as a DVC output in dvc.lock; run `dvc repro` (or dvc commit)"
+        mismatch = _lock_mismatch(root, artifact)
+        if mismatch:
+            return None, mismatch
         artifacts[name] = artifact
     cache = dvc_cache_dir(root)
     for artifact in artifacts.values():
@@ -481,6 +624,39 @@ def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None) -
     return record, ""
 
 
+def _lock_mismatch(root: Path, artifact: Artifact) -> str | None:
+    """Why dvc.lock's record of the output holding ``artifact`` does not name these bytes, or None.
+
+    The version record carries the output's hash and the run's dvc.lock entries as lineage; promoting a file the
+    lock does not name (outputs moved in, dvc.lock not yet merged: an interrupted bring-back) would record another
+    run's lineage with this model for good.
+    """
+    assert artifact.out is not None and artifact.out_md5 is not None
+    if not artifact.out_md5.endswith(".dir"):
+        if artifact.out_md5 == artifact.md5:
+            return None
+        return (f"dvc.lock records {artifact.out} as {artifact.out_md5}, but it holds {artifact.md5}: the outputs "
+                "changed without dvc.lock (an interrupted run?); `pricetrail run` settles it")
+    digest = artifact.out_md5[: -len(".dir")]
+    try:
+        listing_path = dvc_cache_dir(root) / object_relpath(digest)
+    except ArtifactError:
+        return f"dvc.lock records {artifact.out} as {artifact.out_md5!r}, which is not a DVC folder hash"
+    listing_path = listing_path.with_name(listing_path.name + ".dir")
+    try:
+        listing = json.loads(listing_path.read_text(encoding="utf-8"))
+        recorded = {str(item["relpath"]): str(item["md5"]) for item in listing}
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        return (f"the listing of {artifact.out} that dvc.lock records ({artifact.out_md5}) is not readable in the "
+                f"DVC cache ({type(error).__name__}); `pricetrail run` (or `dvc commit`) records it")
+    relpath = Path(artifact.path).relative_to(artifact.out).as_posix()
+    if recorded.get(relpath) != artifact.md5:
+        return (f"dvc.lock records {artifact.out} with {relpath} md5 {recorded.get(relpath)}, but the workspace holds "
+                f"{artifact.md5}: the outputs changed without dvc.lock (an interrupted run?); `pricetrail run` "
+                "settles it")
+    return None
+
+
 def observed_price_ranges(train: pd.DataFrame) -> dict[str, list[float]]:
     """Lowest and highest price per customer group (guests pay about twice the list price) of the rows given (a
     promotion passes every split), so that a server bounds its price grid from the record instead of reading the
@@ -512,12 +688,22 @@ def parse_state_pointer(text: str, where: str, code: str) -> StatePointer:
     """A state.json of ``code`` from its text; ``where`` names it in messages."""
     try:
         record = _parse_json(text, where)
+        if not isinstance(record, dict):
+            raise TypeError(f"expected a JSON object, found {_kind(record)}")
         if record["stockcode"] != code:
             raise ValueError(f"it belongs to {record['stockcode']!r}")
-        return StatePointer(artifact=Artifact.from_dict("daily.parquet", record["artifact"]),
-                            first_day=str(record["first_day"]), last_day=str(record["last_day"]))
+        artifact = Artifact.from_dict("daily.parquet", record["artifact"])
+        paths = ProductPaths(code)
+        # Bound to its product by the record itself: another product's history (a copied state.json) is refused.
+        if artifact.path != paths.daily.as_posix() or artifact.out not in (None, paths.features_dir.as_posix()):
+            raise ValueError(f"it points at {artifact.path} (output {artifact.out}), not at {code}'s daily history "
+                             f"{paths.daily.as_posix()}")
+        first, last = record["first_day"], record["last_day"]
+        if not (isinstance(first, str) and isinstance(last, str) and first <= last):
+            raise ValueError(f"first_day {first!r} and last_day {last!r} are not two dates in order")
+        return StatePointer(artifact=artifact, first_day=first, last_day=last)
     except (ConfigError, ArtifactError, KeyError, TypeError, ValueError) as error:
-        raise RegistryError(f"state pointer {where} of {code} is damaged: {error!r}") from error
+        raise RegistryError(f"state pointer {where} of {code} is damaged: {error}") from error
 
 
 def record_state(root: Path, code: str, stages: Mapping[str, Any] | None = None) -> StatePointer | None:
@@ -560,17 +746,24 @@ def promote(root: Path, code: str, *, now: datetime | None = None,
     ``stages``: dvc.lock's entries, when the caller has them (promotion does not change dvc.lock, and parsing it
     per product made promoting a catalogue quadratic: 40 products, 55 s of YAML).
     """
+    with registry_lock(root):
+        return _promote(root, code, now=now, stages=read_stages(root) if stages is None else stages)
+
+
+def _promote(root: Path, code: str, *, now: datetime | None, stages: Mapping[str, Any],
+             dry_run: bool = False) -> Decision:
     stamp = _now(now)
-    stages = read_stages(root) if stages is None else stages
-    _remove_interrupted_writes(root, code)
-    _complete_interrupted(root, code, served_model(root, code))
-    record_state(root, code, stages)
+    if not dry_run:
+        _remove_interrupted_writes(root, code)
+        _complete_interrupted(root, code, served_model(root, code))
+        record_state(root, code, stages)
     served = served_model(root, code)
     served_version = served.version if served else None
     record, why_not = _candidate(root, code, stages)
     if record is None:
         decision = _keep(code, served_version, None, why_not)
-        _record_if_new(root, code, decision, stamp)
+        if not dry_run:
+            _record_if_new(root, code, decision, stamp)
         return decision
     candidate = record["version"]
     if candidate == served_version:
@@ -579,12 +772,15 @@ def promote(root: Path, code: str, *, now: datetime | None = None,
         decision = _keep(code, served_version, candidate,
                          f"model {candidate} was rolled back by an operator; a new model must replace it "
                          f"(or `pricetrail rollback {code} --to {candidate}`)")
-        _record_if_new(root, code, decision, stamp)
+        if not dry_run:
+            _record_if_new(root, code, decision, stamp)
         return decision
     record["promoted_at"] = stamp
     note = f"; {record['drift']}" if record["drift"].startswith("drift detected") else ""
     decision = Decision(code, "promoted", candidate, candidate,
                         f"passed the drift gate and assess_model_risk{note}")
+    if dry_run:
+        return decision
     _commit_decision(root, code, record, decision, stamp, _reference_after_promotion(root, code, record),
                      from_version=served_version, metrics=record["metrics"])
     log.info("%s: promoted model %s (was %s)", code, candidate, served_version)
@@ -603,12 +799,10 @@ def _reference_after_promotion(root: Path, code: str, record: Mapping[str, Any])
 
 
 def _remove_interrupted_writes(root: Path, code: str) -> None:
-    """Temporary files that a killed write left beside a record (atomic_path's names: .<name>.<random>.tmp)."""
+    """Temporary files that a killed write left beside a record; a live writer's are never touched."""
     directory = product_dir(root, code)
-    if directory.is_dir():
-        for leftover in [*directory.glob(".*.tmp"), *directory.glob(f"{VERSIONS}/.*.tmp")]:
-            log.warning("%s: removing %s, left by an interrupted write", code, leftover)
-            leftover.unlink()
+    for leftover in [*remove_stale_temporaries(directory), *remove_stale_temporaries(directory / VERSIONS)]:
+        log.warning("%s: removed %s, left by an interrupted write", code, leftover)
 
 
 def _complete_interrupted(root: Path, code: str, served: ServedModel | None) -> None:
@@ -626,24 +820,31 @@ def _complete_interrupted(root: Path, code: str, served: ServedModel | None) -> 
 
 
 def promote_all(root: Path, codes: Iterable[str], *, now: datetime | None = None,
-                stages: Mapping[str, Any] | None = None) -> list[Decision]:
-    """Promote each product on its own: one product's failure is reported as its decision and stops no other."""
+                stages: Mapping[str, Any] | None = None, dry_run: bool = False) -> list[Decision]:
+    """Promote each product on its own: one product's failure is reported as its decision and stops no other.
+    ``dry_run``: the decisions promotion would take, with nothing written."""
     codes = list(codes)
     decisions: list[Decision] = []
     if not codes:
         return decisions
-    stages = read_stages(root) if stages is None else stages  # once for all: promotion leaves dvc.lock as it is
-    for code in codes:
-        try:
-            decisions.append(promote(root, code, now=now, stages=stages))
-        except (ValueError, OSError) as error:  # our errors are ValueErrors; a missing or unreadable file OSError
-            log.error("%s: promotion failed: %s", code, error)
-            decisions.append(Decision(code, "error", None, None, f"promotion failed: {error}"))
+    with registry_lock(root):
+        stages = read_stages(root) if stages is None else stages  # once for all: promotion leaves dvc.lock as it is
+        for code in codes:
+            try:
+                decisions.append(_promote(root, code, now=now, stages=stages, dry_run=dry_run))
+            except (ValueError, OSError) as error:  # our errors are ValueErrors; a missing or unreadable file
+                log.error("%s: promotion failed: %s", code, error)
+                decisions.append(Decision(code, "error", None, None, f"promotion failed: {error}"))
     return decisions
 
 
 def refresh_lineage(root: Path, decisions: Iterable[Decision]) -> None:
     """After the drift gates settled, store the dvc.lock entries that will be committed with this promotion."""
+    with registry_lock(root):
+        _refresh_lineage(root, decisions)
+
+
+def _refresh_lineage(root: Path, decisions: Iterable[Decision]) -> None:
     stages = read_stages(root)
     for decision in decisions:
         if decision.action != "promoted":
@@ -662,6 +863,13 @@ def refresh_lineage(root: Path, decisions: Iterable[Decision]) -> None:
 def rollback(root: Path, code: str, *, to: str | None = None, reason: str = "",
              now: datetime | None = None) -> Decision:
     """Serve an earlier promoted version; its artifacts must still resolve (they are verified first)."""
+    with registry_lock(root):
+        return _rollback(root, code, to=to, reason=reason, now=now)
+
+
+def _rollback(root: Path, code: str, *, to: str | None, reason: str, now: datetime | None) -> Decision:
+    _remove_interrupted_writes(root, code)
+    _complete_interrupted(root, code, served_model(root, code))
     served = served_model(root, code)
     if served is None:
         raise RegistryError(f"{code} serves no model; there is nothing to roll back")
@@ -691,6 +899,13 @@ def accept_drift(root: Path, code: str, *, reason: str, now: datetime | None = N
     """Make the product's newest data window the drift reference for the next run (a genuine regime change)."""
     if not reason or not reason.strip():
         raise RegistryError("accept-drift needs --reason: say why the new data is right (it goes in the history)")
+    with registry_lock(root):
+        return _accept_drift(root, code, reason=reason, now=now)
+
+
+def _accept_drift(root: Path, code: str, *, reason: str, now: datetime | None) -> Decision:
+    _remove_interrupted_writes(root, code)
+    _complete_interrupted(root, code, served_model(root, code))
     paths = ProductPaths(code)
     metrics_path = root / paths.drift_metrics
     if not metrics_path.is_file():
@@ -725,16 +940,29 @@ def accept_drift(root: Path, code: str, *, reason: str, now: datetime | None = N
 # --------------------------------------------------------------------------------------------- gc and migration
 
 
-def referenced_artifacts(root: Path, codes: Iterable[str]) -> dict[str, list[Artifact]]:
-    """Every artifact any registry record points at, per product (all promoted versions and drift references)."""
+def referenced_artifacts(root: Path, codes: Iterable[str] | None = None) -> dict[str, list[Artifact]]:
+    """Every artifact any registry record points at, per product: every version file (promoted at some time, or
+    written by a promotion a crash interrupted), the served record, the drift reference and the serving state.
+
+    ``codes`` None: every product with a registry folder, listed in stockcodes.yaml or not. A record that cannot
+    be read raises: what it names cannot be known, so nothing may be collected on its account.
+    """
     result: dict[str, list[Artifact]] = {}
-    for code in codes:
+    for code in recorded_products(root) if codes is None else codes:
         found: list[Artifact] = []
-        for version in promoted_versions(root, code):
+        directory = product_dir(root, code)
+        versions = set(promoted_versions(root, code))
+        if (directory / VERSIONS).is_dir():
+            versions |= {path.stem for path in (directory / VERSIONS).glob("*.json")}
+        for version in sorted(versions):
             found.extend(artifacts_of(version_record(root, code, version)).values())
-        reference = product_dir(root, code) / DRIFT_REFERENCE
-        if reference.is_file() and read_drift_reference(root, code).artifact is not None:
-            found.append(read_drift_reference(root, code).artifact)  # type: ignore[arg-type]
+        served = served_model(root, code)
+        if served is not None:
+            found.extend(served.artifacts.values())
+        if (directory / DRIFT_REFERENCE).is_file():
+            reference = read_drift_reference(root, code)
+            if reference.artifact is not None:
+                found.append(reference.artifact)
         state = read_state_pointer(root, code)
         if state is not None:
             found.append(state.artifact)
@@ -748,6 +976,11 @@ def migrate_layout(root: Path, codes: Iterable[str]) -> list[str]:
     Each binary is first put into the DVC cache under its md5 (verified), then the version's record is written,
     and only then is the old folder removed: an interruption at any point loses nothing and can be rerun.
     """
+    with registry_lock(root):
+        return _migrate_layout(root, codes)
+
+
+def _migrate_layout(root: Path, codes: Iterable[str]) -> list[str]:
     cache = dvc_cache_dir(root)
     changed = []
     for code in codes:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pricetrail.artifacts import cache_object, dvc_cache_dir
+
 REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 # An S3 bucket name (3-63 lower-case letters, digits, dots and hyphens) and an optional key prefix.
 S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?P<prefix>/[A-Za-z0-9._/-]*)?$")
@@ -27,6 +29,15 @@ ENDPOINT_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._
 CREDENTIAL_VARIABLES = {"AWS_ACCESS_KEY_ID": "access_key_id", "AWS_SECRET_ACCESS_KEY": "secret_access_key",
                         "AWS_SESSION_TOKEN": "session_token"}
 _SECRET_OPTIONS = {"access_key_id", "secret_access_key", "session_token", "password"}
+# What may travel with a remote to a cluster worker: where the remote is and how to talk to it, never how to log
+# in (an allowlist: every DVC remote type has credential options of its own — Azure's connection_string and
+# sas_token, GCS's credentialpath, SSH's keyfile and passphrase, WebDAV's token …). Workers use their own.
+SHAREABLE_OPTIONS = frozenset({
+    "endpointurl", "region", "listobjects", "use_ssl", "ssl_verify", "sse", "sse_kms_key_id", "acl",
+    "read_timeout", "connect_timeout", "jobs", "worktree", "version_aware", "projectname", "account_name",
+    "allow_anonymous_login", "port", "user", "timeout", "verify", "exclude_environment_credential",
+    "exclude_visual_studio_code_credential", "exclude_shared_token_cache_credential",
+    "exclude_managed_identity_credential"})
 
 
 class RemoteError(ValueError):
@@ -38,7 +49,7 @@ class Remote:
     name: str
     url: str
     endpoint_url: str | None = None
-    # every other option of the remote's section except credentials (a cluster worker configures its own copy)
+    # the remote's options that are not credentials (SHAREABLE_OPTIONS; a cluster worker configures its own copy)
     options: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
@@ -126,8 +137,7 @@ def read_remote(root: Path, name: str | None = None) -> Remote:
     if "://" not in url and not os.path.isabs(url):
         url = str((root / ".dvc" / url).resolve())  # DVC resolves a relative URL against .dvc/
     endpoint = parser.get(section, "endpointurl", fallback=None)
-    options = tuple((key, value) for key, value in parser.items(section)
-                    if key != "url" and key not in _SECRET_OPTIONS)
+    options = tuple((key, value) for key, value in parser.items(section) if key in SHAREABLE_OPTIONS)
     return Remote(name=name, url=url, endpoint_url=endpoint, options=options)
 
 
@@ -275,14 +285,25 @@ def probe_endpoint(remote: Remote, timeout: float = 5.0) -> None:
                           "network") from error
 
 
-def registry_objects(root: Path) -> list[str]:
-    """The md5 of every artifact a registry record points at: every promoted version (a rollback needs its
-    files), each drift reference and the serving state — some of them in no current dvc.lock entry."""
+def registry_objects(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Every object a registry record names, of every product with a registry folder (listed in stockcodes.yaml
+    or not): every version's files (a rollback needs them), each drift reference and the serving state — some of
+    them in no current dvc.lock entry — and, apart, the folder listings of the outputs holding them (lineage reads
+    those; an old project may lack some). Each as hash -> what it is, for messages."""
     from pricetrail import registry
-    from pricetrail.config import load_stockcodes
 
-    found = registry.referenced_artifacts(root, load_stockcodes(root))
-    return sorted({artifact.md5 for artifacts in found.values() for artifact in artifacts})
+    try:
+        found = registry.referenced_artifacts(root)
+    except (ValueError, OSError) as error:
+        raise RemoteError(f"a registry record cannot be read, so its objects cannot be transferred: {error}") from error
+    files: dict[str, str] = {}
+    listings: dict[str, str] = {}
+    for code, artifacts in found.items():
+        for artifact in artifacts:
+            files.setdefault(artifact.md5, f"{code} {artifact.name} ({artifact.path})")
+            if artifact.out_md5 and artifact.out_md5.endswith(".dir"):
+                listings.setdefault(artifact.out_md5, f"{code} listing of {artifact.out}")
+    return files, listings
 
 
 class _Captured(logging.Handler):
@@ -297,10 +318,27 @@ class _Captured(logging.Handler):
 def transfer_registry_objects(root: Path, direction: str, remote: Remote) -> int:
     """Push or pull the registry's objects by hash (``dvc push`` sends only what the workspace's dvc.lock names,
     so an earlier version the registry can roll back to, or a router on another machine, would find nothing).
-    Returns how many objects were transferred."""
-    md5s = registry_objects(root)
-    if not md5s:
+    Every file must arrive; a pull fails naming what is on neither side. Returns how many objects moved."""
+    files, listings = registry_objects(root)
+    if not files:
         return 0
+    cache = dvc_cache_dir(root)
+    # A listing goes along where this side has it (a pushed folder hash makes DVC send the folder's files too).
+    wanted = sorted(files) + sorted(d for d in listings if direction == "pull" or cache_object(cache, d).is_file())
+    transferred = _transfer_objects(root, direction, remote, wanted)
+    if direction == "pull":
+        # DVC counts an object the remote lacks as nothing to do; a registry file that is nowhere must fail.
+        absent = [md5 for md5 in sorted(files) if not cache_object(cache, md5).is_file()]
+        if absent:
+            listed = "; ".join(f"{files[md5]} md5 {md5}" for md5 in absent[:5])
+            raise RemoteError(f"{len(absent)} of the registry's {len(files)} objects are neither here nor on "
+                              f"{remote.description}: {listed}{' …' if len(absent) > 5 else ''}. A version that "
+                              "names them cannot be served or rolled back to; push them from a copy that has them "
+                              "(`pricetrail push`)")
+    return transferred
+
+
+def _transfer_objects(root: Path, direction: str, remote: Remote, md5s: list[str]) -> int:
     from dvc.repo import Repo
     from dvc_data.hashfile.hash_info import HashInfo
 

@@ -45,6 +45,7 @@ from pricetrail.serving.grid import GridEncoder, check_against_preprocessor, che
 
 CUSTOMERS = ("registered", "guest")
 MAX_PRICE = 1_000_000.0
+MIN_PRICE = 0.01  # a cent: answers are rounded to 6 decimals, and a price below this is a typo, not a question
 # Interpreter objects of a loaded model beyond its arrays (modules, the fitted transformers, caches): a second
 # smoke model raised the server's RSS by ~3 MiB (bench/router_benchmark.py), far above its weights and history.
 PER_MODEL_OVERHEAD = 3 * 2**20
@@ -212,6 +213,11 @@ class ServedProduct:
         return self.bundle.version
 
     @functools.cached_property
+    def first_day(self) -> pd.Timestamp:
+        assert self.bundle.daily is not None
+        return pd.Timestamp(self.bundle.daily["day"].min()).normalize()
+
+    @functools.cached_property
     def last_day(self) -> pd.Timestamp:
         assert self.bundle.daily is not None
         return pd.Timestamp(self.bundle.daily["day"].max()).normalize()
@@ -232,8 +238,8 @@ class ServedProduct:
         return state
 
 
-def load_served(registry_dir: Path, product: ProductRecord, sources: Iterable[ArtifactSource]) -> ServedProduct:
-    """Load the product's served version: verify every artifact it needs by md5, cross-check the bundle."""
+def servable(product: ProductRecord) -> None:
+    """Raise :class:`NotServable` unless the record names a promoted version whose verdict passed."""
     code = product.stockcode
     if product.record is None:
         raise NotServable(f"stockcode {code} serves no model: none has passed its gates")
@@ -241,6 +247,13 @@ def load_served(registry_dir: Path, product: ProductRecord, sources: Iterable[Ar
     if failures:
         raise NotServable(f"stockcode {code} record {product.version} has no passing verdict "
                           f"({'; '.join(failures)}); refusing to serve it")
+
+
+def load_served(registry_dir: Path, product: ProductRecord, sources: Iterable[ArtifactSource]) -> ServedProduct:
+    """Load the product's served version: verify every artifact it needs by md5, cross-check the bundle."""
+    servable(product)
+    code = product.stockcode
+    assert product.record is not None
     sources = list(sources)
     owner = f"{code} version {product.version}"
     artifacts = registry.artifacts_of(product.record)
@@ -326,8 +339,9 @@ class PriceRequest:
                                           "printable characters")
         for name in ("min_price", "max_price"):
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and 0 < value <= MAX_PRICE):
-                raise RequestError(name, f"{name}={value!r} is not accepted: a finite price > 0 and <= {MAX_PRICE:g}")
+            if value is not None and not (math.isfinite(value) and MIN_PRICE <= value <= MAX_PRICE):
+                raise RequestError(name, f"{name}={value!r} is not accepted: a price from {MIN_PRICE:g} to "
+                                         f"{MAX_PRICE:g}")
         if self.min_price is not None and self.max_price is not None and self.min_price >= self.max_price:
             raise RequestError("min_price", f"min_price={self.min_price:g} must be below max_price={self.max_price:g}")
         if self.unit_cost is not None and not (math.isfinite(self.unit_cost) and 0 <= self.unit_cost <= MAX_PRICE):
@@ -346,6 +360,11 @@ class PriceRequest:
 def _grid_inputs(served: ServedProduct, request: PriceRequest,
                  prices: np.ndarray) -> tuple[dict[str, Any], dict[str, str], str]:
     requested = pd.Timestamp(request.date).normalize()
+    first_day = served.first_day
+    if requested < first_day:
+        raise RequestError("date", f"date {request.date} is before {served.stockcode}'s sales history, which starts "
+                                   f"on {first_day.date()}: there is no state to price from; ask for a date from "
+                                   f"{first_day.date()} on")
     # Past the history, the state is the one right after it: the previous-month features of a far future date
     # would read as "no sales", which the model never saw (as recommend.grid_rows does).
     state_day = min(requested, served.last_day + pd.Timedelta(days=1))
@@ -460,6 +479,7 @@ def recommend(served: ServedProduct, request: PriceRequest,
         "expected_lines": round(float(lines[best]), 6),
         "expected_revenue": round(float(revenue[best] * lines[best]), 6),
         "expected_profit": None if profit is None else round(float(profit[best] * lines[best]), 6)}
+    _check_answer(served.stockcode, prices[best], columns)
     rounded = {name: np.round(values, 6).tolist() for name, values in columns.items()}
     curve = [dict(zip(rounded, point, strict=True)) for point in zip(*rounded.values(), strict=True)]
     return {
@@ -480,6 +500,18 @@ def recommend(served: ServedProduct, request: PriceRequest,
         "state_as_of": state_as_of, "state_source": served.state_source, "state_daily_md5": served.daily_md5,
         "notes": notes, "curve": curve,
     }
+
+
+class AnswerError(RuntimeError):
+    """The model produced an answer that must not reach a caller (a non-finite value, a price below a cent)."""
+
+
+def _check_answer(code: str, price: float, columns: dict[str, np.ndarray]) -> None:
+    if not (math.isfinite(price) and price >= MIN_PRICE):
+        raise AnswerError(f"the model of {code} chose price {price!r}, below {MIN_PRICE:g}: refusing to answer")
+    for name, values in columns.items():
+        if not np.all(np.isfinite(values)):
+            raise AnswerError(f"the model of {code} gave non-finite {name}: refusing to answer")
 
 
 # --------------------------------------------------------------------------------------------- one-shot use

@@ -1,34 +1,56 @@
-"""Bringing parallel results back into the main workspace: outputs first, then one dvc.lock write.
+"""Bringing parallel results back into the main workspace, and the promotion that reads them, as one unit.
 
 The entries come verbatim from the dvc.lock that DVC wrote in each product's workspace (entries of different
 stages are independent keys under ``stages:``), and are written with DVC's own YAML round-trip
 (``dvc.utils.serialize.modify_yaml``, what ``Lockfile.dump_stages`` uses) into a copy that then replaces dvc.lock
-atomically. Outputs are in place before the lock names them: a kill between the two leaves stages that DVC sees
-as changed (and the next run restores from the run-cache), never a lock that names outputs that are not there.
+atomically.
+
+A landing is journalled: under the registry lock, the entries and the small uncached files are first written to
+``.dvc/tmp/pricetrail/landing.json``, then the outputs are moved in, the files written, dvc.lock merged and the
+products promoted; only then is the journal removed. A kill at any step leaves the journal, and the next command
+that takes the lock (``pricetrail run``, ``promote``, ``gc``) completes it: it merges the same entries again,
+restores the outputs they name from the DVC cache (whatever a half-finished move left) and promotes. So a
+promotion never reads outputs that dvc.lock does not name, nor records the lineage of another run.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pricetrail.config import atomic_path
+from pricetrail import locking
+from pricetrail.config import ConfigError, atomic_path, remove_stale_temporaries, write_json
 from pricetrail.dvclock import LOCK_FILE
 from pricetrail.flow.workspace import JobResult
+
+log = logging.getLogger(__name__)
+
+JOURNAL = locking.LOCK_DIR / "landing.json"
+# Records the main workspace owns (the drift_reference stage's output): never taken from a product's workspace.
+MAIN_OWNED = ("registry/",)
+
+Promote = Callable[[list[str]], Any]
 
 
 def output_paths(entries: Mapping[str, Any]) -> list[str]:
     return [str(out["path"]) for entry in entries.values() for out in entry.get("outs", []) or []]
 
 
+def _replaced(target: Path) -> Path:
+    return target.with_name(f".{target.name}.replaced")
+
+
 def _replace(source: Path, target: Path) -> None:
-    """Move ``source`` over ``target`` (file or folder) on one filesystem, never leaving a half-moved folder."""
+    """Move ``source`` over ``target`` (file or folder) on one filesystem."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
-        old = target.with_name(f".{target.name}.replaced")
+        old = _replaced(target)
         if old.exists():
             shutil.rmtree(old)
         if target.exists():
@@ -40,19 +62,79 @@ def _replace(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
-def bring_back(root: Path, results: Iterable[JobResult], *, move_outputs: bool) -> dict[str, Any]:
-    """Put every result's outputs into ``root`` and merge its lock entries; return the merged entries."""
+def land(root: Path, results: Iterable[JobResult], *, move_outputs: bool, promote: Promote,
+         promote_codes: list[str], pull: bool = False, stages: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Bring every result back (outputs, uncached files, lock entries), then ``promote(promote_codes)``, as one
+    journalled unit under the registry lock; return the merged lock entries. ``stages``, the caller's copy of
+    dvc.lock's entries, is updated before the promotion reads it."""
+    results = list(results)
     entries: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
     for result in results:
-        if move_outputs:  # this machine: the workspace shares the cache and the filesystem
-            for relpath in output_paths(result.lock_entries):
-                _replace(Path(result.workspace) / relpath, root / relpath)
-        for relpath, content in result.files.items():
-            with atomic_path(root / relpath) as tmp:
-                tmp.write_bytes(content)
         entries.update(result.lock_entries)
-    merge_lock_entries(root, entries)
+        files.update(result.files)
+    with locking.hold(root, locking.REGISTRY):
+        write_json(root / JOURNAL, {"entries": entries, "codes": promote_codes, "pull": pull,
+                                    "files": {path: base64.b64encode(content).decode("ascii")
+                                              for path, content in files.items()}})
+        if move_outputs:  # this machine: the workspace shares the cache and the filesystem
+            for result in results:
+                for relpath in output_paths(result.lock_entries):
+                    if not relpath.startswith(MAIN_OWNED):
+                        _replace(Path(result.workspace) / relpath, root / relpath)
+        _write_files(root, files)
+        merge_lock_entries(root, entries)
+        if stages is not None:
+            stages.update(entries)
+        if pull and entries:
+            _dvc(root, ["pull", "--allow-missing"])  # the outputs the cluster's workers pushed
+        promote(promote_codes)
+        (root / JOURNAL).unlink()
     return entries
+
+
+def recover(root: Path, promote: Promote | None = None) -> list[str]:
+    """Complete a landing a kill interrupted (see the module doc); return the products it promoted."""
+    with locking.hold(root, locking.REGISTRY):
+        for leftover in remove_stale_temporaries(root):  # dvc.lock's, from a killed merge
+            log.warning("removed %s, left by an interrupted write", leftover)
+        path = root / JOURNAL
+        if not path.is_file():
+            return []
+        try:
+            journal = json.loads(path.read_text(encoding="utf-8"))
+            entries = dict(journal["entries"])
+            codes = [str(code) for code in journal["codes"]]
+            files = {str(p): base64.b64decode(content) for p, content in journal["files"].items()}
+        except (ValueError, KeyError, TypeError) as error:  # written atomically: only an edit damages it
+            raise ConfigError(f"{path} (an interrupted run's landing) is damaged: {error}; remove it and run "
+                              "`pricetrail run` again") from error
+        log.warning("completing an interrupted landing of %d stages (%s)", len(entries), ", ".join(codes) or "-")
+        merge_lock_entries(root, entries)
+        _write_files(root, files)
+        for relpath in output_paths(entries):
+            leftover = _replaced(root / relpath)
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        if entries:
+            targets = sorted(entries)
+            # Whatever the move left (old, new or nothing), the outputs become exactly what the lock names.
+            _dvc(root, ["pull", "--allow-missing", *targets] if journal.get("pull") else
+                 ["checkout", "--force", *targets])
+        if promote is None:
+            from pricetrail import registry
+
+            registry.promote_all(root, codes)
+        else:
+            promote(codes)
+        path.unlink()
+        return codes
+
+
+def _write_files(root: Path, files: Mapping[str, bytes]) -> None:
+    for relpath, content in files.items():
+        with atomic_path(root / relpath) as tmp:
+            tmp.write_bytes(content)
 
 
 def merge_lock_entries(root: Path, entries: Mapping[str, Any]) -> None:
@@ -73,3 +155,11 @@ def merge_lock_entries(root: Path, entries: Mapping[str, Any]) -> None:
             stages = data.setdefault("stages", {})
             for name, entry in entries.items():
                 stages[name] = entry
+
+
+def _dvc(root: Path, args: list[str]) -> None:
+    from pricetrail.remote import last_error, run_dvc
+
+    result = run_dvc(args, root)
+    if result.returncode != 0:
+        raise ConfigError(f"dvc {' '.join(args[:2])} failed: {last_error(result.stderr + result.stdout)}")

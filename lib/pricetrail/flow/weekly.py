@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sys
 import tempfile
 import threading
 import time
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pricetrail import registry
+from pricetrail import locking, registry
 from pricetrail.artifacts import dvc_cache_dir
 from pricetrail.config import ConfigError, load_stockcodes
 from pricetrail.dvclock import read_stages
@@ -45,8 +44,8 @@ from pricetrail.flow.workspace import (
 log = logging.getLogger(__name__)
 
 PROGRESS_TOPIC = "pricetrail-progress"
-CHAIN = ("etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
-         "assess_model_risk")
+CHAIN = ("etl_pipeline", "drift_reference", "data_drift_check", "preprocess", "tune_primary_model",
+         "inference_primary_model", "assess_model_risk")
 WORKSPACES = Path(".dvc/tmp/pricetrail/workspaces")
 QUIET_DASK = {"distributed.worker.profile.enabled": False, "distributed.scheduler.work-stealing": False,
               "distributed.admin.tick.interval": "1s", "distributed.admin.system-monitor.interval": "5s",
@@ -97,6 +96,8 @@ def check_inputs(root: Path, options: RunOptions) -> list[str]:
     """Refuse what cannot work before anything is touched; return the products to run."""
     if options.workers < 1:
         raise FlowError(f"--workers {options.workers} is not accepted: use a whole number >= 1")
+    if not 0 < options.timeout_seconds < float("inf"):
+        raise FlowError(f"--timeout {options.timeout_seconds!r} is not accepted: seconds above 0")
     products = load_stockcodes(root)
     unknown = [code for code in options.codes if code not in products]
     if unknown:
@@ -170,7 +171,7 @@ def _default_remote(root: Path) -> RemoteSpec | None:
 # --------------------------------------------------------------------------------------------- jobs
 
 
-def _jobs(root: Path, codes: list[str], starts: dict[str, str], *, cluster: bool, timeout: float,
+def _jobs(root: Path, codes: list[str], starts: dict[str, tuple[str, ...]], *, cluster: bool, timeout: float,
           stages: dict[str, Any] | None = None) -> list[ProductJob]:
     products = load_stockcodes(root)
     stages = read_stages(root) if stages is None else stages
@@ -192,7 +193,7 @@ def _jobs(root: Path, codes: list[str], starts: dict[str, str], *, cluster: bool
             if reference.artifact is not None:
                 fetch = ((reference.artifact.md5, reference.artifact.size),)
         jobs.append(ProductJob(
-            code=code, targets=(starts[code],), downstream=True,
+            code=code, targets=starts[code], downstream=True,
             files=project_files(root, code, stockcodes_entry=products[code], lock_entries=entries),
             outputs=tuple(outputs), main_root=None if cluster else str(root),
             cache_dir=None if cluster else str(dvc_cache_dir(root)), remote=remote, fetch_objects=fetch,
@@ -290,7 +291,7 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
     if shared:
         _run_main_dvc(project, ["repro", *shared])
         changed = plan(project, codes).products  # the shared outputs changed: ask again
-    starts = {code: _first_in_chain(stages) for code, stages in changed.items()}
+    starts = {code: _targets(stages) for code, stages in changed.items()}
     if cluster and starts:
         # Workers share only the remote with us: the shared stages' outputs must be there before they start.
         shared_stages = [name for name in read_stages(project) if "@" not in name]
@@ -313,7 +314,7 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
         new = registry.promote_all(project, batch, stages=stages)
         decisions.update({decision.stockcode: decision for decision in new})
         promoted = [decision.stockcode for decision in new if decision.action == "promoted"]
-        recheck = {code: f"data_drift_check@{code}" for code in promoted}
+        recheck = {code: (f"drift_reference@{code}",) for code in promoted}
         for job in _jobs(project, promoted, recheck, cluster=cluster, timeout=timeout_seconds,
                          stages=stages) if promoted else []:
             completions.add(chain.submit(job, workdir), "recheck", job.code)
@@ -330,7 +331,11 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
                 summary = summaries[code]
                 summary.failed_stage = "task" if kind == "chain" else "settle"
                 summary.reason = f"task {state.name}: {state.message or 'no message'}"
-        stages.update(_bring_back(project, [result for _, result in finished], cluster=cluster))
+        # Outputs, dvc.lock and the promotion of the finished chains (a failed chain still gets its decision) land
+        # as one unit: a kill anywhere in it is completed by the next command (lockmerge.recover).
+        chains = [code for kind, code, _ in batch if kind == "chain"]
+        lockmerge.land(project, [result for _, result in finished], move_outputs=not cluster, pull=cluster,
+                       promote=promote, promote_codes=chains, stages=stages)
         for kind, result in finished:
             summary = summaries[result.code]
             logs[result.code] = logs.get(result.code, "") + result.log
@@ -345,7 +350,6 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
                                               result.stage_seconds.items()})
                 if not result.ok:
                     summary.failed_stage, summary.reason = result.failed_stage, result.reason
-        promote([code for kind, code, _ in batch if kind == "chain"])  # a failed chain still gets its decision
     if any(decision.action == "promoted" for decision in decisions.values()):
         registry.refresh_lineage(project, decisions.values())
     decisions_in_order = [decisions[code] for code in codes if code in decisions]
@@ -368,16 +372,16 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
     return Completed(message=f"{len(rows)} products done", data=rows)
 
 
-def _first_in_chain(stages: list[str]) -> str:
-    return min(stages, key=lambda name: CHAIN.index(name.split("@")[0]) if name.split("@")[0] in CHAIN else -1)
+def _targets(stages: list[str]) -> tuple[str, ...]:
+    """What ``dvc repro --downstream`` must start from to run every changed stage of a product: the first changed
+    stage of its chain, and its drift_reference stage when that changed too (it has no upstream in the chain, so
+    nothing downstream of the ETL reaches it)."""
+    def position(name: str) -> int:
+        return CHAIN.index(name.split("@")[0]) if name.split("@")[0] in CHAIN else -1
 
-
-def _bring_back(root: Path, results: list[JobResult], *, cluster: bool) -> dict[str, Any]:
-    """Outputs and lock entries into the main workspace; returns the entries now in its dvc.lock."""
-    entries = lockmerge.bring_back(root, results, move_outputs=not cluster) if results else {}
-    if cluster and entries:
-        _run_main_dvc(root, ["pull", "--allow-missing"])  # the outputs the workers pushed
-    return entries
+    first = min(stages, key=position)
+    extra = [name for name in stages if name.startswith("drift_reference@") and name != first]
+    return (first, *extra)
 
 
 def _write_summary(root: Path, rows: list[dict[str, Any]], stage_seconds: dict[str, dict[str, float]]) -> None:
@@ -395,14 +399,11 @@ def _write_log(root: Path, code: str, text: str) -> None:
 
 
 def _run_main_dvc(root: Path, args: list[str]) -> None:
-    import subprocess
+    from pricetrail.remote import last_error, run_dvc
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True,
-                            check=False)
+    result = run_dvc(args, root)
     if result.returncode != 0:
-        errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("ERROR")]
-        raise ConfigError(f"dvc {' '.join(args)} failed: {(errors or [result.stderr.strip()])[-1]}")
+        raise ConfigError(f"dvc {' '.join(args)} failed: {last_error(result.stderr + result.stdout)}")
 
 
 def make_flow(task_runner: Any) -> Any:
@@ -520,8 +521,16 @@ class Progress:
 
 def run(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]], str]:
     """Run the weekly flow, then push if asked; return (all products succeeded and the push too, summary rows,
-    the flow's message with the push's outcome)."""
-    ok, rows, message = _run_flow(root, options, write)
+    the flow's message with the push's outcome). Holds the pipeline lock throughout (see pricetrail.locking)."""
+    codes = check_inputs(root, options)  # before anything is touched, the lock's file included
+    with locking.hold(root, locking.PIPELINE, command="pricetrail run"):
+        lockmerge.recover(root)  # a landing a kill interrupted is completed before anything is planned
+        return _run_and_push(root, options, codes, write)
+
+
+def _run_and_push(root: Path, options: RunOptions, codes: list[str],
+                  write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]], str]:
+    ok, rows, message = _run_flow(root, options, codes, write)
     if not options.push:
         return ok, rows, message
     # After the flow, on its no-op path too: a rerun after a failed push completes it (DVC sends only what the
@@ -538,18 +547,19 @@ def run(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[
                       f"{pushed.remote.description}{warnings}")
 
 
-def _run_flow(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]],
-                                                                                      str]:
+def _run_flow(root: Path, options: RunOptions, codes: list[str],
+              write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]], str]:
     from prefect_dask import DaskTaskRunner
 
     offline_environment()
-    codes = check_inputs(root, options)
     registry.ensure_records(root, codes)
     planned = plan(root, codes)
     if not planned.shared and not planned.products and not os.environ.get("PREFECT_API_URL"):
         # Nothing to run and no Prefect server to record it in: starting a temporary one would only cost time.
-        decisions = registry.promote_all(root, codes)
-        if not any(d.action in ("promoted", "error") for d in decisions):
+        # A pending promotion (a plain `dvc repro` ran the chains) goes through the flow, which re-checks the drift
+        # gates it changes; keeps are recorded here.
+        if not any(d.action in ("promoted", "error") for d in registry.promote_all(root, codes, dry_run=True)):
+            decisions = registry.promote_all(root, codes)
             rows = [ProductSummary(d.stockcode, decision=f"{d.action}: {d.reason}", served_version=d.served_version
                                    ).row() for d in decisions]
             return True, rows, f"nothing to do: all {len(codes)} products are up to date (dvc status is clean)"

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -144,12 +145,30 @@ def _environment(workspace: Path) -> dict[str, str]:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+class ChainTimedOut(RuntimeError):
+    """A product's DVC command passed its deadline and was ended."""
+
+    def __init__(self, seconds: float, output: str) -> None:
+        super().__init__(f"timed out after {seconds:g} s")
+        self.seconds = seconds
+        self.output = output
+
+
 def _dvc(workspace: Path, args: list[str], *, timeout: float, on_line: Callable[[str], None] | None = None) -> tuple[
         int, str]:
-    """Run a DVC command in the workspace, streaming its output lines; kill its process group on timeout."""
+    """Run a DVC command in the workspace, streaming its output lines; at the deadline its whole process group is
+    killed, whether or not it prints anything (a stage that hangs silently is ended too)."""
     process = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=workspace, env=_environment(workspace),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + timeout
+    expired = threading.Event()
+
+    def kill_at_deadline() -> None:
+        expired.set()
+        _kill_group(process)
+
+    watchdog = threading.Timer(timeout, kill_at_deadline)
+    watchdog.daemon = True
+    watchdog.start()
     lines: list[str] = []
     assert process.stdout is not None
     try:
@@ -157,14 +176,23 @@ def _dvc(workspace: Path, args: list[str], *, timeout: float, on_line: Callable[
             lines.append(line)
             if on_line is not None:
                 on_line(line.rstrip("\n"))
-            if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(process.args, timeout)
-        process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except BaseException:  # KeyboardInterrupt, or the caller's own error: never leave the chain running
+        _kill_group(process)
         process.wait()
         raise
+    finally:
+        watchdog.cancel()
+    if expired.is_set():
+        raise ChainTimedOut(timeout, "".join(lines))
     return process.returncode, "".join(lines)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass
 
 
 def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], None] | None = None) -> JobResult:
@@ -202,7 +230,19 @@ def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], No
         _pull_inputs(job, workspace, dvc)
     before = stages_of(job.files["dvc.lock"].decode())
     args = ["repro", *(["--downstream"] if job.downstream else []), *job.targets]
-    exit_code, output = dvc(args, "the product's chain")
+    try:
+        exit_code, output = dvc(args, "the product's chain")
+    except ChainTimedOut as timed_out:
+        # A deadline is a verdict on this run, not a transient error: no retry, nothing brought back.
+        running = RUNNING.findall(timed_out.output)
+        log_lines.append(f"$ dvc {' '.join(args)}   (the product's chain)\n{timed_out.output}\n"
+                         f"[ended after {timed_out.seconds:g} s: --timeout]\n")
+        return JobResult(
+            code=job.code, ok=False, ran=running, restored=CACHED.findall(timed_out.output),
+            failed_stage=running[-1] if running else "dvc",
+            reason=f"timed out after {timed_out.seconds:g} s (--timeout); its processes were ended",
+            lock_entries={}, files={}, workspace=str(workspace), seconds=time.monotonic() - started,
+            log="".join(log_lines), stage_seconds=timer.seconds)
     after = stages_of((workspace / "dvc.lock").read_text(encoding="utf-8")) if (workspace / "dvc.lock").is_file() \
         else {}
     changed = {name: entry for name, entry in after.items()
