@@ -60,19 +60,22 @@ def lines(rows: list[dict]) -> pd.DataFrame:
 @dataclass(frozen=True)
 class SmokeRun:
     root: Path  # never changed by a test: clone it (smoke_project.clone_project) and change the clone
-    stdout: str
+    stdout: str  # of `pricetrail run`
+    dvc_stdout: str  # of the plain `dvc repro -R .` before it
 
 
 @pytest.fixture(scope="session")
 def smoke_week1(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    """The smoke profile's two products after a first `pricetrail run`, committed as "week 1".
+    """The smoke profile's two products, as a user who knows DVC would start: a fresh project (no registry records),
+    plain `dvc repro -R .` with no pricetrail command before it (every chain must reach its gates), then
+    `pricetrail run` (it promotes what passed and re-checks their drift gates), committed as "week 1".
 
-    The run takes a minute and a half on two cores; the integration modules that need a first week clone this one
+    It takes a minute and a half on two cores; the integration modules that need a first week clone this one
     instead of each running it again. Under pytest-xdist the test processes share one: the first to ask builds it
     in the run's common temporary folder under a file lock, the others wait for it and read it (nobody changes it).
     """
     from filelock import FileLock
-    from smoke_project import commit, make_copy, pricetrail  # tests/integration, on sys.path for its modules
+    from smoke_project import commit, dvc, make_copy, pricetrail  # tests/integration, on sys.path for its modules
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = tmp_path_factory.getbasetemp().parent  # the run's folder, common to its test processes
@@ -80,6 +83,7 @@ def smoke_week1(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
         shared = tmp_path_factory.getbasetemp()
     folder = shared / "smoke-week1"
     stdout_file = folder / "run-stdout.txt"  # written last: its presence says the run finished and was committed
+    dvc_file = folder / "dvc-stdout.txt"
     failure_file = shared / "smoke-week1-failed.txt"  # a failed build fails the other processes' tests at once
     with FileLock(str(shared / "smoke-week1.lock")):
         if failure_file.exists():
@@ -87,10 +91,14 @@ def smoke_week1(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
         if not stdout_file.exists():
             try:
                 root = make_copy(folder / "project")
+                assert not list((root / "registry").glob("*/"))
+                plain = dvc("repro", "-R", ".", cwd=root)
                 result = pricetrail("run", cwd=root)
                 commit(root, "week 1")
             except AssertionError as error:
                 failure_file.write_text(str(error)[-8000:], encoding="utf-8")
                 raise
+            dvc_file.write_text(plain.stdout, encoding="utf-8")
             stdout_file.write_text(result.stdout, encoding="utf-8")
-    return SmokeRun(root=folder / "project", stdout=stdout_file.read_text(encoding="utf-8"))
+    return SmokeRun(root=folder / "project", stdout=stdout_file.read_text(encoding="utf-8"),
+                    dvc_stdout=dvc_file.read_text(encoding="utf-8"))

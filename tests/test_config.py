@@ -36,3 +36,32 @@ def test_loading_stockcodes_names_the_bad_key(tmp_path: Path) -> None:
         load_stockcodes(write(tmp_path, "  22423: {}\n"))
     with pytest.raises(ConfigError, match="use a mapping"):
         load_stockcodes(write(tmp_path, '  "22423": [1, 2]\n'))
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("  1e5: {}\n", "key '1e5' under stockcodes reads as '1e5' to pricetrail but 100000.0 to DVC"),
+    ('  "85123A": {description: no}\n', "stockcodes.85123A.description reads as False to pricetrail but 'no' to DVC"),
+    ("  NO: {}\n", "key False under stockcodes reads as False to pricetrail but 'NO' to DVC"),
+    ("  0123: {}\n", "key 83 under stockcodes reads as 83 to pricetrail but 123 to DVC"),
+    ('  "85123A": {description: [\n', "is not valid YAML: "),
+    ('  "85123A": {description: 12}\n', "has description 12: quote it as text"),
+])
+def test_keys_and_values_dvc_and_pricetrail_would_read_differently_are_refused(tmp_path: Path, body: str,
+                                                                              message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_stockcodes(write(tmp_path, body))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_params_read_differently_by_dvc_are_refused_by_name(tmp_path: Path) -> None:
+    from pricetrail.config import load_params
+
+    (tmp_path / "params.yaml").write_text("tune_primary_model:\n  search_space:\n    learning_rate: [1e-4, 1.0e-2]\n")
+    with pytest.raises(ConfigError, match=r"tune_primary_model.search_space.learning_rate\[0\] reads as '1e-4' to "
+                                          r"pricetrail but 0.0001 to DVC"):
+        load_params(tmp_path)
+    (tmp_path / "params.yaml").write_text("data_drift_check:\n  on_drift: [block\n")
+    with pytest.raises(ConfigError, match=r"params.yaml is not valid YAML: .*\(line 3, column 1\)"):
+        load_params(tmp_path)
+    (tmp_path / "params.yaml").write_text("tune_primary_model:\n  search_space:\n    learning_rate: [1.0e-4, 1.0e-2]\n")
+    assert load_params(tmp_path)["tune_primary_model"]["search_space"]["learning_rate"] == [1e-4, 1e-2]

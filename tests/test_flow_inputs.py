@@ -74,3 +74,17 @@ def test_stage_times_come_from_dvcs_own_lines() -> None:
                  "GATE FAILED data_drift_check@X: 3 of 5 monitored columns drifted"]:
         timer.line(line)
     assert timer.seconds == {"etl_pipeline@X": 3.0, "data_drift_check@X": 5.8}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["serve", "--port", "70000"], "--port: '70000' is not accepted: a whole number from 1 to 65535"),
+    (["serve", "--threads", "0"], "--threads: '0' is not accepted: a whole number from 1 to 256"),
+    (["serve", "--max-memory-mb", "nan"], "--max-memory-mb: 'nan' is not accepted"),
+    (["recommend", "85123A", "--date", "2011-01-01", "--widen", "5"], "--widen: '5' is not accepted"),
+    (["recommend", "85123A", "--date", "2011-01-01", "--low", "1e-300"], "--low: '1e-300' is not accepted"),
+    (["--wait", "-1", "gc"], "--wait: '-1' is not accepted"),
+    (["schedule", "--workers", "x"], "--workers: 'x' is not a whole number"),
+])
+def test_bad_command_line_numbers_are_one_usage_error(project: Path, capsys: pytest.CaptureFixture[str],
+                                                      argv: list[str], message: str) -> None:
+    refused(capsys, argv, message)

@@ -79,3 +79,28 @@ def test_bad_profiles_are_refused_before_anything_is_written(root: Path) -> None
     with pytest.raises(ConfigError, match="base.sead"):
         apply_profile(root, "typo")
     assert snapshot(root) == before
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("  NO: {description: x}\n", "reads as False to pricetrail but 'NO' to DVC"),
+    ("  123: {description: x}\n", "stockcode 123 is read as int, not text"),
+    ("  0123: {description: x}\n", "reads as 83 to pricetrail but 123 to DVC"),
+    ("  1e5: {description: x}\n", "reads as '1e5' to pricetrail but 100000.0 to DVC"),
+    ('  "85123A": {description: 3}\n', "stockcode 85123A has description 3"),
+])
+def test_a_profile_product_that_is_not_text_is_refused_and_nothing_is_written(root: Path, entry: str,
+                                                                             message: str) -> None:
+    (root / "profiles" / "bad.yaml").write_text("stockcodes:\n" + entry)
+    before = snapshot(root)
+    with pytest.raises(ConfigError, match=message):
+        apply_profile(root, "bad")
+    assert snapshot(root) == before
+
+
+def test_descriptions_with_backslashes_quotes_and_colons_stay_readable(root: Path) -> None:
+    description = 'HEART \\ "T-LIGHT": 6\'s #1'
+    (root / "profiles" / "odd.yaml").write_text(
+        "stockcodes:\n  \"85123A\": {description: 'HEART \\ \"T-LIGHT\": 6''s #1'}\n  \"0123\": {description: x}\n")
+    apply_profile(root, "odd")
+    products = load_stockcodes(root)  # read by both pricetrail's and DVC's YAML readers, the same
+    assert products == {"85123A": {"description": description}, "0123": {"description": "x"}}

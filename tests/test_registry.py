@@ -355,3 +355,62 @@ def test_the_old_copied_binaries_layout_is_migrated_without_loss(tmp_path: Path)
     assert registry.resolve_version(tmp_path, CODE, "aaaa0000")["model.pt"].read_bytes() == bytes_before
     assert [e["action"] for e in registry.history(tmp_path, CODE)] == ["promoted"]
     assert registry.migrate_layout(tmp_path, [CODE]) == []  # idempotent
+
+
+def test_a_state_pointer_naming_another_products_history_is_refused(tmp_path: Path) -> None:
+    make_run(tmp_path, CODE)
+    make_run(tmp_path, OTHER, marker=2.0)
+    registry.promote_all(tmp_path, [CODE, OTHER])
+    other = json.loads((tmp_path / "registry" / OTHER / "state.json").read_text()) if (
+        tmp_path / "registry" / OTHER / "state.json").is_file() else None
+    forged = {"stockcode": CODE, "first_day": "2011-01-01", "last_day": "2011-03-01",
+              "artifact": (other or {}).get("artifact") or {"path": ProductPaths(OTHER).daily.as_posix(),
+                                                              "md5": "0" * 32, "size": 1,
+                                                              "out": ProductPaths(OTHER).features_dir.as_posix()}}
+    (tmp_path / "registry" / CODE / "state.json").write_text(json.dumps(forged))
+    with pytest.raises(registry.RegistryError, match=r"state pointer .* of 85123A is damaged: it points at "
+                                                     r"data/features/22423/daily.parquet"):
+        registry.read_state_pointer(tmp_path, CODE)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("verdict", {"promoted": "yes", "checks": []}, "verdict.promoted is str 'yes'; expected bool"),
+    ("verdict", {"promoted": True, "checks": [{"name": "x"}]}, "verdict.checks[0].passed is missing"),
+    ("metrics", {"test_rmsle": "0.5"}, "metrics.test_rmsle is str '0.5'; expected a finite number or null"),
+    ("training_data", {"first_date": "2011-01-01", "last_date": 3, "rows": 1}, "training_data.last_date is int"),
+    ("price_range", {"registered": [0, 1e300]}, "price_range.registered is '[0, 1e+300]'"),
+    ("served_since", 17, "served_since is int 17; expected str"),
+])
+def test_a_wrong_typed_field_in_a_record_is_one_clear_error(tmp_path: Path, field: str, value: object,
+                                                            message: str) -> None:
+    make_run(tmp_path)
+    registry.promote(tmp_path, CODE)
+    path = tmp_path / "registry" / CODE / "served.json"
+    record = json.loads(path.read_text())
+    record[field] = value
+    path.write_text(json.dumps(record))
+    with pytest.raises(registry.RegistryError) as error:
+        registry.served_model(tmp_path, CODE)
+    assert "registry record" in str(error.value) and message in str(error.value), str(error.value)
+
+
+def test_outputs_that_dvc_lock_does_not_name_are_never_promoted(tmp_path: Path) -> None:
+    make_run(tmp_path)
+    registry.promote(tmp_path, CODE)
+    lock = (tmp_path / "dvc.lock").read_text()
+    make_run(tmp_path, version="bbbb0000", marker=2.0)
+    (tmp_path / "dvc.lock").write_text(lock)  # outputs moved in, dvc.lock not merged yet: an interrupted landing
+    decision = registry.promote(tmp_path, CODE)
+    assert decision.action == "kept" and "the outputs changed without dvc.lock" in decision.reason
+    assert registry.served_model(tmp_path, CODE).version == "aaaa0000"  # type: ignore[union-attr]
+
+
+def test_every_registry_folder_is_referenced_listed_or_not_and_a_stray_folder_refuses(tmp_path: Path) -> None:
+    make_run(tmp_path, CODE)
+    make_run(tmp_path, OTHER, marker=2.0)
+    registry.promote_all(tmp_path, [CODE, OTHER])
+    found = registry.referenced_artifacts(tmp_path)  # no stockcodes.yaml at all: the folders decide
+    assert sorted(found) == [OTHER, CODE] and all(found.values())
+    (tmp_path / "registry" / "not a product").mkdir()
+    with pytest.raises(registry.RegistryError, match="is not a product's registry folder"):
+        registry.referenced_artifacts(tmp_path)

@@ -188,3 +188,16 @@ def test_an_input_dvc_or_git_tracks_needs_no_warning(tmp_path: Path, tracking: s
     else:
         subprocess.run(["git", "add", "data/raw/shop/sales.csv"], cwd=root, check=True)
     assert untracked_input(root) is None
+
+
+def test_only_the_url_and_non_secret_options_travel_to_workers(tmp_path: Path) -> None:
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    remote = az\n['remote \"az\"']\n    url = azure://c/p\n"
+                                              "    account_name = shop\n")
+    (tmp_path / ".dvc" / "config.local").write_text(
+        "['remote \"az\"']\n    connection_string = DefaultEndpointsProtocol=https;AccountKey=SECRET1\n"
+        "    sas_token = SECRET2\n    account_key = SECRET3\n    client_secret = SECRET4\n    keyfile = /k\n"
+        "    credentialpath = /c.json\n    passphrase = SECRET5\n    token = SECRET6\n    endpointurl = http://x:1\n")
+    remote = read_remote(tmp_path)
+    assert dict(remote.options) == {"account_name": "shop", "endpointurl": "http://x:1"}
+    assert "SECRET" not in repr(remote) and "/c.json" not in repr(remote)

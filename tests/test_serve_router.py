@@ -145,3 +145,34 @@ def test_a_record_without_a_passing_verdict_is_never_served(tmp_path: Path) -> N
 def test_no_record_is_not_servable(tmp_path: Path) -> None:
     with pytest.raises(NotServable):
         router(tmp_path, Loader()).get("Z9")
+
+
+def test_a_record_read_by_the_listing_first_still_swaps_the_loaded_model(tmp_path: Path) -> None:
+    # rollback -> GET /v1/products (reads the record) -> /price: the price went on answering the old version.
+    write_record(tmp_path, "A1", "bbbb0002")
+    models = router(tmp_path, Loader())
+    assert models.get("A1").version == "bbbb0002"
+    write_record(tmp_path, "A1", "aaaa0001")
+    assert models.record("A1").version == "aaaa0001"  # the listing (or /lineage) reads the new record first
+    assert models.get("A1").version == "aaaa0001"
+    assert models.get("A1").version == "aaaa0001"
+
+
+def test_a_verdict_turned_to_failed_with_the_same_version_stops_a_warm_router(tmp_path: Path) -> None:
+    write_record(tmp_path, "A1", "aaaa0001")
+    models = router(tmp_path, Loader())
+    assert models.get("A1").version == "aaaa0001"
+    write_record(tmp_path, "A1", "aaaa0001", passed=False)
+    models.record("A1")
+    with pytest.raises(NotServable, match="no passing verdict"):
+        models.get("A1")
+    assert "A1" not in models.loaded()
+
+
+def test_nothing_promoted_is_no_served_model_on_every_request_not_a_remembered_failure(tmp_path: Path) -> None:
+    (tmp_path / "Z9").mkdir()
+    models = router(tmp_path, Loader())
+    for _ in range(3):
+        with pytest.raises(NotServable, match="serves no model"):
+            models.get("Z9")
+    assert models.snapshot()["failures"] == 0

@@ -8,6 +8,7 @@ invoice date, year, month) always differs between windows, so only the columns n
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,14 @@ TIME_COLUMNS = frozenset({"invoice_date", "invoice_no", "year", "month", "month_
 
 class DriftError(ValueError):
     """The drift check cannot be run as configured."""
+
+
+# Jensen-Shannon distances lie in [0, 1]; a normed Wasserstein distance can exceed 1, but not by this much.
+MAX_THRESHOLD = 10.0
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -54,13 +63,19 @@ class DriftSettings:
         if timeish:
             raise DriftError(f"data_drift_check must not monitor time columns {timeish}: they always differ "
                              "between windows")
-        if not 0 < self.drift_share <= 1:
-            raise DriftError(f"data_drift_check.drift_share={self.drift_share!r} must be in (0, 1]")
+        if not _number(self.drift_share) or not 0 < self.drift_share <= 1:
+            raise DriftError(f"data_drift_check.drift_share={self.drift_share!r} must be a number in (0, 1]")
+        # A NaN or infinite threshold would switch the gate off while it still reports "no drift".
+        for name in ("num_threshold", "cat_threshold"):
+            value = getattr(self, name)
+            if not _number(value) or not 0 < value <= MAX_THRESHOLD:
+                raise DriftError(f"data_drift_check.{name}={value!r} is not accepted: a finite number in "
+                                 f"(0, {MAX_THRESHOLD:g}]")
         if self.on_drift not in ("block", "retrain"):
             raise DriftError(f"data_drift_check.on_drift={self.on_drift!r} is not accepted: use block or retrain")
         for name in ("current_window_days", "reference_window_days", "min_rows_per_window"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DriftError(f"data_drift_check.{name}={value!r} must be a whole number >= 1")
 
     @classmethod

@@ -184,7 +184,7 @@ def _field_problem(record: Mapping[str, Any], key: str, accepted: tuple[type, ..
         return f"{name} is {value!r}; expected {' or '.join(t.__name__ for t in accepted)}"
     if not isinstance(value, accepted):
         names = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
-        return f"{name} is {_kind(value)} {str(value)[:40]!r}; expected {names}"
+        return f"{name} is {_kind(value)} {repr(value)[:40]}; expected {names}"
     return None
 
 
@@ -219,7 +219,7 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
                 return problem
     for key, value in (record.get("metrics") or {}).items():
         if value is not None and not _number(value):
-            return f"metrics.{key} is {_kind(value)} {str(value)[:40]!r}; expected a finite number or null"
+            return f"metrics.{key} is {_kind(value)} {repr(value)[:40]}; expected a finite number or null"
     training = record.get("training_data")
     if training is not None:
         for key, accepted in (("first_date", (str,)), ("last_date", (str,)), ("rows", (int,))):

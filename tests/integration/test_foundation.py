@@ -16,8 +16,8 @@ from smoke_project import clone_project, dvc, make_copy, pricetrail, run, set_pa
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-STAGES = ["etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
-          "assess_model_risk"]
+STAGES = ["etl_pipeline", "drift_reference", "data_drift_check", "preprocess", "tune_primary_model",
+          "inference_primary_model", "assess_model_risk"]
 INJECTION = "x;cd ..;rm -rf victim;"  # run by the shell as part of `python stages/etl_pipeline.py --stockcode ...`
 ESCAPE = "../victim"  # models/../victim is the project's victim/, which DVC deletes before running the stage
 
@@ -71,17 +71,32 @@ def test_hostile_stockcode_keys_touch_nothing(project: Path, key: str) -> None:
             assert "--keep-going" not in args or "split_products" in started, started
 
 
-def test_adding_a_product_reruns_only_that_products_chain(tmp_path: Path, smoke_week1) -> None:
+def test_plain_dvc_repro_on_a_fresh_project_reaches_every_gate(smoke_week1) -> None:
+    # The first thing a DVC user types, with no pricetrail command before it (the shared fixture ran it on a fresh
+    # copy: no registry record existed): every product's chain ran to its risk gate.
+    started = set(ran(smoke_week1.dvc_stdout))
+    assert {f"{stage}@{code}" for stage in STAGES for code in ("85123A", "22423")} <= started, sorted(started)
+    # Then `pricetrail run` promoted what passed and re-checked those products' drift gates against their models.
+    assert smoke_week1.stdout.count("promoted: passed the drift gate") == 2, smoke_week1.stdout
+
+
+def test_adding_a_product_by_one_line_reruns_only_that_products_chain(tmp_path: Path, smoke_week1) -> None:
     root = clone_project(smoke_week1.root, tmp_path / "project")
     with (root / "stockcodes.yaml").open("a", encoding="utf-8") as handle:
         handle.write('  "85099B": {description: "JUMBO BAG RED RETROSPOT"}\n')
-    second = pricetrail("run", cwd=root, check=False)
-    started = set(ran(second.stdout))
+    plain = dvc("repro", "-R", ".", cwd=root)  # DVC alone: no record of the new product exists yet
+    started = set(ran(plain.stdout))
     new_chain = {f"{stage}@85099B" for stage in STAGES}
     assert new_chain <= started, sorted(started)
     # The shared stages re-run (the synthetic data and its Parquet gained a product); each other product's ETL
     # depends on its own file of split_products, which keeps its bytes, so none of their stages re-runs.
     assert started - new_chain <= {"generate_synthetic", "ingest", "split_products"}, sorted(started)
     assert not [name for name in started if name.endswith(("@85123A", "@22423"))], sorted(started)
+    # The promotion loop keeps working on what DVC alone ran: promote, re-check, then nothing to do.
+    promoted = pricetrail("run", cwd=root, check=False)
+    assert "85099B" in promoted.stdout
+    assert set(ran(promoted.stdout)) <= {"drift_reference@85099B", "data_drift_check@85099B"}, promoted.stdout
     status = dvc("status", cwd=root).stdout
     assert "Data and pipelines are up to date" in status, status
+    again = pricetrail("run", cwd=root)
+    assert "nothing to do" in again.stdout, again.stdout

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +26,12 @@ SMOKE_CODES = ["85123A", "22423"]
 THIRD = "85099B"
 UNASSESSED: dict[str, str] = {}  # md5 of a model that was never committed nor promoted: gc may collect it
 CHEAP_TUNING = {"tune_primary_model.n_trials": 1, "tune_primary_model.max_epochs": 6}  # retrains after week 1
-STAGES = ["etl_pipeline", "data_drift_check", "preprocess", "tune_primary_model", "inference_primary_model",
-          "assess_model_risk"]
+STAGES = ["etl_pipeline", "drift_reference", "data_drift_check", "preprocess", "tune_primary_model",
+          "inference_primary_model", "assess_model_risk"]
+# The chain's data flow: drift_reference feeds the drift gate beside the ETL (it reads no data).
+EDGES = [("etl_pipeline", "data_drift_check"), ("drift_reference", "data_drift_check"),
+         ("data_drift_check", "preprocess"), ("preprocess", "tune_primary_model"),
+         ("tune_primary_model", "inference_primary_model"), ("inference_primary_model", "assess_model_risk")]
 
 
 def stages_run(output: str) -> set[str]:
@@ -63,7 +70,7 @@ def test_stage_list_has_every_stage_once_per_product(project: Path) -> None:
 def test_dag_has_one_chain_per_product(project: Path) -> None:
     dag = dvc("dag", "--dot", cwd=project).stdout
     for code in SMOKE_CODES:
-        for upstream, downstream in zip(STAGES, STAGES[1:], strict=False):
+        for upstream, downstream in EDGES:
             assert f'"{upstream}@{code}" -> "{downstream}@{code}"' in dag
     other = SMOKE_CODES[1]
     assert f'"etl_pipeline@{SMOKE_CODES[0]}" -> "data_drift_check@{other}"' not in dag
@@ -198,7 +205,7 @@ def test_new_models_then_rollback_serves_the_earlier_version_from_the_cache(proj
     history = pricetrail("history", "22423", cwd=project).stdout
     assert "rollback" in history and "store test went badly" in history
     rerun = pricetrail("run", cwd=project)  # the drift gate re-checks against the rolled-back model only
-    assert stages_run(rerun.stdout) == {"data_drift_check@22423"}, rerun.stdout
+    assert stages_run(rerun.stdout) == {"drift_reference@22423", "data_drift_check@22423"}, rerun.stdout
     assert served_version(project, "22423") == first and "rolled back by an operator" in rerun.stdout
     commit(project, "week 4: rollback")
 
@@ -232,7 +239,8 @@ def test_failed_risk_gate_keeps_the_earlier_model(project: Path) -> None:
     dvc("repro", "--keep-going", cwd=project)
 
 
-def test_gc_keeps_every_version_the_registry_can_roll_back_to(project: Path) -> None:
+def test_gc_keeps_every_version_the_registry_names_beside_a_run_listed_or_not_and_on_the_remote(
+        project: Path, tmp_path: Path) -> None:
     # Two runs of one product promote two new versions of it; the first is replaced before anything is committed,
     # so only the registry references it: plain `dvc gc --workspace --all-commits` would delete it. (The other
     # products' chains stay stale: gc must keep their promoted versions all the same.)
@@ -240,12 +248,31 @@ def test_gc_keeps_every_version_the_registry_can_roll_back_to(project: Path) -> 
     pricetrail("run", "85123A", cwd=project)
     uncommitted = served_version(project, "85123A")
     set_params(project, {"tune_primary_model.search_space.units": [26, 30]})
-    pricetrail("run", "85123A", cwd=project)
+    # gc while a run is in flight: the run's workspaces write objects no record names yet, so gc must not start.
+    running = subprocess.Popen([sys.executable, "-m", "pricetrail.cli", "run", "85123A"], cwd=project,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = project / ".dvc" / "tmp" / "pricetrail" / "pipeline.lock"
+    deadline = time.monotonic() + 120
+    while f'"pid": {running.pid}' not in (lock.read_text() if lock.is_file() else "") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    refused = pricetrail("--wait", "1", "gc", cwd=project, check=False)
+    out, err = running.communicate(timeout=900)
+    assert running.returncode == 0, err[-3000:]
+    assert refused.returncode == 2, refused.stdout
+    assert f"pipeline lock is held by pid {running.pid} (pricetrail run" in refused.stderr, refused.stderr
     commit(project, "week 5")
     assert served_version(project, "85123A") != uncommitted
-    result = pricetrail("gc", cwd=project)
-    kept = re.search(r"kept \d+ registry objects \(([0-9]+) of them referenced by no commit", result.stdout)
+    # A product narrowed out of stockcodes.yaml keeps its versions: gc and push go by registry/, not by the list.
+    stockcodes = project / "stockcodes.yaml"
+    stockcodes.write_text("".join(line for line in stockcodes.read_text().splitlines(keepends=True)
+                                  if '"22423"' not in line))
+    commit(project, "week 6: 22423 delisted")
+    pricetrail("push", cwd=project)
+    result = pricetrail("gc", "--cloud", cwd=project)
+    kept = re.search(r"kept \d+ registry objects \(([0-9]+) of them not in the workspace's dvc.lock\) locally and "
+                     r"on the remote", result.stdout)
     assert kept and int(kept.group(1)) > 0, result.stdout
+    assert not (project / ".pricetrail-gc-keep").exists()
     for code in [*SMOKE_CODES, THIRD]:
         for version in registry.promoted_versions(project, code):
             registry.resolve_version(project, code, version)  # every version's bytes survived, verified
@@ -253,3 +280,11 @@ def test_gc_keeps_every_version_the_registry_can_roll_back_to(project: Path) -> 
     assert not (project / ".dvc" / "cache" / "files" / "md5" / unassessed[:2] / unassessed[2:]).exists()
     pricetrail("rollback", "85123A", "--to", uncommitted, "--reason", "gc check", cwd=project)  # type: ignore[arg-type]
     json.loads(pricetrail("recommend", "85123A", "--date", "2011-11-14", cwd=project).stdout)
+    # A fresh clone pulls every version any record names from the collected remote, the delisted product's too.
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    dvc("remote", "modify", "--local", "local", "url", str(project.parent / "project-remote"), cwd=clone)
+    pricetrail("pull", cwd=clone)
+    for code in [*SMOKE_CODES, THIRD]:
+        for version in registry.promoted_versions(clone, code):
+            registry.resolve_version(clone, code, version)

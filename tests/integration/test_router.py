@@ -155,6 +155,14 @@ BAD = [
     ("/v1/products/85123A/price?date=2011-13-45", 400, "invalid-parameter"),
     ("/v1/products/85123A/price?date=yesterday", 400, "invalid-parameter"),
     ("/v1/products/85123A/price?unit_cost=-2", 400, "invalid-parameter"),
+    ("/v1/products/85123A/price?points=%C2%B2", 400, "invalid-parameter"),  # "²": Python's int() takes it
+    ("/v1/products/85123A/price?points=--5", 400, "invalid-parameter"),
+    ("/v1/products/85123A/price?points=%D9%A1%D9%A2", 400, "invalid-parameter"),  # Arabic-Indic digits
+    ("/v1/products/85123A/price?min_price=1_0", 400, "invalid-parameter"),
+    ("/v1/products/85123A/price?min_price=%201", 400, "invalid-parameter"),
+    ("/v1/products/85123A/price?min_price=1e-300", 400, "invalid-parameter"),  # answered price 0.0 before
+    ("/v1/products/85123A/price?max_price=1e400", 400, "invalid-parameter"),
+    ("/v1/products/85123A/price?date=2001-01-01", 400, "invalid-parameter"),  # before the product's history
     ("/v1/products/85123A/price?max_prcie=3", 400, "unknown-parameter"),
     ("/v1/products/85123A/price?points=5&points=7", 400, "repeated-parameter"),
     ("/v1/predict-price/85123A?num_price_bins=5&points=7", 400, "unknown-parameter"),  # the alias takes its own names

@@ -1,0 +1,183 @@
+"""kill -9 at each step of a run's landing (outputs moved in, dvc.lock merged, the product promoted): the next
+command completes it, and the registry's records always match dvc.lock.
+
+One product's chain is retrained once in a workspace, as the weekly flow's task does; each trial lands that
+result in a copy of the project from a process that SIGKILLs itself just before one chosen rename (every write of
+the landing is a rename: a moved output, an atomic file write, dvc.lock, a registry record), then completes it the
+way the next `pricetrail run` or `pricetrail promote` does.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from smoke_project import clone_project, dvc, set_params
+
+from pricetrail import registry
+from pricetrail.dvclock import read_stages
+from pricetrail.flow import lockmerge
+from pricetrail.flow.weekly import WORKSPACES, _jobs
+from pricetrail.flow.workspace import run_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CODE = "85123A"
+RETRAINED = [f"{stage}@{CODE}" for stage in ("tune_primary_model", "inference_primary_model", "assess_model_risk")]
+
+LANDER = """
+import base64, json, os, signal, sys
+from pathlib import Path
+from pricetrail import registry
+from pricetrail.flow import lockmerge
+from pricetrail.flow.workspace import JobResult
+
+root, result_file, kill_before = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+data = json.loads(result_file.read_text())
+data["files"] = {path: base64.b64decode(content) for path, content in data["files"].items()}
+result = JobResult(**data)
+real_replace, real_rename = os.replace, Path.rename
+
+def reached(target):
+    print("rename", os.path.relpath(str(target), str(root)), flush=True)
+    if kill_before and os.path.relpath(str(target), str(root)) == kill_before:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def replace(source, target, *args, **kwargs):
+    reached(target)
+    return real_replace(source, target, *args, **kwargs)
+
+def rename(self, target):
+    reached(target)
+    return real_rename(self, target)
+
+os.replace, Path.rename = replace, rename
+lockmerge.land(root, [result], move_outputs=True, promote=lambda codes: registry.promote_all(root, codes),
+               promote_codes=[result.code])
+print("landed", flush=True)
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Retrained:
+    base: Path  # the project with the finished workspace, nothing landed
+    result_file: Path
+    before: str  # the served version before the landing
+    renames: list[str]  # every rename of an uninterrupted landing, in order
+    after: str  # the version an uninterrupted landing serves
+
+
+def trial_copy(base: Path, target: Path) -> Path:
+    """A copy that shares the base's immutable files by hard link; git and DVC's own state are copied (they are
+    written in place)."""
+    def copy(source: str, destination: str) -> None:
+        if "/.git/" in source or "/.dvc/tmp/" in source:
+            shutil.copy2(source, destination)
+        else:
+            os.link(source, destination)
+
+    shutil.copytree(base, target, symlinks=True, copy_function=copy)
+    return target
+
+
+def land(root: Path, result_file: Path, kill_before: str = "") -> subprocess.CompletedProcess:
+    moved = json.loads(result_file.read_text())
+    moved["workspace"] = str(root / WORKSPACES / CODE)
+    local = root.parent / f"{root.name}-result.json"
+    local.write_text(json.dumps(moved))
+    return subprocess.run([sys.executable, "-c", LANDER, str(root), str(local), kill_before], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory: pytest.TempPathFactory, smoke_week1) -> Retrained:
+    folder = tmp_path_factory.mktemp("landing")
+    base = clone_project(smoke_week1.root, folder / "base")
+    set_params(base, {"tune_primary_model.search_space.units": [8, 12], "tune_primary_model.n_trials": 1,
+                      "tune_primary_model.max_epochs": 6})
+    before = registry.served_model(base, CODE).version  # type: ignore[union-attr]
+    job = _jobs(base, [CODE], {CODE: ("tune_primary_model@" + CODE,)}, cluster=False, timeout=600)[0]
+    result = run_job(job, base / WORKSPACES)
+    assert result.ok and set(result.lock_entries) == set(RETRAINED), result.log[-3000:]
+    result_file = folder / "result.json"
+    data = dataclasses.asdict(result)
+    data["files"] = {path: base64.b64encode(content).decode() for path, content in result.files.items()}
+    result_file.write_text(json.dumps(data))
+    whole = trial_copy(base, folder / "uninterrupted")
+    landed = land(whole, result_file)
+    assert landed.returncode == 0 and "landed" in landed.stdout, landed.stderr[-3000:]
+    renames = [line.split(" ", 1)[1] for line in landed.stdout.splitlines() if line.startswith("rename ")]
+    after = registry.served_model(whole, CODE).version  # type: ignore[union-attr]
+    assert after != before
+    return Retrained(base=base, result_file=result_file, before=before, renames=renames, after=after)
+
+
+def records_match_the_lock(root: Path) -> str:
+    """The served version's record against dvc.lock: its artifacts are what the lock's outputs hold, and the
+    lineage stored with it is the lock's entries for the retrained stages. Returns the served version."""
+    served = registry.served_model(root, CODE)
+    assert served is not None
+    stages = read_stages(root)
+    outs = {out["path"]: out["md5"] for name in RETRAINED for out in stages[name]["outs"]}
+    record = registry.version_record(root, CODE, served.version)
+    for name in RETRAINED:
+        recorded = record["stages"][name]["outs"]
+        assert recorded == {path: md5 for path, md5 in outs.items() if path in recorded}, name
+    for artifact in served.artifacts.values():
+        if artifact.out in outs:
+            assert artifact.out_md5 == outs[artifact.out], artifact
+    served.resolve(registry.local_sources(root))
+    return served.version
+
+
+KILL_POINTS = [
+    "landing.json",  # the journal: nothing has happened yet
+    "models/.85123A.replaced",  # the old model folder about to be moved aside
+    "models/85123A",  # the old one aside, the new one not yet in: no model folder at all
+    "data/inference/85123A",  # the model moved in, the inference outputs not yet
+    "metrics/85123A/verdict.json",  # the outputs in, the small files being written
+    "dvc.lock",  # everything in place, dvc.lock not yet merged
+    "registry/85123A/versions/{after}.json",  # merged, the promotion's first record
+    "registry/85123A/history.jsonl",  # the version file written, the decision not yet recorded
+    "registry/85123A/served.json",  # the decision recorded, served.json not yet switched
+    "registry/85123A/drift_reference.json",  # switched, the drift reference not yet
+]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_9_at_each_step_of_a_landing_is_completed_by_the_next_command(retrained: Retrained, tmp_path: Path,
+                                                                          point: str) -> None:
+    kill_before = point.format(after=retrained.after)
+    if point == "landing.json":
+        kill_before = str(lockmerge.JOURNAL)
+    assert kill_before in retrained.renames, retrained.renames  # the step exists: the trial kills at it
+    root = trial_copy(retrained.base, tmp_path / "project")
+    killed = land(root, retrained.result_file, kill_before)
+    assert killed.returncode == -9, (killed.stdout[-2000:], killed.stderr[-2000:])
+    # Killed: the product serves its old record untouched, or the new one only once dvc.lock names its outputs.
+    served = registry.served_model(root, CODE)
+    assert served is not None and served.version in (retrained.before, retrained.after)
+    if served.version == retrained.after:
+        assert records_match_the_lock(root) == retrained.after
+    else:
+        served_json = Path("registry") / CODE / "served.json"
+        assert (root / served_json).read_bytes() == (retrained.base / served_json).read_bytes()
+    # The next command that takes the registry lock (pricetrail run, promote, gc) completes the landing.
+    lockmerge.recover(root)
+    assert not (root / lockmerge.JOURNAL).exists()
+    expected = retrained.before if point == "landing.json" else retrained.after
+    assert records_match_the_lock(root) == expected
+    status = dvc("status", *RETRAINED, cwd=root).stdout
+    # Nothing landed when the journal was not written: the retrained params are still ahead of the lock (the next
+    # run retrains); otherwise the workspace is exactly what dvc.lock names.
+    assert "changed outs" not in status and "deleted" not in status, status
+    assert point == "landing.json" or "changed" not in status, status
+    assert not [path for path in root.rglob(".*.tmp") if ".dvc/tmp" not in path.as_posix()]
+    assert not list(root.rglob(".*.replaced"))
