@@ -67,7 +67,7 @@ def test_bootstrap_windows_are_the_latest_days_and_the_days_before() -> None:
     [
         ({"numerical_columns": [], "categorical_columns": []}, "monitors no columns"),
         ({"numerical_columns": ["invoice_date"]}, r"must not monitor time columns \['invoice_date'\]"),
-        ({"numerical_columns": ["x"], "drift_share": 0}, "drift_share=0 must be in"),
+        ({"numerical_columns": ["x"], "drift_share": 0}, "drift_share=0 must be a number in"),
         ({"numerical_columns": ["x"], "current_window_days": 0}, "current_window_days=0"),
         ({"numerical_columns": ["x"], "windows": 3}, r"unknown keys \['windows'\]"),
     ],

@@ -10,6 +10,7 @@ calls again at every grid price — so a demand curve never carries the sampled 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,17 +77,16 @@ class CleaningRules:
     volume_tier_min_discount: float = 0.08
 
     def __post_init__(self) -> None:
-        if not isinstance(self.min_rows, int) or self.min_rows < 1:
-            raise ETLError(f"etl.min_rows={self.min_rows!r} makes no sense: use a whole number >= 1")
-        if not isinstance(self.max_quantity, int) or self.max_quantity < 1:
-            raise ETLError(f"etl.max_quantity={self.max_quantity!r} makes no sense: use a whole number >= 1")
-        if not isinstance(self.outlier_min_history_lines, int) or self.outlier_min_history_lines < 1:
-            raise ETLError(f"etl.outlier_min_history_lines={self.outlier_min_history_lines!r} makes no sense: use a "
-                           "whole number >= 1")
-        if not self.outlier_median_factor > 1:
-            raise ETLError(f"etl.outlier_median_factor={self.outlier_median_factor!r} must be a number > 1")
+        for name in ("min_rows", "max_quantity", "outlier_min_history_lines"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ETLError(f"etl.{name}={value!r} makes no sense: use a whole number >= 1")
+        factor = self.outlier_median_factor
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not (math.isfinite(factor)
+                                                                                    and factor > 1):
+            raise ETLError(f"etl.outlier_median_factor={factor!r} must be a finite number > 1")
         tier = self.volume_tier_min_quantity
-        if tier is not None and (not isinstance(tier, int) or tier < 2):
+        if tier is not None and (isinstance(tier, bool) or not isinstance(tier, int) or tier < 2):
             raise ETLError(f"etl.volume_tier_min_quantity={tier!r} must be a whole number >= 2, or null to keep "
                            "volume-tier lines")
         if not 0 < self.volume_tier_min_discount < 1:

@@ -27,7 +27,9 @@ from pricetrail.artifacts import Artifact, ArtifactError, cache_object, dvc_cach
 
 log = logging.getLogger(__name__)
 
-KEEP_DIR = Path(".pricetrail-gc-keep")  # git-ignored; exists only while a collection runs
+# Exists only while a collection runs (under the pipeline lock). Not git-ignored: DVC skips .dvc files in
+# git-ignored folders when it collects what the workspace uses.
+KEEP_DIR = Path(".pricetrail-gc-keep")
 KEEP_FILE = "registry-objects.dvc"
 
 

@@ -257,7 +257,7 @@ def test_a_cluster_run_shares_only_the_remote_and_settles(cluster_project: Path,
         assert served is not None
         served.resolve(registry.local_sources(cluster_project))  # pulled back from the remote, verified
     # The chains ran in the workers' own directories, not in the client's workspace.
-    assert not (cluster_project / ".dvc" / "tmp" / "pricetrail").exists()
+    assert not (cluster_project / ".dvc" / "tmp" / "pricetrail" / "workspaces").exists()
     assert any((worker["directory"]).rglob("dvc.lock") for worker in cluster["workers"])
     commit(cluster_project, "week 1 on the cluster")
 

@@ -288,3 +288,12 @@ def test_gc_keeps_every_version_the_registry_names_beside_a_run_listed_or_not_an
     for code in [*SMOKE_CODES, THIRD]:
         for version in registry.promoted_versions(clone, code):
             registry.resolve_version(clone, code, version)
+    # A registry object the remote lost: a pull says which product, file and hash, instead of "everything is there".
+    lost = registry.version_record(project, "85123A", uncommitted)["artifacts"]["model.pt"]["md5"]  # type: ignore[arg-type]
+    (project.parent / "project-remote" / "files" / "md5" / lost[:2] / lost[2:]).unlink()
+    second = tmp_path / "second-clone"
+    run(["git", "clone", "-q", str(project), str(second)], tmp_path)
+    dvc("remote", "modify", "--local", "local", "url", str(project.parent / "project-remote"), cwd=second)
+    failed = pricetrail("pull", cwd=second, check=False)
+    assert failed.returncode == 2, failed.stdout
+    assert f"85123A model.pt (models/85123A/model.pt) md5 {lost}" in failed.stderr, failed.stderr
