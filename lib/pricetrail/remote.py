@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from pricetrail.artifacts import cache_object, dvc_cache_dir
 
+log = logging.getLogger(__name__)
+
 REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 # An S3 bucket name (3-63 lower-case letters, digits, dots and hyphens) and an optional key prefix.
 S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?P<prefix>/[A-Za-z0-9._/-]*)?$")
@@ -325,9 +327,10 @@ def transfer_registry_objects(root: Path, direction: str, remote: Remote) -> int
     cache = dvc_cache_dir(root)
     # A listing goes along where this side has it (a pushed folder hash makes DVC send the folder's files too).
     wanted = sorted(files) + sorted(d for d in listings if direction == "pull" or cache_object(cache, d).is_file())
-    transferred = _transfer_objects(root, direction, remote, wanted)
+    transferred, failed = _transfer_objects(root, direction, remote, wanted)
     if direction == "pull":
-        # DVC counts an object the remote lacks as nothing to do; a registry file that is nowhere must fail.
+        # DVC counts an object the remote lacks as nothing to do (or as failed): a registry file that is nowhere
+        # must fail, named. A listing the remote lacks is not fatal: lineage reads it, serving does not.
         absent = [md5 for md5 in sorted(files) if not cache_object(cache, md5).is_file()]
         if absent:
             listed = "; ".join(f"{files[md5]} md5 {md5}" for md5 in absent[:5])
@@ -335,16 +338,27 @@ def transfer_registry_objects(root: Path, direction: str, remote: Remote) -> int
                               f"{remote.description}: {listed}{' …' if len(absent) > 5 else ''}. A version that "
                               "names them cannot be served or rolled back to; push them from a copy that has them "
                               "(`pricetrail push`)")
+        return transferred
+    if failed:
+        named = {**files, **listings}
+        listed = "; ".join(f"{named.get(md5, 'object')} md5 {md5}" for md5 in sorted(failed)[:5])
+        raise RemoteError(f"push of {len(failed)} of the registry's {len(wanted)} objects to {remote.description} "
+                          f"failed: {listed}. `pricetrail push` again sends only what is missing")
     return transferred
 
 
-def _transfer_objects(root: Path, direction: str, remote: Remote, md5s: list[str]) -> int:
+def _transfer_objects(root: Path, direction: str, remote: Remote, md5s: list[str]) -> tuple[int, set[str]]:
+    """(how many objects DVC moved, the hashes it could not move); DVC's own log lines are kept out of the
+    terminal (a missing object is a traceback there): what failed is said once, by the caller."""
     from dvc.repo import Repo
     from dvc_data.hashfile.hash_info import HashInfo
 
     captured = _Captured()
-    dvc_log = logging.getLogger("dvc")
-    dvc_log.addHandler(captured)
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
+    saved = [(each.propagate, each.handlers[:]) for each in loggers]
+    for each in loggers:
+        each.propagate = False
+        each.handlers = [captured]
     objects = [HashInfo("md5", md5) for md5 in md5s]
     try:
         with Repo(str(root)) as repo:
@@ -354,11 +368,9 @@ def _transfer_objects(root: Path, direction: str, remote: Remote, md5s: list[str
         raise RemoteError(f"{direction} of the registry's {len(md5s)} objects with {remote.description} failed: "
                           f"{cause(f'ERROR: {error}', remote)}") from error
     finally:
-        dvc_log.removeHandler(captured)
-    if result.failed:
-        detail = cause("\n".join(f"ERROR: {line}" for line in captured.lines), remote) if captured.lines else \
-            "see the log above"
-        raise RemoteError(f"{direction} of {len(result.failed)} of the registry's {len(md5s)} objects with "
-                          f"{remote.description} failed: {detail}. `pricetrail {direction}` again transfers only "
-                          "what is missing")
-    return len(result.transferred)
+        for each, (propagate, handlers) in zip(loggers, saved, strict=True):
+            each.propagate, each.handlers = propagate, handlers
+    failed = {str(getattr(item, "value", item)) for item in result.failed}
+    if failed and captured.lines and direction == "push":
+        log.warning("%s", cause("\n".join(f"ERROR: {line}" for line in captured.lines), remote))
+    return len(result.transferred), failed
