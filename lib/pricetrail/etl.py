@@ -227,18 +227,25 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
 
+# Per customer group too (lines and the median line price): the price each group pays today, the status quo a
+# price decision is anchored on (pricetrail.decision), comes from the newest days of this history.
 _DAILY_SQL = """
 SELECT CAST(invoice_date AS DATE) AS day, sum(quantity)::BIGINT AS quantity, count(*)::BIGINT AS lines,
-       max(unit_price) AS max_price, sum(unit_price) AS price_sum
+       max(unit_price) AS max_price, sum(unit_price) AS price_sum,
+       count(*) FILTER (WHERE customer_id IS NOT NULL)::BIGINT AS registered_lines,
+       median(unit_price) FILTER (WHERE customer_id IS NOT NULL)::DOUBLE AS registered_price,
+       count(*) FILTER (WHERE customer_id IS NULL)::BIGINT AS guest_lines,
+       median(unit_price) FILTER (WHERE customer_id IS NULL)::DOUBLE AS guest_price
 FROM {source} GROUP BY 1 ORDER BY 1
 """
 
 
 def daily_aggregates(clean: pd.DataFrame) -> pd.DataFrame:
-    """One row per trading day of the product: units, lines, highest price and price sum (for monthly means)."""
+    """One row per trading day of the product: units, lines, highest price and price sum (for monthly means), and
+    each customer group's lines and median price."""
     con = _connect()
     try:
-        con.register("clean", clean[["invoice_date", "quantity", "unit_price"]])
+        con.register("clean", clean[["invoice_date", "quantity", "unit_price", "customer_id"]])
         return con.execute(_DAILY_SQL.format(source="clean")).df()
     finally:
         con.close()
