@@ -14,18 +14,22 @@ from dvc_data.hashfile.tree import Tree
 
 from pricetrail import stage
 from pricetrail.bundle import ModelBundle, load_bundle
-from pricetrail.config import load_params, read_json, section, write_json
+from pricetrail.config import atomic_path, load_params, read_json, section, write_json
+from pricetrail.decision import DecisionSettings
 from pricetrail.hashing import file_md5
 from pricetrail.paths import ProductPaths
 from pricetrail.recommend import PriceContext, observed_price_range, recommend_price
+from pricetrail.registry import observed_price_ranges
 from pricetrail.risk import (
     PriceCurve,
     baseline_prediction,
     fairness_checks,
+    group_baseline_checks,
     price_response_checks,
     risk_checks,
     verdict,
 )
+from pricetrail.service import PriceRequest, recommend, served_from_bundle
 
 log = logging.getLogger("pricetrail.assess")
 
@@ -44,6 +48,7 @@ def dvc_hash(path: Path) -> str:
 
 # Grid points of the price-response check: twice the served default, so a rise between two served points shows.
 GATE_GRID = 201
+CUSTOMER_GROUPS = {"True": "registered", "False": "guest"}
 
 
 def price_curves(bundle: ModelBundle, settings: dict) -> dict[str, PriceCurve]:
@@ -70,6 +75,33 @@ def price_curves(bundle: ModelBundle, settings: dict) -> dict[str, PriceCurve]:
     return curves
 
 
+def decision_curves(bundle: ModelBundle, groups: dict, settings: DecisionSettings) -> pd.DataFrame:
+    """Each customer group's revenue (or profit) per day over its prices, with the plausible curves' 90% band, the
+    status quo and the decided price, as the router would answer the day after the history (the decision plot)."""
+    assert bundle.reference is not None and bundle.daily is not None
+    served = served_from_bundle(bundle, observed_price_ranges(bundle.reference),
+                                {"promoted": True, "checks": [], "customer_groups": groups})
+    day = str((pd.to_datetime(bundle.daily["day"]).max() + pd.Timedelta(days=1)).date())
+    frames = []
+    for group in ("registered", "guest"):
+        if groups and not (groups.get(group) or {}).get("servable"):
+            continue
+        answer = recommend(served, PriceRequest(date=day, customer=group, points=101), (), settings)
+        curve = pd.DataFrame(answer["curve"])
+        if "expected_revenue_per_day_p05" not in curve.columns:
+            continue
+        decision = answer["decision"]
+        frames.append(pd.DataFrame({
+            "customer": group, "price": curve["price"], "revenue_per_day": curve["expected_revenue_per_day"],
+            "revenue_per_day_p05": curve["expected_revenue_per_day_p05"],
+            "revenue_per_day_p95": curve["expected_revenue_per_day_p95"],
+            "status_quo": (decision.get("status_quo") or {}).get("price"), "decided": decision["price"],
+            "decision": decision["action"]}))
+    columns = ["customer", "price", "revenue_per_day", "revenue_per_day_p05", "revenue_per_day_p95", "status_quo",
+               "decided", "decision"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
 def main(root: Path) -> None:
     paths = ProductPaths(CODE)
     params = load_params(root)
@@ -80,11 +112,16 @@ def main(root: Path) -> None:
     baseline = baseline_prediction(train["quantity"].to_numpy(dtype="float64"))
     risk, risk_metrics = risk_checks(predictions, baseline_quantity=baseline,
                                      min_improvement=float(settings["min_improvement_over_baseline"]))
+    # The router prices registered customers and guests apart: with is_registered as the sensitive feature each
+    # group is judged on its own, and one that cannot be assessed blocks no other.
+    names = CUSTOMER_GROUPS if sensitive == "is_registered" else None
     fairness, groups = fairness_checks(predictions, sensitive=sensitive,
                                        max_mae_difference=float(settings["max_mae_difference"]),
                                        max_mean_outcome_difference=float(settings["max_mean_outcome_difference"]),
                                        min_group_size=int(settings["min_group_size"]),
-                                       scale=str(settings.get("fairness_scale", "log")))
+                                       scale=str(settings.get("fairness_scale", "log")), names=names)
+    by_group = group_baseline_checks(predictions, baseline_quantity=baseline, sensitive=sensitive,
+                                     names=names) if names else []
     bundle = load_bundle(root / paths.checkpoint, root / paths.preprocessor, daily=root / paths.daily)
     # The grid the router serves: every price the product sold at up to the data's end (registry.price_range).
     seen = pd.concat([pd.read_parquet(root / paths.split(name), columns=["unit_price", "is_registered"])
@@ -93,7 +130,7 @@ def main(root: Path) -> None:
     response = price_response_checks(price_curves(bundle, settings),
                                      min_elasticity=float(settings["min_elasticity"]),
                                      max_elasticity=float(settings["max_elasticity"]))
-    outcome = verdict([*risk, *fairness, *response])
+    outcome = verdict([*risk, *by_group, *fairness, *response])
     model_version = str(read_json(root / paths.test_metrics)["model_version"])
     record = {
         "stockcode": CODE,
@@ -101,6 +138,7 @@ def main(root: Path) -> None:
         "model_version": model_version,
         "failed_checks": outcome["failed_checks"],
         "checks": outcome["checks"],
+        "customer_groups": outcome.get("groups", {}),
         "risk": risk_metrics,
         "baseline_quantity": baseline,
         "groups": groups.to_dict(orient="records"),
@@ -123,6 +161,9 @@ def main(root: Path) -> None:
         "params": {"assess_model_risk": settings},
     }
     write_json(root / paths.verdict, record)
+    decision_settings = DecisionSettings.from_params(section(params, "decision"))
+    with atomic_path(root / paths.decision_plot) as tmp:
+        decision_curves(bundle, outcome.get("groups", {}), decision_settings).to_csv(tmp, index=False)
     if outcome["passed"]:
         log.info("%s: model %s passed every check", CODE, model_version)
     else:

@@ -15,6 +15,7 @@ from pricetrail.risk import (
     baseline_prediction,
     demand_rises,
     fairness_checks,
+    group_baseline_checks,
     group_metrics,
     price_response_checks,
     risk_checks,
@@ -70,7 +71,7 @@ def test_fairness_differences_hand_computed_log_default() -> None:
 def test_fairness_differences_hand_computed_relative() -> None:
     checks, _ = fairness_checks(HAND, sensitive="is_registered", scale="relative", **LOOSE)
     found = by_name(checks)
-    assert found["fairness_computable"].passed
+    assert found["group_assessable_True"].passed and found["group_assessable_False"].passed
     # Each group against its own demand. True: MAE 4/3 over mean actual 3 = 4/9, bias (7/3)/3 - 1 = -2/9.
     # False: MAE 1 over mean actual 4 = 1/4, bias 5/4 - 1 = 1/4.
     assert found["fairness_mae_difference"].value == pytest.approx(4 / 9 - 1 / 4)  # 7/36
@@ -107,18 +108,24 @@ def test_baseline_prediction_is_median_quantity() -> None:
 
 # --- the gate matrix --------------------------------------------------------------------------------------
 
-# HAND: model RMSLE ~0.35 against a baseline of quantity 100 (RMSLE ~3): improvement ~0.88.
-BEATS = {True: 0.5, False: 0.95}
+
+def shifted(n: int = 40, shift: float = 0.4, noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """n rows per group; registered predictions exp(shift) times too high in log1p units, guests exact; optional
+    noise on every prediction."""
+    rng = np.random.default_rng(seed)
+    actual = np.log1p(rng.integers(1, 20, size=2 * n).astype(float))
+    registered = np.r_[np.ones(n, dtype=bool), np.zeros(n, dtype=bool)]
+    predicted = actual + np.where(registered, shift, 0.0) + rng.normal(0, noise, size=2 * n)
+    return pd.DataFrame({"y_true": actual, "y_pred": predicted, "is_registered": registered})
+
+
+SHIFTED = shifted()  # both spreads exactly 0.4, no sampling error
+BEATS = {True: 0.1, False: 0.95}
 FAIRNESS = {
-    "ok": (HAND, LOOSE, []),
-    "mae_too_large": (HAND, {**LOOSE, "max_mae_difference": 0.05}, ["fairness_mae_difference"]),
+    "ok": (SHIFTED, LOOSE, []),
+    "mae_too_large": (SHIFTED, {**LOOSE, "max_mae_difference": 0.3}, ["fairness_mae_difference"]),
     "outcome_too_large": (
-        HAND, {**LOOSE, "max_mean_outcome_difference": 0.2}, ["fairness_mean_outcome_difference"]
-    ),
-    "single_group": (
-        HAND.assign(is_registered=True),
-        LOOSE,
-        ["fairness_computable", "fairness_mae_difference", "fairness_mean_outcome_difference"],
+        SHIFTED, {**LOOSE, "max_mean_outcome_difference": 0.3}, ["fairness_mean_outcome_difference"]
     ),
 }
 
@@ -134,18 +141,29 @@ def test_gate_matrix(beats: bool, fairness: str) -> None:
     expected = ([] if beats else ["beats_baseline"]) + fairness_failures
     assert result["passed"] == (beats and fairness == "ok")
     assert result["failed_checks"] == expected
+    # A failure of the model or between the groups blocks every group.
+    assert {name: entry["servable"] for name, entry in result["groups"].items()} == {
+        "False": result["passed"], "True": result["passed"]}
     dicts = {d["name"]: d for d in result["checks"]}
-    assert set(dicts) == {
-        "predictions_finite", "beats_baseline", "fairness_computable",
-        "fairness_mae_difference", "fairness_mean_outcome_difference",
-    }
-    for name, d in dicts.items():
-        assert d["threshold"] is not None
-        # Uncomputable checks carry None; every computed one carries its value.
-        assert (d["value"] is None) == (fairness == "single_group" and name.startswith("fairness_") and
-                                        name != "fairness_computable")
+    assert set(dicts) == {"predictions_finite", "beats_baseline", "group_assessable_False", "group_assessable_True",
+                          "fairness_mae_difference", "fairness_mean_outcome_difference"}
+    assert dicts["fairness_mean_outcome_difference"]["value"] == pytest.approx(0.4)
     assert dicts["beats_baseline"]["threshold"] == BEATS[beats]
     json.dumps(result, allow_nan=False)  # plain JSON, no NaN
+
+
+def test_a_difference_within_its_sampling_error_does_not_block_and_a_clear_one_does() -> None:
+    # 30 rows a group, log errors with sd 0.5: the spread's standard error is about 0.13.
+    noisy = shifted(n=30, shift=0.3, noise=0.5, seed=3)
+    found = by_name(fairness_checks(noisy, sensitive="is_registered", **{**LOOSE, "max_mean_outcome_difference": 0.25})
+                    [0])
+    outcome = found["fairness_mean_outcome_difference"]
+    assert outcome.value > 0.25 and outcome.passed, outcome.detail  # above the threshold, within its error
+    assert "standard error" in outcome.detail and "lower 90% bound" in outcome.detail
+    clear = shifted(n=300, shift=0.6, noise=0.5, seed=3)
+    found = by_name(fairness_checks(clear, sensitive="is_registered", **{**LOOSE, "max_mean_outcome_difference": 0.25})
+                    [0])
+    assert not found["fairness_mean_outcome_difference"].passed
 
 
 # --- non-finite predictions -------------------------------------------------------------------------------
@@ -162,7 +180,7 @@ def test_non_finite_predictions_never_promote(bad: float) -> None:
     assert found["predictions_finite"].value == 1.0
     assert not found["beats_baseline"].passed and found["beats_baseline"].value is None
     assert metrics["model_rmsle"] is None and metrics["improvement"] is None
-    assert not found["fairness_computable"].passed
+    assert not found["fairness_computable"].passed and found["fairness_computable"].scope == "model"
     assert "NaN or infinite" in found["fairness_computable"].detail
     result = verdict([*risk, *fair])
     assert result["passed"] is False
@@ -182,25 +200,42 @@ def test_baseline_with_zero_error_fails_instead_of_dividing_by_zero() -> None:
 # --- groups -----------------------------------------------------------------------------------------------
 
 
-def test_single_group_is_a_failed_check_naming_group_and_size() -> None:
+def test_a_single_group_is_judged_on_its_own_checks() -> None:
     test = HAND.assign(is_registered=True)
     checks, table = fairness_checks(test, sensitive="is_registered", **LOOSE)
-    computable = by_name(checks)["fairness_computable"]
-    assert not computable.passed
-    assert "only one customer group" in computable.detail
-    assert "True (6 rows)" in computable.detail
+    assert [c.name for c in checks] == ["group_assessable_True"] and checks[0].passed
     assert table["group"].tolist() == ["True"]
+    assert verdict(checks)["groups"] == {"True": {"servable": True, "failed_checks": [], "reason": ""}}
 
 
-def test_small_group_fails_and_is_named() -> None:
-    test = frame([1, 2, 3, 4], [1, 2, 3, 4], ["guest", "registered", "registered", "registered"])
-    checks, _ = fairness_checks(test, sensitive="is_registered", **{**LOOSE, "min_group_size": 2})
+def test_a_group_too_small_to_assess_is_refused_and_blocks_no_other() -> None:
+    test = pd.concat([shifted(n=30, shift=0.0), frame([1, 2], [1, 2], [False, False])], ignore_index=True)
+    test["is_registered"] = [True] * 30 + [False] * 32
+    test.loc[30:, "is_registered"] = [False] * 32
+    small = pd.concat([test[test["is_registered"]], test[~test["is_registered"]].head(5)], ignore_index=True)
+    names = {"True": "registered", "False": "guest"}
+    checks, _ = fairness_checks(small, sensitive="is_registered", names=names, **{**LOOSE, "min_group_size": 20})
     found = by_name(checks)
-    assert not found["fairness_computable"].passed
-    assert "guest (1 rows)" in found["fairness_computable"].detail
-    assert found["fairness_computable"].value == 1.0
-    assert found["fairness_mae_difference"].value is None
-    assert not verdict(checks)["passed"]
+    assert not found["group_assessable_guest"].passed and found["group_assessable_guest"].value == 5.0
+    assert "only 5 test rows of guest customers" in found["group_assessable_guest"].detail
+    assert found["group_assessable_guest"].scope == "group:guest"
+    assert "fairness_mae_difference" not in found  # nothing to compare the registered customers with
+    result = verdict(checks)
+    assert result["passed"] and result["groups"]["registered"]["servable"]
+    assert not result["groups"]["guest"]["servable"]
+    assert result["groups"]["guest"]["failed_checks"] == ["group_assessable_guest"]
+
+
+def test_a_group_the_model_forecasts_worse_than_the_median_is_refused_alone() -> None:
+    # Registered: predictions exact; guests: predictions far off, worse than predicting the median for them.
+    test = frame([2, 3, 4, 2, 3, 4], [2, 3, 4, 40, 50, 60], [True, True, True, False, False, False])
+    names = {"True": "registered", "False": "guest"}
+    checks = group_baseline_checks(test, baseline_quantity=3.0, names=names)
+    found = by_name(checks)
+    assert found["beats_baseline_registered"].passed and found["beats_baseline_registered"].value == pytest.approx(1)
+    assert not found["beats_baseline_guest"].passed and found["beats_baseline_guest"].scope == "group:guest"
+    result = verdict(checks)
+    assert result["passed"] and [n for n, e in result["groups"].items() if e["servable"]] == ["registered"]
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,11 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
                                  label=f"verdict.{key}")
         if problem:
             return problem
+    groups = verdict.get("customer_groups")
+    if groups is not None:
+        if not isinstance(groups, dict) or not all(isinstance(entry, dict) and isinstance(entry.get("servable"), bool)
+                                                   for entry in groups.values()):
+            return f"verdict.customer_groups is {repr(groups)[:60]}; expected {{group: {{servable: true|false, ...}}}}"
     for index, check in enumerate(verdict["checks"]):
         if not isinstance(check, dict):
             return f"verdict.checks[{index}] is {_kind(check)}; expected an object with name and passed"
@@ -615,7 +620,8 @@ def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None) -
                           "rows": len(train)},
         "price_range": observed_price_ranges(seen),
         "verdict": {"promoted": True, "checks": verdict.get("checks", []), "params": verdict.get("params", {}),
-                    "lineage": lineage},
+                    "lineage": lineage, **({"customer_groups": verdict["customer_groups"]}
+                                           if verdict.get("customer_groups") else {})},
         "metrics": {"test_rmsle": test_metrics.get("rmsle"), "test_mae": test_metrics.get("mae"),
                     "baseline_rmsle": verdict.get("risk", {}).get("baseline_rmsle")},
         "drift": drift_note or "the drift gate passed on the current data",
@@ -777,6 +783,11 @@ def _promote(root: Path, code: str, *, now: datetime | None, stages: Mapping[str
         return decision
     record["promoted_at"] = stamp
     note = f"; {record['drift']}" if record["drift"].startswith("drift detected") else ""
+    refused = {name: entry for name, entry in (record["verdict"].get("customer_groups") or {}).items()
+               if not entry.get("servable")}
+    if refused:
+        note += "; " + "; ".join(f"{name} customers not priced by it ({', '.join(entry.get('failed_checks', []))})"
+                                 for name, entry in refused.items())
     decision = Decision(code, "promoted", candidate, candidate,
                         f"passed the drift gate and assess_model_risk{note}")
     if dry_run:

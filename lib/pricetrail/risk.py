@@ -46,6 +46,17 @@ FAIRNESS_SCALES: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+MODEL_SCOPE = "model"
+BETWEEN_SCOPE = "between"
+# A difference between groups must exceed its threshold by this many standard errors to fail: the lower end of
+# its two-sided 90% interval (the groups' test rows are samples; 30 guest lines measure a mean log error to +-0.1).
+SAMPLING_Z = 1.645
+
+
+def group_scope(name: str) -> str:
+    return f"group:{name}"
+
+
 @dataclass(frozen=True)
 class Check:
     """One gate check; ``value`` is ``None`` when it could not be computed (and then it cannot pass)."""
@@ -56,6 +67,9 @@ class Check:
     threshold: float | None
     comparison: str
     detail: str
+    # Whom a failure blocks: "model" (every customer group), "group:<name>" (that group only), or "between"
+    # (every group it compares). See verdict().
+    scope: str = MODEL_SCOPE
 
     def __post_init__(self) -> None:
         # Coerce numpy scalars so to_dict() yields plain JSON types, and refuse NaN/inf: JSON has no such
@@ -84,6 +98,7 @@ class Check:
             "threshold": self.threshold,
             "comparison": self.comparison,
             "detail": self.detail,
+            "scope": self.scope,
         }
 
 
@@ -322,14 +337,16 @@ def price_response_checks(curves: dict[str, PriceCurve], *, min_elasticity: floa
         rule = f"{low:g} <= value <= {high:g}"
         if curve.elasticity is None:
             checks.append(Check(name, False, None, high, rule,
-                                f"the elasticity at {curve.median_price:.4g} cannot be computed (no demand there)"))
+                                f"the elasticity at {curve.median_price:.4g} cannot be computed (no demand there)",
+                                scope=group_scope(group)))
             continue
         value = curve.elasticity
         passed = low <= value <= high
         threshold = low if value < low else high
         checks.append(Check(name, passed, value, threshold, rule,
                             f"elasticity {value:.3g} at the median {group} price {curve.median_price:.4g} "
-                            + ("is within" if passed else "is outside") + f" [{low:g}, {high:g}]"))
+                            + ("is within" if passed else "is outside") + f" [{low:g}, {high:g}]",
+                            scope=group_scope(group)))
     return checks
 
 
@@ -410,6 +427,7 @@ def fairness_checks(
     max_mean_outcome_difference: float,
     min_group_size: int,
     scale: str = "log",
+    names: dict[str, str] | None = None,
 ) -> tuple[list[Check], pd.DataFrame]:
     """Checks that the customer groups of ``sensitive`` get alike errors and alike predicted demand.
 
@@ -420,14 +438,17 @@ def fairness_checks(
 
     - ``"log"`` (default, the model's own scale, log1p of quantity): MAE difference = spread of the groups' mean
       absolute log error; mean outcome difference = spread of the groups' mean log error (prediction - actual),
-      i.e. how much more one group's demand is over- or under-stated (0.1 ~ 10%). Unaffected by the bias of
-      turning a mean log prediction back into quantities, which differs between groups of different spread.
+      i.e. how much more one group's demand is over- or under-stated (0.1 ~ 10%).
     - ``"relative"``: spreads of group MAE / group mean actual and of group mean prediction / mean actual - 1.
     - ``"quantity"``: raw spreads of group MAE and group mean predicted quantity (quantity units).
 
-    Fewer than two groups, a group smaller than ``min_group_size``, non-finite predictions or (relative) a
-    group whose mean actual quantity is 0 fail ``fairness_computable``; the two difference checks then fail
-    with value None.
+    Per group (``names`` maps a group's label, e.g. ``"False"``, to the name its scope and checks carry, e.g.
+    ``"guest"``): ``group_assessable_<name>`` needs ``min_group_size`` test rows; a group with fewer is refused
+    (scope ``group:<name>``) and left out of the comparison, so it blocks no other group. Between the assessable
+    groups (when there are at least two; scope ``between``): the two spreads, each failing only when it exceeds
+    its threshold beyond its sampling error (the lower end of its 90% interval above the threshold): on the
+    groups' few test rows a spread's standard error is of the order of the threshold itself, and the point value
+    alone would block or pass models by chance. Non-finite predictions fail ``fairness_computable`` (scope model).
     Returns the checks and the group table of :func:`group_metrics`.
     """
     _require_columns(test, [Y_TRUE, Y_PRED])
@@ -437,65 +458,132 @@ def fairness_checks(
     min_group_size = _require_min_group_size(min_group_size)
     if scale not in FAIRNESS_SCALES:
         raise ValueError(f"scale={scale!r} is not accepted; use one of {sorted(FAIRNESS_SCALES)}")
+    names = names or {}
 
     table = group_metrics(test, sensitive)
     groups = _describe_groups(table)
     n_bad = int(_non_finite_predictions(_numeric(test, Y_PRED)).sum())
-
-    reasons = []
     if n_bad:
-        reasons.append(f"{n_bad} prediction(s) are NaN or infinite")
-    if len(table) < 2:
-        reasons.append(f"only one customer group in the test set: {groups}")
-    small = table[table["n"] < min_group_size]
-    if len(small):
-        reasons.append(f"group(s) smaller than min_group_size={min_group_size}: {_describe_groups(small)}")
-    if scale == "relative" and (table["mean_actual"] == 0.0).any():
-        zero = table[table["mean_actual"] == 0.0]
-        reasons.append(f"group(s) with a mean actual quantity of 0, so relative differences are undefined: "
-                       f"{_describe_groups(zero)}")
-    smallest = int(table["n"].min())
+        why = f"{n_bad} prediction(s) are NaN or infinite; fairness cannot be computed (groups: {groups})"
+        return [Check("fairness_computable", False, None, float(min_group_size),
+                      "no non-finite prediction", why)], table
+
+    checks: list[Check] = []
+    assessable = []
+    for row in table.itertuples():
+        name = names.get(str(row.group), str(row.group))
+        ok = int(row.n) >= min_group_size
+        if ok and scale == "relative" and row.mean_actual == 0.0:
+            ok = False
+        checks.append(Check(
+            f"group_assessable_{name}", ok, float(row.n), float(min_group_size), "value >= threshold",
+            (f"{int(row.n)} test rows of {name} customers" if ok else
+             f"only {int(row.n)} test rows of {name} customers, fewer than min_group_size={min_group_size}: the "
+             "model cannot be assessed for them, so it does not price them")
+            + ("" if not (scale == "relative" and row.mean_actual == 0.0) else
+               "; their mean actual quantity is 0, so relative differences are undefined"),
+            scope=group_scope(name)))
+        if ok:
+            assessable.append(str(row.group))
+    if len(assessable) < 2:
+        return checks, table
+    errors = _per_line(test, sensitive, scale)
     unit = {"log": "log1p units", "relative": "(relative to each group's own mean demand)",
             "quantity": "quantity units"}[scale]
     error_column, outcome_column, error_what, outcome_what = FAIRNESS_SCALES[scale]
-
-    if reasons:
-        detail = f"{'; '.join(reasons)}; fairness cannot be computed (groups: {groups})"
-        computable = Check("fairness_computable", False, float(smallest), float(min_group_size),
-                           "value >= threshold and at least 2 groups", detail)
-        why = "fairness not computable: " + "; ".join(reasons)
-        checks = [
-            computable,
-            Check("fairness_mae_difference", False, None, max_mae, "value <= threshold", why),
-            Check("fairness_mean_outcome_difference", False, None, max_outcome, "value <= threshold", why),
-        ]
-        logger.info("fairness on %r not computable: %s", sensitive, detail)
-        return checks, table
-
-    computable = Check("fairness_computable", True, float(smallest), float(min_group_size),
-                       "value >= threshold and at least 2 groups",
-                       f"{len(table)} groups, each with at least {min_group_size} rows: {groups}")
-    checks = [computable]
-    for name, column, threshold, what in (
-        ("fairness_mae_difference", error_column, max_mae, error_what),
-        ("fairness_mean_outcome_difference", outcome_column, max_outcome, outcome_what),
+    compared = table[table["group"].isin(assessable)]
+    for name, column, threshold, what, per_line in (
+        ("fairness_mae_difference", error_column, max_mae, error_what, "error"),
+        ("fairness_mean_outcome_difference", outcome_column, max_outcome, outcome_what, "outcome"),
     ):
-        spread, high, low = _spread(table, column)
-        lowest, highest = float(table[column].min()), float(table[column].max())
-        passed = spread <= threshold
-        checks.append(
-            Check(name, passed, spread, threshold, "value <= threshold",
-                  f"{what} ranges from {lowest:.4g} ({low}) to {highest:.4g} ({high}): "
-                  f"difference {spread:.4g} {unit}, {'within' if passed else 'above'} {threshold:g}")
-        )
+        spread, high, low = _spread(compared, column)
+        standard_error = math.sqrt(sum(errors[(group, per_line)] ** 2 for group in (high, low)))
+        lower = spread - SAMPLING_Z * standard_error
+        passed = lower <= threshold
+        label = {group: names.get(group, group) for group in (high, low)}
+        checks.append(Check(
+            name, passed, spread, threshold, "value - 1.645 x standard error <= threshold",
+            f"{what} ranges from {float(compared[column].min()):.4g} ({label[low]}) to "
+            f"{float(compared[column].max()):.4g} ({label[high]}): difference {spread:.4g} {unit} +- "
+            f"{standard_error:.3g} (standard error), lower 90% bound {lower:.4g} "
+            f"{'within' if passed else 'above'} {threshold:g}", scope=BETWEEN_SCOPE))
     return checks, table
+
+
+def _per_line(test: pd.DataFrame, sensitive: str, scale: str) -> dict[tuple[str, str], float]:
+    """The standard error of each group's error and outcome statistics (``(group, "error" | "outcome")``), from the
+    spread of its rows' own values on the scale."""
+    labels = _group_labels(test, sensitive).to_numpy()
+    log_true = _actual_log(test)
+    y_pred = _numeric(test, Y_PRED)
+    true_q = np.expm1(log_true)
+    pred_q = _predicted_quantity(y_pred)
+    result: dict[tuple[str, str], float] = {}
+    for group in np.unique(labels):
+        mask = labels == group
+        n = int(mask.sum())
+        if scale == "log":
+            error, outcome = np.abs(y_pred[mask] - log_true[mask]), y_pred[mask] - log_true[mask]
+        elif scale == "relative":
+            mean_actual = float(true_q[mask].mean()) or 1.0
+            error = np.abs(pred_q[mask] - true_q[mask]) / mean_actual
+            outcome = (pred_q[mask] - true_q[mask]) / mean_actual
+        else:
+            error, outcome = np.abs(pred_q[mask] - true_q[mask]), pred_q[mask]
+        for key, values in (("error", error), ("outcome", outcome)):
+            result[(str(group), key)] = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    return result
+
+
+def group_baseline_checks(test: pd.DataFrame, *, baseline_quantity: float, sensitive: str = DEFAULT_SENSITIVE,
+                          names: dict[str, str] | None = None) -> list[Check]:
+    """``beats_baseline_<name>`` per group (scope ``group:<name>``): the model's RMSLE on the group's own test rows
+    must be no worse than the median baseline's there. The overall ``beats_baseline`` asks the product's margin;
+    this one makes sure no group is priced by a model that forecasts it worse than its typical order."""
+    _require_columns(test, [Y_TRUE, Y_PRED])
+    _require_sensitive(test, sensitive)
+    baseline_quantity = _require_threshold("baseline_quantity", baseline_quantity)
+    names = names or {}
+    labels = _group_labels(test, sensitive).to_numpy()
+    log_true = _actual_log(test)
+    y_pred = _numeric(test, Y_PRED)
+    checks = []
+    for group in np.unique(labels):
+        mask = labels == group
+        name = names.get(str(group), str(group))
+        if _non_finite_predictions(y_pred[mask]).any():
+            checks.append(Check(f"beats_baseline_{name}", False, None, 0.0, "value >= threshold",
+                                f"non-finite predictions for {name} customers", scope=group_scope(name)))
+            continue
+        model_errors = (np.maximum(y_pred[mask], 0.0) - log_true[mask]) ** 2
+        baseline_errors = (np.log1p(baseline_quantity) - log_true[mask]) ** 2
+        model, baseline = math.sqrt(model_errors.mean()), math.sqrt(baseline_errors.mean())
+        improvement = 1.0 - model / baseline if baseline > 0 else 0.0
+        # Worse than the median only beyond sampling error: on its own rows a group's RMSLE against the median's
+        # is a paired comparison whose noise, at a few hundred lines, is larger than a weak model's edge.
+        excess = model_errors - baseline_errors
+        n = int(mask.sum())
+        margin = SAMPLING_Z * float(np.std(excess, ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+        worse = float(excess.mean()) - margin > 0
+        checks.append(Check(
+            f"beats_baseline_{name}", not worse, improvement, 0.0, "value >= threshold, up to sampling error",
+            f"for {name} customers: model RMSLE {model:.4g} vs baseline RMSLE {baseline:.4g} ({n} test rows): "
+            + ("worse than the median beyond sampling error" if worse else
+               "no worse than the median" if improvement >= 0 else "worse than the median within sampling error"),
+            scope=group_scope(name)))
+    return checks
 
 
 # --- verdict ----------------------------------------------------------------------------------------------
 
 
 def verdict(checks: Sequence[Check]) -> dict[str, Any]:
-    """``{"passed": all passed, "failed_checks": [names], "checks": [dicts]}``; no checks is an error."""
+    """The gate's decision from its checks; no checks is an error.
+
+    Without group-scoped checks: ``{"passed": all passed, "failed_checks", "checks"}``. With them, also
+    ``"groups"``: each group is servable when no check of scope model or between failed and none of its own did;
+    the model passes (is promoted) when at least one group is servable, and serves only those.
+    """
     checks = list(checks)
     if not checks:
         # all([]) is True: an empty list must never promote a model.
@@ -504,13 +592,25 @@ def verdict(checks: Sequence[Check]) -> dict[str, Any]:
     if wrong:
         raise ValueError(f"verdict accepts only Check objects; got {wrong}")
     failed = [c.name for c in checks if not c.passed]
-    result = {
+    result: dict[str, Any] = {
         "passed": not failed,
         "failed_checks": failed,
         "checks": [c.to_dict() for c in checks],
     }
-    if failed:
-        logger.info("model not promoted; failed checks: %s", ", ".join(failed))
+    names = sorted({c.scope.split(":", 1)[1] for c in checks if c.scope.startswith("group:")})
+    if names:
+        shared = [c for c in checks if not c.passed and not c.scope.startswith("group:")]
+        groups = {}
+        for name in names:
+            own = [c for c in checks if c.scope == group_scope(name) and not c.passed]
+            blocking = shared + own
+            groups[name] = {"servable": not blocking, "failed_checks": [c.name for c in blocking],
+                            "reason": "; ".join(c.detail for c in blocking)}
+        result["groups"] = groups
+        result["passed"] = any(entry["servable"] for entry in groups.values())
+    if result["passed"]:
+        logger.info("promotable (%s)", ", ".join(name for name, e in result.get("groups", {}).items()
+                                                  if e["servable"]) or f"all {len(checks)} checks passed")
     else:
-        logger.info("all %d risk checks passed", len(checks))
+        logger.info("model not promoted; failed checks: %s", ", ".join(failed))
     return result
