@@ -23,6 +23,7 @@ def main(root: Path) -> None:
         drift={str(code): float(strength) for code, strength in (settings.get("drift") or {}).items()},
         drift_days=int(settings["drift_days"]),
         mispriced={str(code): float(offset) for code, offset in (settings.get("mispriced") or {}).items()},
+        follow_on=settings.get("follow_on") or {},
     )
     with atomic_path(root / SYNTHETIC_DIR / "transactions.parquet") as tmp:
         transactions.to_parquet(tmp, index=False)

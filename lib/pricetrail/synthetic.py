@@ -126,6 +126,7 @@ def generate_transactions(
     drift: Mapping[str, float],
     drift_days: int,
     mispriced: Mapping[str, float] | None = None,
+    follow_on: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return (transactions in the UCI schema sorted by InvoiceDate, ground truth as a JSON-serialisable dict).
 
@@ -134,6 +135,12 @@ def generate_transactions(
     stockcode to how far its list price sits from its revenue optimum (list / optimum - 1, e.g. 0.3 = 30% too
     high, -0.2 = 20% too low): such a product's markdowns are replaced by price tests around the optimum, so the
     data can show what a better price gains. The other products' rows do not change.
+
+    ``follow_on`` (``{"days": N, "price_tests": {code: {"prices": [...], "days_each": D}}}``) appends N days after
+    ``end``: every product keeps its last list price, except that a product with a price test charges its test
+    prices (registered list prices; guests pay their markup on them) in turn for ``days_each`` days each from the
+    period's first day, then its last list price again. Drawn from streams of its own (a pool, per product), so
+    every row up to ``end`` is the same with or without it: how a retailer's price test runs after the history.
     """
     began = time.perf_counter()
     descriptions, strengths = _validate(products, seed, lines_per_day, filler_products, drift, drift_days)
@@ -168,6 +175,12 @@ def generate_transactions(
         blocks.append(_product_rows(rng, drift_rng, truth, position, pool, cal))
         blocks.append(_adjustment_rows(_stream(seed, f"adjust:{code}"), position, pool))
     blocks.append(_extra_rows(_stream(seed, "extras"), pool, outlier_specs))
+    follow = _validate_follow_on(follow_on or {}, descriptions)
+    if follow["days"]:
+        first_number = int(max(part.max(initial=0) for part in (pool.number, pool.cancel_number, pool.adjust_number,
+                                                               pool.export_number, pool.outlier_number,
+                                                               pool.outlier_cancel_number))) + 1
+        blocks += _follow_on_blocks(seed, cal, follow, codes, rates, truths, lines_per_day, first_number)
 
     frame = _to_frame(blocks, codes, truths, outlier_specs)
     ground_truth: dict[str, Any] = {
@@ -185,6 +198,7 @@ def generate_transactions(
         "non_product_codes": list(_NON_PRODUCT_CODES),
         "outliers": [{"stockcode": code, "quantity": qty, "unit_price": price}
                      for code, _, qty, price in outlier_specs],
+        "follow_on": follow,
     }
     logger.info("generated %d rows for %d products and %d fillers in %.2f s", len(frame), len(descriptions),
                 len(fillers), time.perf_counter() - began)
@@ -333,6 +347,63 @@ def _validate(products: Mapping[str, Mapping[str, Any]], seed: int, lines_per_da
                              f"[0, {_MAX_DRIFT:g}] (0 = no drift)")
         strengths[code] = float(strength)
     return descriptions, strengths
+
+
+def _validate_follow_on(follow_on: Mapping[str, Any], descriptions: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(follow_on, Mapping) or set(follow_on) - {"days", "price_tests"}:
+        raise ValueError(f"follow_on {follow_on!r} is not accepted: use {{days: <whole number >= 0>, price_tests: "
+                         "{<code>: {prices: [...], days_each: <days>}}}")
+    days = follow_on.get("days", 0)
+    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or not 0 <= days <= 3650:
+        raise ValueError(f"follow_on.days {days!r} is not accepted: a whole number from 0 to 3650")
+    tests: dict[str, dict[str, Any]] = {}
+    for key, plan in (follow_on.get("price_tests") or {}).items():
+        code = str(key)
+        if code not in descriptions:
+            raise ValueError(f"follow_on.price_tests names stockcode {code!r}, which is not among the products "
+                             f"{sorted(descriptions)}")
+        if not isinstance(plan, Mapping) or set(plan) != {"prices", "days_each"}:
+            raise ValueError(f"follow_on.price_tests.{code} {plan!r} is not accepted: use {{prices: [...], "
+                             "days_each: <days>}")
+        prices, each = plan["prices"], plan["days_each"]
+        if not isinstance(prices, (list, tuple)) or not prices or not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
+                for p in prices):
+            raise ValueError(f"follow_on.price_tests.{code}.prices {prices!r} is not accepted: positive prices")
+        if isinstance(each, bool) or not isinstance(each, (int, np.integer)) or each < 1 \
+                or each * len(prices) > days:
+            raise ValueError(f"follow_on.price_tests.{code}.days_each {each!r} is not accepted: a whole number "
+                             f">= 1 whose test ({len(prices)} prices) fits in follow_on.days={days}")
+        tests[code] = {"prices": [float(p) for p in prices], "days_each": int(each)}
+    return {"days": int(days), "price_tests": tests}
+
+
+def _follow_on_blocks(seed: int, base: _Calendar, follow: Mapping[str, Any], codes: list[str], rates: np.ndarray,
+                      truths: dict[str, dict[str, Any]], lines_per_day: float, first_number: int) -> list[_Rows]:
+    """The rows of the follow-on period (see :func:`generate_transactions`); records its prices in the truths."""
+    start = base.end + timedelta(days=1)
+    cal = _calendar(start, base.end + timedelta(days=follow["days"]), follow["days"] + 1)
+    pool = _build_pool(_stream(seed, "pool:follow-on"), cal, float(lines_per_day), 0, first_number=first_number)
+    blocks = []
+    for position, code in enumerate(codes):
+        truth = truths[code]
+        last_list = float(truth["list_price_schedule"][-1][1])
+        plan = follow["price_tests"].get(code)
+        periods = []
+        if plan is not None:
+            for k, price in enumerate(plan["prices"]):
+                first = k * plan["days_each"]
+                periods.append((first, first + plan["days_each"] - 1, round(1 - price / last_list, 6)))
+        continued = {**truth, "drift": 0.0, "list_price_schedule": [[cal.start.isoformat(), last_list]],
+                     "markdowns": [[_day_str(cal, first), _day_str(cal, last), fraction]
+                                   for first, last, fraction in periods]}
+        truth["follow_on"] = {"list_price": last_list, "tests": [[_day_str(cal, first), _day_str(cal, last),
+                                                                  round(last_list * (1 - fraction), 2)]
+                                                                 for first, last, fraction in periods]}
+        blocks.append(_product_rows(_stream(seed, f"product:{code}:follow-on"), None, continued, position, pool, cal))
+        blocks.append(_adjustment_rows(_stream(seed, f"adjust:{code}:follow-on"), position, pool))
+    del rates  # each product's rate is in its truth ("lines_per_day")
+    return blocks
 
 
 _MISPRICED_RANGE = (-0.5, 1.0)
@@ -708,7 +779,8 @@ class _Pool:
     outlier_cancel_number: np.ndarray
 
 
-def _build_pool(rng: np.random.Generator, cal: _Calendar, lines_per_day: float, n_outliers: int) -> _Pool:
+def _build_pool(rng: np.random.Generator, cal: _Calendar, lines_per_day: float, n_outliers: int, *,
+                first_number: int = _FIRST_INVOICE) -> _Pool:
     """Invoices of the whole period, independent of the products and their draws: drift stays local, and
     adding a product leaves every other product's rows as they were."""
     season = _lines_season(cal.doy)
@@ -772,7 +844,7 @@ def _build_pool(rng: np.random.Generator, cal: _Calendar, lines_per_day: float, 
     times = np.concatenate(event_minutes)
     kinds = np.concatenate([np.full(len(m), k) for k, m in enumerate(event_minutes)])
     numbers = np.empty(len(times), dtype=np.int64)
-    numbers[np.lexsort((np.arange(len(times)), kinds, times))] = _FIRST_INVOICE + np.arange(len(times))
+    numbers[np.lexsort((np.arange(len(times)), kinds, times))] = first_number + np.arange(len(times))
     bounds = np.cumsum([0, *(len(m) for m in event_minutes)])
     parts = [numbers[bounds[k]:bounds[k + 1]] for k in range(len(event_minutes))]
     cancel_number = np.full(n, -1, dtype=np.int64)
