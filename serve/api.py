@@ -23,6 +23,7 @@ from pricetrail.service import (
     lineage,
     recommend,
     status,
+    unmodelled_answer,
 )
 from pricetrail.serving.config import ServeConfig
 from serve.problems import Problem
@@ -31,7 +32,8 @@ from serve.router import LoadFailed, ModelRouter
 api = Blueprint("api", __name__)
 
 MAX_STOCKCODE = 32
-PRICE_PARAMETERS = {"min_price", "max_price", "points", "country", "customer", "date", "unit_cost", "hour"}
+PRICE_PARAMETERS = {"min_price", "max_price", "points", "country", "customer", "date", "unit_cost", "hour",
+                    "current_price"}
 # The reference's names on its route, mapped to ours.
 ALIAS_PARAMETERS = {"unitprice_min": "min_price", "unitprice_max": "max_price", "num_price_bins": "points"}
 
@@ -123,31 +125,41 @@ def _price_request(values: dict[str, str]) -> PriceRequest:
             country=values.get("country", "United Kingdom"), customer=values.get("customer", "registered"),
             min_price=_number(values, "min_price"), max_price=_number(values, "max_price"),
             points=_integer(values, "points", config.default_points), unit_cost=_number(values, "unit_cost"),
-            hour=_integer(values, "hour", 12), max_points=config.max_points, range_widening=config.range_widening)
+            hour=_integer(values, "hour", 12), max_points=config.max_points, range_widening=config.range_widening,
+            current_price=_number(values, "current_price"))
     except RequestError as error:
         raise Problem(400, "invalid-parameter", "Invalid query parameter", str(error),
                       parameter=error.parameter) from None
 
 
-def _served(code: str):  # noqa: ANN202 - ServedProduct
-    try:
-        return _router().get(code)
-    except NotServable as error:
-        raise Problem(404, "no-served-model", "No model served", str(error), stockcode=code) from None
-    except LoadFailed as error:
-        raise Problem(503, "model-unavailable", "Model unavailable", str(error), stockcode=code) from None
-
-
 def _price(code: str, values: dict[str, str]) -> dict[str, Any]:
     price_request = _price_request(values)
-    served = _served(code)
+    sources = current_app.extensions["pricetrail.sources"]
     try:
-        return recommend(served, price_request, current_app.extensions["pricetrail.sources"])
+        served = _router().get(code)
+    except NotServable:
+        # No model may set this product's price: the answer is to keep today's, and why (never a bare "no model").
+        return _keep_without_model(code, price_request, sources)
+    except LoadFailed as error:
+        raise Problem(503, "model-unavailable", "Model unavailable", str(error), stockcode=code) from None
+    try:
+        return recommend(served, price_request, sources, _config().decision)
     except RequestError as error:
         raise Problem(400, "invalid-parameter", "Invalid query parameter", str(error),
                       parameter=error.parameter) from None
     except AnswerError as error:
         raise Problem(503, "model-unavailable", "Model unavailable", str(error), stockcode=code) from None
+
+
+def _keep_without_model(code: str, price_request: PriceRequest, sources: Any) -> dict[str, Any]:
+    try:
+        product = _router().record(code)
+        return unmodelled_answer(product, price_request, sources, _config().decision)
+    except RequestError as error:
+        raise Problem(400, "invalid-parameter", "Invalid query parameter", str(error),
+                      parameter=error.parameter) from None
+    except (ValueError, OSError) as error:  # a damaged record or history: this product only
+        raise Problem(503, "model-unavailable", "Registry record unreadable", str(error), stockcode=code) from None
 
 
 @api.get("/v1/products")

@@ -11,22 +11,32 @@ ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib" / "pricetrail"
 
 
+def _module_file(name: str) -> Path:
+    """lib/pricetrail/<a>/<b>.py for the module pricetrail.a.b (a package's __init__.py for a package)."""
+    path = LIB.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
 def _imported_modules(path: Path) -> set[str]:
-    """Names of pricetrail modules a file imports at module level or inside functions (``pricetrail.x`` -> x)."""
+    """Dotted names (below pricetrail) of the pricetrail modules a file imports at module level or inside functions
+    (``pricetrail.serving.grid`` -> ``serving.grid``); importing a module runs its packages' ``__init__`` too."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pricetrail":
-            parts = node.module.split(".")
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:  # from pricetrail import registry, stage
-                found.update(alias.name for alias in node.names if (LIB / f"{alias.name}.py").is_file())
+            base = node.module.split(".")[1:]
+            if base:
+                names.append(".".join(base))
+            # from pricetrail(.x) import y: y may be a module of that package
+            names += [".".join([*base, alias.name]) for alias in node.names
+                      if _module_file(".".join([*base, alias.name])).is_file()]
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "pricetrail" and len(parts) > 1:
-                    found.add(parts[1])
-    return found
+            names += [".".join(alias.name.split(".")[1:]) for alias in node.names
+                      if alias.name.split(".")[0] == "pricetrail" and "." in alias.name]
+        for name in names:
+            parts = name.split(".")
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {name for name in found if _module_file(name).is_file()}
 
 
 def transitive_modules(script: Path) -> set[str]:
@@ -38,8 +48,14 @@ def transitive_modules(script: Path) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
-        pending.extend(_imported_modules(LIB / f"{name}.py") - seen)
+        pending.extend(_imported_modules(_module_file(name)) - seen)
     return seen
+
+
+def _declared(dep: str) -> str:
+    """lib/pricetrail/serving/grid.py -> serving.grid; lib/pricetrail/serving/__init__.py -> serving."""
+    parts = Path(dep).relative_to("lib/pricetrail").with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def stage_code_deps() -> dict[str, tuple[Path, set[str]]]:
@@ -49,7 +65,7 @@ def stage_code_deps() -> dict[str, tuple[Path, set[str]]]:
     for name, stage in stages.items():
         body = stage.get("do", stage)
         script = next(dep for dep in body["deps"] if str(dep).startswith("stages/"))
-        modules = {Path(dep).stem for dep in body["deps"] if str(dep).startswith("lib/pricetrail/")}
+        modules = {_declared(dep) for dep in body["deps"] if str(dep).startswith("lib/pricetrail/")}
         result[name] = (ROOT / script, modules)
     return result
 
@@ -57,7 +73,7 @@ def stage_code_deps() -> dict[str, tuple[Path, set[str]]]:
 def test_every_stage_depends_on_exactly_the_modules_its_script_imports() -> None:
     problems = []
     for name, (script, declared) in stage_code_deps().items():
-        imported = transitive_modules(script) - {"__init__"}
+        imported = transitive_modules(script)
         if imported - declared:
             problems.append(f"{name}: imports {sorted(imported - declared)} but does not depend on them")
         if declared - imported:

@@ -188,17 +188,28 @@ def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
     from pricetrail import service
     from pricetrail.artifacts import local_sources
+    from pricetrail.decision import DecisionSettings
 
     code = _product(root, args.stockcode)
     sources = local_sources(root)
-    served = service.load_served(root / "registry", service.read_product_record(root / "registry", code), sources)
-    settings = section(load_params(root), "recommend")
+    product = service.read_product_record(root / "registry", code)
+    try:
+        served = service.load_served(root / "registry", product, sources)
+    except service.NotServable:
+        served = None
+    params = load_params(root)
+    decision = DecisionSettings.from_params(section(params, "decision"))
+    settings = section(params, "recommend")
     request = service.PriceRequest(date=args.date, country=args.country,
                                    customer="guest" if args.guest else "registered", min_price=args.low,
                                    max_price=args.high, points=int(settings["grid_size"]), unit_cost=args.unit_cost,
                                    range_widening=float(args.widen if args.widen is not None
-                                                        else settings["range_widening"]))
-    payload = service.recommend(served, request, sources)
+                                                        else settings["range_widening"]),
+                                   current_price=args.current_price)
+    if served is None:  # no model may set its price: keep today's, and why
+        payload = service.unmodelled_answer(product, request, sources, decision)
+    else:
+        payload = service.recommend(served, request, sources, decision)
     if not args.curve:
         payload.pop("curve")
     _out(json.dumps(payload, indent=2))
@@ -347,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="fraction to widen the observed price range by")
     recommend.add_argument("--unit-cost", type=_number_in(float, 0, 1_000_000),
                            help="maximise profit instead of revenue")
+    recommend.add_argument("--current-price", type=_number_in(float, 0.01, 1_000_000),
+                           help="the price charged now, when it differs from what the history shows (the status quo)")
     recommend.add_argument("--curve", action="store_true", help="include the whole demand curve")
     recommend.set_defaults(func=cmd_recommend)
     serve = sub.add_parser("serve", help="serve price endpoints for every product's promoted model (waitress)")

@@ -116,6 +116,10 @@ class ProductPaths:
         return Path("plots") / self.code / "predicted_vs_actual.csv"
 
     @property
+    def decision_plot(self) -> Path:
+        return Path("plots") / self.code / "price_decision.csv"
+
+    @property
     def verdict(self) -> Path:
         return self.metrics_dir / "verdict.json"
 

@@ -154,6 +154,15 @@ class ResponseFamily:
     rate_members: np.ndarray | None = None  # (draws, grid)
     rate_draws: np.ndarray | None = None  # (draws,)
 
+    def take(self, columns: slice | np.ndarray) -> ResponseFamily:
+        """The family on a subset of its grid prices (the pivot and the order-rate draws stay)."""
+        def cut(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[..., columns]
+
+        return ResponseFamily(point=self.point[columns], members=cut(self.members), pivot_point=self.pivot_point,
+                              pivot_members=self.pivot_members, rate=self.rate, rate_point=cut(self.rate_point),
+                              rate_members=cut(self.rate_members), rate_draws=self.rate_draws)
+
     @property
     def daily_point(self) -> np.ndarray:
         """What the recommendation maximises (times the price margin): quantity per line times relative lines per

@@ -28,11 +28,25 @@ from pricetrail import registry
 from pricetrail.artifacts import ArtifactSource, LocalCache, local_sources, resolve
 from pricetrail.bundle import BundleError, ModelBundle, load_bundle
 from pricetrail.config import validate_stockcode
+from pricetrail.decision import (
+    Decision,
+    DecisionSettings,
+    PriceTest,
+    StatusQuo,
+    Uncertainty,
+    decide,
+    design_prices,
+    needs_test,
+    plan_test,
+    status_quo,
+    with_plan,
+)
 from pricetrail.etl import calendar_features, state_features
-from pricetrail.model import predict
+from pricetrail.model import PriceResponseNetwork, predict
 from pricetrail.price_response import (
     MAX_BAND_SHARE,
     MIN_DISTINCT_PRICES,
+    ResponseFamily,
     choose_price,
     daily_lines,
     elasticity_summary,
@@ -123,10 +137,17 @@ def read_product_record(registry_dir: Path, code: str) -> ProductRecord:
 
 
 def verdict_failures(record: dict[str, Any]) -> list[str]:
-    """Why a record may not be served; empty when its verdict passed every check."""
+    """Why a record may not be served; empty when its verdict passed every check (with customer groups judged
+    apart: when at least one group is servable and no check that blocks every group failed)."""
     verdict = record.get("verdict") or {}
+    groups = verdict.get("customer_groups")
+    checks = verdict.get("checks", [])
+    if isinstance(groups, dict) and groups:
+        checks = [c for c in checks if not str(c.get("scope", "model")).startswith("group:")]
+        if not any(isinstance(entry, dict) and entry.get("servable") is True for entry in groups.values()):
+            return ["no customer group is servable"]
     failures = [f"{c.get('name')}={c.get('value')} (threshold {c.get('threshold')})"
-                for c in verdict.get("checks", []) if not c.get("passed")]
+                for c in checks if not c.get("passed")]
     if verdict.get("promoted") is not True:
         failures.insert(0, "verdict.promoted is not true")
     if not verdict.get("checks"):
@@ -283,6 +304,20 @@ def load_served(registry_dir: Path, product: ProductRecord, sources: Iterable[Ar
     return served
 
 
+def served_from_bundle(bundle: ModelBundle, price_range: dict[str, list[float]],
+                       verdict: dict[str, Any] | None = None) -> ServedProduct:
+    """The candidate model of a pipeline run as the router would hold it once promoted (the risk gate's price
+    checks and its decision plot price through :func:`recommend`, exactly what will be served)."""
+    if bundle.daily is None:
+        raise BundleError(f"the bundle of {bundle.stockcode} has no daily history to take state from")
+    record = {"schema": registry.SCHEMA, "stockcode": bundle.stockcode, "version": bundle.version,
+              "price_range": price_range, "verdict": verdict or {"promoted": True, "checks": []}}
+    product = ProductRecord(stockcode=bundle.stockcode, record=record, state=None, latest=None)
+    bundle.network.eval()
+    return ServedProduct(product=product, bundle=bundle, encoder=GridEncoder.from_preprocessor(bundle.preprocessor),
+                         state_source="the run's own daily history", daily_md5="", nbytes=0)
+
+
 def _size_of(served: ServedProduct) -> int:
     """Bytes the loaded model holds: weights, the daily history, and the preprocessor (its file size, roughly)."""
     weights = sum(p.numel() * p.element_size() for p in served.bundle.network.parameters())
@@ -323,6 +358,9 @@ class PriceRequest:
     hour: int = 12
     max_points: int = 2001
     range_widening: float = 0.0
+    # The price charged now, when the caller knows it better than the history shows (a change this morning): the
+    # decision's status quo. None: the group's typical price over its last days (decision.status_quo).
+    current_price: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.date, str) or not DATE_PATTERN.fullmatch(self.date):
@@ -337,7 +375,7 @@ class PriceRequest:
                 not (ch.isprintable()) for ch in self.country):
             raise RequestError("country", f"country {self.country[:80]!r} is not accepted: a name of 1 to 64 "
                                           "printable characters")
-        for name in ("min_price", "max_price"):
+        for name in ("min_price", "max_price", "current_price"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and MIN_PRICE <= value <= MAX_PRICE):
                 raise RequestError(name, f"{name}={value!r} is not accepted: a price from {MIN_PRICE:g} to "
@@ -360,14 +398,7 @@ class PriceRequest:
 def _grid_inputs(served: ServedProduct, request: PriceRequest,
                  prices: np.ndarray) -> tuple[dict[str, Any], dict[str, str], str]:
     requested = pd.Timestamp(request.date).normalize()
-    first_day = served.first_day
-    if requested < first_day:
-        raise RequestError("date", f"date {request.date} is before {served.stockcode}'s sales history, which starts "
-                                   f"on {first_day.date()}: there is no state to price from; ask for a date from "
-                                   f"{first_day.date()} on")
-    # Past the history, the state is the one right after it: the previous-month features of a far future date
-    # would read as "no sales", which the model never saw (as recommend.grid_rows does).
-    state_day = min(requested, served.last_day + pd.Timedelta(days=1))
+    state_day = _state_day(served, request)
     state = served.state_on(state_day)
     numerical: dict[str, Any] = price_columns(prices, state["max_price_before"], state["prev_month_mean_price"])
     constants, day_of_week = _constants(requested, request.hour)
@@ -404,14 +435,21 @@ def _constants(day: pd.Timestamp, hour: int) -> tuple[dict[str, float], str]:
     return {column: float(calendar[column]) for column in calendar.index}, str(int(calendar["day_of_week"]))
 
 
-def recommend(served: ServedProduct, request: PriceRequest,
-              sources: Iterable[ArtifactSource] = ()) -> dict[str, Any]:
-    """The revenue- (or, with a unit cost, profit-) maximising price over the grid, with the curve and provenance."""
+def recommend(served: ServedProduct, request: PriceRequest, sources: Iterable[ArtifactSource] = (),
+              settings: DecisionSettings | None = None) -> dict[str, Any]:
+    """The price decision for one product and customer group, with the model's curve and provenance.
+
+    ``price`` is what to charge: the status quo unless the plausible curves agree a change gains
+    (:func:`pricetrail.decision.decide`). ``model_price`` is the model's robust optimum over the grid, ``band`` the
+    90% interval of the optimal price; ``decision`` says change or keep and why, and carries a test plan where the
+    data cannot tell. A customer group the risk gate refused to assess is answered ``keep`` with the reason.
+    """
+    settings = settings or DecisionSettings()
     record = served.product.record
     assert record is not None
     observed = observed_range(record, request.customer, sources, f"{served.stockcode} version {served.version}")
     span = observed[1] - observed[0]
-    allowed = (max(observed[0] - request.range_widening * span, 0.01), observed[1] + request.range_widening * span)
+    allowed = (max(observed[0] - request.range_widening * span, MIN_PRICE), observed[1] + request.range_widening * span)
     low = allowed[0] if request.min_price is None else request.min_price
     high = allowed[1] if request.max_price is None else request.max_price
     if low >= high:
@@ -422,32 +460,61 @@ def recommend(served: ServedProduct, request: PriceRequest,
         raise RequestError("unit_cost", f"unit_cost={request.unit_cost:g} is at or above every price of the range "
                                         f"[{low:g}, {high:g}]: every price loses money; check the cost or the range")
     prices = np.linspace(low, high, request.points)
-    numerical, categorical, state_as_of = _grid_inputs(served, request, prices)
-    matrix = served.encoder.matrix(numerical, categorical, len(prices))
+    state_day = _state_day(served, request)
+    quo = _status_quo(served.bundle.daily, request, state_day, settings)
+    refusal = group_refusal(record, request.customer)
+    if refusal is not None:
+        return _refused_group_answer(served, request, quo, refusal, settings, (low, high), observed)
+    # The status quo is priced by the same curves, appended to the grid (it may lie between or outside its points).
+    evaluated = prices if quo is None else np.append(prices, quo.price)
+    n = len(prices)
+    numerical, categorical, state_as_of = _grid_inputs(served, request, evaluated)
+    matrix = served.encoder.matrix(numerical, categorical, len(evaluated))
     metadata = served.bundle.metadata
     reference = price_reference(metadata, request.customer)
     # A checkpoint from before the price reference was recorded: the middle of the observed range stands in.
     median = reference.median if reference is not None else (observed[0] + observed[1]) / 2
     pivot = pivot_prices(median)
     pivot_numerical, pivot_categorical, _ = _grid_inputs(served, request, pivot)
-    family = response_family(served.bundle.network, metadata, matrix,
-                             served.encoder.matrix(pivot_numerical, pivot_categorical, len(pivot)), prices=prices,
-                             median_price=median)
-    quantity = family.point
-    revenue = prices * quantity
-    profit = None if request.unit_cost is None else (prices - request.unit_cost) * quantity
-    lines = daily_lines(family, request.customer)
+    pivot_matrix = served.encoder.matrix(pivot_numerical, pivot_categorical, len(pivot))
+    whole = response_family(served.bundle.network, metadata, matrix, pivot_matrix, prices=evaluated,
+                            median_price=median)
+    family = whole.take(slice(0, n))
+    cost = 0.0 if request.unit_cost is None else request.unit_cost
+    margin = evaluated - cost
     point_best, best, band = choose_price(prices, family, request.unit_cost)
+    members = whole.daily_members
+    values = None if members is None else members * margin[None, :]
+    objective = "revenue" if request.unit_cost is None else "profit"
+    decision = decide(prices, None if values is None else values[:, :n],
+                      None if values is None or quo is None else values[:, n], quo, settings, objective=objective)
+    if needs_test(decision, band, settings):
+        decision = with_plan(decision, _test_plan(served, request, decision, band, settings, evaluated, matrix,
+                                                  pivot_matrix, median, whole, (low, high)))
+    quantity = whole.point
+    revenue = evaluated * quantity
+    profit = None if request.unit_cost is None else margin * quantity
+    lines = daily_lines(whole, request.customer)
+    # The answer's figures are at the decided price: a grid point on a change, the appended status quo on a keep.
+    if decision.price is None:
+        chosen = best
+    elif decision.action == "keep":
+        chosen = n
+    else:
+        chosen = int(np.argmin(np.abs(prices - decision.price)))
     within = observed[0] - 1e-9 <= low and high <= observed[1] + 1e-9
     notes = []
     if not within:
         notes.append(f"the price range [{low:g}, {high:g}] leaves the observed range "
                      f"[{observed[0]:g}, {observed[1]:g}] for {request.customer} customers: the model extrapolates")
-    if best in (0, len(prices) - 1):
-        notes.append("the best price is at the edge of the grid: the optimum may lie outside it")
+    if best in (0, n - 1):
+        notes.append("the model's best price is at the edge of the grid: the optimum may lie outside it")
     if profit is not None and profit[best] <= 0:
         notes.append(f"no price of the range makes a profit at unit_cost={request.unit_cost:g}: this is the "
                      "smallest loss")
+    if quo is not None and abs(prices[best] / quo.price - 1) > settings.max_step:
+        notes.append(f"the model's own optimum {prices[best]:g} lies more than {settings.max_step:.0%} from the "
+                     f"status quo {quo.price:g}: a decision moves at most that far in one step")
     requested_day = str(pd.Timestamp(request.date).date())
     if state_as_of != requested_day:
         notes.append(f"the date is after the product's history; state features are as of {state_as_of}")
@@ -470,36 +537,206 @@ def recommend(served: ServedProduct, request: PriceRequest,
         notes.append("this model records no training prices or price-response uncertainty (trained before they "
                      "were recorded): no band")
     elasticity = {"at_price": round(median, 6), **elasticity_summary(family)}
-    columns = {"price": prices, "expected_quantity": quantity, "expected_revenue": revenue,
+    columns = {"price": evaluated, "expected_quantity": quantity, "expected_revenue": revenue,
                **({} if profit is None else {"expected_profit": profit}),
                **({} if lines is None else {"expected_lines_per_day": lines,
                                             "expected_revenue_per_day": revenue * lines}),
                **({} if lines is None or profit is None else {"expected_profit_per_day": profit * lines})}
+    if lines is not None and values is not None and whole.rate is not None:
+        # The plausible curves' 5th-95th percentile of the objective per day at each price (the picture's band).
+        scale = whole.rate.lines_per_day.get(request.customer, 0.0)
+        columns[f"expected_{objective}_per_day_p05"] = np.percentile(values, 5, axis=0) * scale
+        columns[f"expected_{objective}_per_day_p95"] = np.percentile(values, 95, axis=0) * scale
+    _check_answer(served.stockcode, float(evaluated[chosen]), columns)
     per_day = None if lines is None else {
-        "expected_lines": round(float(lines[best]), 6),
-        "expected_revenue": round(float(revenue[best] * lines[best]), 6),
-        "expected_profit": None if profit is None else round(float(profit[best] * lines[best]), 6)}
-    _check_answer(served.stockcode, prices[best], columns)
-    rounded = {name: np.round(values, 6).tolist() for name, values in columns.items()}
+        "expected_lines": round(float(lines[chosen]), 6),
+        "expected_revenue": round(float(revenue[chosen] * lines[chosen]), 6),
+        "expected_profit": None if profit is None else round(float(profit[chosen] * lines[chosen]), 6)}
+    rounded = {name: np.round(values_[:n], 6).tolist() for name, values_ in columns.items()}
     curve = [dict(zip(rounded, point, strict=True)) for point in zip(*rounded.values(), strict=True)]
     return {
         "stockcode": served.stockcode, "model_version": served.version,
         "data_md5": (record.get("verdict") or {}).get("lineage", {}).get("features_md5"),
         "served_by": record.get("served_by"), "served_since": record.get("served_since"),
-        "objective": "revenue" if profit is None else "profit",
-        "price": round(float(prices[best]), 6), "expected_quantity": round(float(quantity[best]), 6),
-        "expected_revenue": round(float(revenue[best]), 6),
-        "expected_profit": None if profit is None else round(float(profit[best]), 6),
-        "point_optimum": round(float(prices[point_best]), 6),
+        "objective": objective, "customer": request.customer,
+        "price": None if decision.price is None else round(float(decision.price), 6),
+        "decision": decision.to_dict(),
+        "expected_quantity": round(float(quantity[chosen]), 6),
+        "expected_revenue": round(float(revenue[chosen]), 6),
+        "expected_profit": None if profit is None else round(float(profit[chosen]), 6),
+        "model_price": round(float(prices[best]), 6), "point_optimum": round(float(prices[point_best]), 6),
         "band": None if band is None else [round(band[0], 6), round(band[1], 6)],
         "elasticity": elasticity, "per": "order line" if lines is None else "day", "per_day": per_day,
         "unit_cost": request.unit_cost, "price_range": [round(low, 6), round(high, 6)],
         "observed_range": [round(observed[0], 6), round(observed[1], 6)], "within_observed_range": within,
-        "points": request.points, "date": requested_day, "customer": request.customer,
+        "points": request.points, "date": requested_day,
         "country": {"name": request.country, "status": country_status},
         "state_as_of": state_as_of, "state_source": served.state_source, "state_daily_md5": served.daily_md5,
         "notes": notes, "curve": curve,
     }
+
+
+def _status_quo(daily: pd.DataFrame | None, request: PriceRequest, day: pd.Timestamp,
+                settings: DecisionSettings) -> StatusQuo | None:
+    if request.current_price is not None:
+        return StatusQuo(price=float(request.current_price), customer=request.customer, first_day=str(day.date()),
+                         last_day=str(day.date()), lines=0, days=0, given=True)
+    return None if daily is None else status_quo(daily, request.customer, day, settings.status_quo_days)
+
+
+def _state_day(served: ServedProduct, request: PriceRequest) -> pd.Timestamp:
+    """The day state features (and the status quo) are taken as of: the requested day, or the day after the
+    history when the request is later: the previous-month features of a far future date would read as "no
+    sales", which the model never saw (as recommend.grid_rows does). A date before the history is refused."""
+    requested = pd.Timestamp(request.date).normalize()
+    first_day = served.first_day
+    if requested < first_day:
+        raise RequestError("date", f"date {request.date} is before {served.stockcode}'s sales history, which starts "
+                                   f"on {first_day.date()}: there is no state to price from; ask for a date from "
+                                   f"{first_day.date()} on")
+    return min(requested, served.last_day + pd.Timedelta(days=1))
+
+
+def _test_plan(served: ServedProduct, request: PriceRequest, decision: Decision, band: tuple[float, float] | None,
+               settings: DecisionSettings, evaluated: np.ndarray, matrix: np.ndarray, pivot_matrix: np.ndarray,
+               median: float, whole: ResponseFamily, price_range: tuple[float, float]) -> PriceTest | None:
+    """The price test that would settle a keep for lack of evidence (see :func:`pricetrail.decision.plan_test`)."""
+    network, metadata = served.bundle.network, served.bundle.metadata
+    fit = metadata.get("price_response") or {}
+    quo = decision.status_quo
+    if quo is None or not isinstance(network, PriceResponseNetwork) or not fit or whole.rate is None:
+        return None
+    n = len(evaluated) - 1  # the status quo is the last evaluated price
+    design = design_prices(quo.price, band, *price_range)
+    numerical, categorical, _ = _grid_inputs(served, request, np.asarray(design))
+    design_matrix = served.encoder.matrix(numerical, categorical, len(design))
+    design_family = response_family(network, metadata, design_matrix, pivot_matrix, prices=np.asarray(design),
+                                     median_price=median)
+    lines = daily_lines(design_family, request.customer)
+    if lines is None:
+        return None
+    cost = 0.0 if request.unit_cost is None else request.unit_cost
+    margin = evaluated - cost
+    value_at_design = (np.asarray(design) - cost) * design_family.daily_point
+    uncertainty = Uncertainty(covariance=np.asarray(fit["covariance"], dtype=np.float64),
+                              residual_sd=float(fit.get("residual_sd", 1.0)), rate_sd=whole.rate.sd)
+
+    def family_at(after: Uncertainty) -> tuple[ResponseFamily, np.ndarray | None]:
+        changed = {**metadata, "price_response": {**fit, "covariance": after.covariance.tolist()}}
+        if after.rate_sd is not None and metadata.get("order_rate"):
+            changed["order_rate"] = {**metadata["order_rate"], "sd": after.rate_sd}
+        redrawn = response_family(network, changed, matrix, pivot_matrix, prices=evaluated, median_price=median)
+        members = redrawn.daily_members
+        at_quo = None if members is None else members[:, n] * margin[n]
+        return redrawn.take(slice(0, n)), at_quo
+
+    z = np.asarray(design_matrix, dtype=np.float64)[:, list(network.price_columns)]
+    return plan_test(evaluated[:n], quo, decision, band, uncertainty, design, z, lines, value_at_design,
+                     float(margin[n] * whole.daily_point[n]), family_at, settings, request.unit_cost)
+
+
+def group_refusal(record: dict[str, Any], customer: str) -> str | None:
+    """Why the risk gate did not clear the model for this customer group, or None when it did (a verdict from before
+    groups were judged apart clears every group it passed)."""
+    groups = (record.get("verdict") or {}).get("customer_groups")
+    if not isinstance(groups, dict) or customer not in groups:
+        return None
+    entry = groups[customer]
+    if not isinstance(entry, dict) or entry.get("servable") is True:
+        return None
+    return str(entry.get("reason") or "the risk gate did not clear the model for these customers")
+
+
+def _keep_payload(code: str, request: PriceRequest, quo: StatusQuo | None, reason: str,
+                  settings: DecisionSettings, **extra: Any) -> dict[str, Any]:
+    decision = Decision("keep", None if quo is None else quo.price, reason, quo, None, settings.delta,
+                        settings.min_gain)
+    return {"stockcode": code, "model_version": None, "customer": request.customer,
+            "objective": "revenue" if request.unit_cost is None else "profit",
+            "price": None if quo is None else round(quo.price, 6), "decision": decision.to_dict(),
+            "model_price": None, "point_optimum": None, "band": None, "curve": [],
+            "date": str(pd.Timestamp(request.date).date()), "notes": [], **extra}
+
+
+def _refused_group_answer(served: ServedProduct, request: PriceRequest, quo: StatusQuo | None, refusal: str,
+                          settings: DecisionSettings, price_range: tuple[float, float],
+                          observed: tuple[float, float]) -> dict[str, Any]:
+    hold = "keep what you charge" if quo is None else f"keep {quo.price:g}"
+    payload = _keep_payload(served.stockcode, request, quo,
+                            f"the model is not cleared to price {request.customer} customers: {refusal}; {hold}",
+                            settings, price_range=[round(v, 6) for v in price_range],
+                            observed_range=[round(v, 6) for v in observed])
+    payload.update({"model_version": served.version, "served_by": (served.product.record or {}).get("served_by"),
+                    "state_as_of": str(_state_day(served, request).date())})
+    return payload
+
+
+def unmodelled_answer(product: ProductRecord, request: PriceRequest, sources: Iterable[ArtifactSource],
+                      settings: DecisionSettings | None = None) -> dict[str, Any]:
+    """A product with no model that may set its price: keep the status quo (from its newest daily history, read by
+    hash and verified), with the reason in a buyer's words."""
+    settings = settings or DecisionSettings()
+    quo = None
+    state_as_of = None
+    pointer = product.state
+    if pointer is not None:
+        daily = _daily_history(pointer.artifact, list(sources), product.stockcode)
+        requested = pd.Timestamp(request.date).normalize()
+        last = pd.Timestamp(pointer.last_day)
+        if requested < pd.Timestamp(pointer.first_day):
+            raise RequestError("date", f"date {request.date} is before {product.stockcode}'s sales history, which "
+                                       f"starts on {pointer.first_day}: there is no price to keep")
+        day = min(requested, last + pd.Timedelta(days=1))
+        quo = _status_quo(daily, request, day, settings)
+        state_as_of = str(day.date())
+    elif request.current_price is not None:
+        quo = _status_quo(None, request, pd.Timestamp(request.date), settings)
+    hold = "keep what you charge" if quo is None else f"keep {quo.price:g}"
+    return _keep_payload(product.stockcode, request, quo, f"{plain_reason(product)}; {hold}", settings,
+                         state_as_of=state_as_of)
+
+
+@functools.lru_cache(maxsize=64)
+def _daily_frame(path: str, md5: str) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def _daily_history(artifact: registry.Artifact, sources: list[ArtifactSource], code: str) -> pd.DataFrame:
+    path = resolve(artifact, sources, owner=f"{code} daily history")
+    return _daily_frame(str(path), artifact.md5)
+
+
+# The checks of the risk gate and the drift gate, in a buyer's words.
+PLAIN_CHECKS = {
+    "predictions_finite": "the demand model gave no usable forecast",
+    "beats_baseline": "the demand model forecasts this product's orders no better than its typical order size does",
+    "fairness_computable": "too few recent orders from one customer group to check the model is fair to it",
+    "fairness_mae_difference": "the model's forecasts are much less accurate for one customer group than another",
+    "fairness_mean_outcome_difference": "the model over- or under-states one customer group's demand more than "
+                                        "another's",
+    "price_response_monotone": "the model's demand does not fall as the price rises",
+    "price_elasticity_registered": "the model reads no believable price response for registered customers",
+    "price_elasticity_guest": "the model reads no believable price response for guests",
+}
+
+
+def plain_reason(product: ProductRecord) -> str:
+    """Why the product has no model that may set its price, from its latest decision, in a buyer's words."""
+    latest = product.pipeline_latest or product.latest or {}
+    reason = str(latest.get("reason") or "")
+    if product.record is not None:
+        return "its served model's record did not pass its checks"
+    if not reason:
+        return "no model has been trained and checked for it yet (the weekly run has not reached it)"
+    if "drift gate" in reason:
+        return "its recent sales no longer look like the sales its model would learn from (the drift check " \
+               "stopped retraining until someone accepts the new pattern)"
+    named = [text for check, text in PLAIN_CHECKS.items() if f"{check}=" in reason]
+    if named:
+        return "its model failed a check: " + "; ".join(named)
+    if "no features" in reason or "etl_pipeline" in reason:
+        return "too few clean sales lines to model it"
+    return f"no model passed its checks ({reason})"
 
 
 class AnswerError(RuntimeError):

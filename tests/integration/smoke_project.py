@@ -56,6 +56,9 @@ def init_copy(target: Path, profile: str | None = "smoke", message: str = "copy"
     run(["git", "config", "user.name", "ci"], target)
     dvc("init", "-q", cwd=target)
     dvc("config", "core.analytics", "false", cwd=target)
+    templates = PROJECT_ROOT / ".dvc" / "plots"  # the project's custom plot templates (dvc init makes .dvc anew)
+    if templates.is_dir():
+        shutil.copytree(templates, target / ".dvc" / "plots", dirs_exist_ok=True)
     dvc("remote", "add", "-d", "local", str(target.parent / f"{target.name}-remote"), cwd=target)
     if profile:
         pricetrail("profile", profile, cwd=target)

@@ -137,14 +137,23 @@ def test_recommendation_comes_from_the_promoted_model(project: Path) -> None:
     assert len(curve) == 101 and result["price_range"] == result["observed_range"]
     best = max(curve, key=lambda point: point["expected_revenue_per_day"])  # revenue per day: the objective
     assert result["point_optimum"] == pytest.approx(best["price"], abs=1e-4)
-    # The recommendation is the robust choice on the same curve, inside the band of plausible optima.
-    chosen = min(curve, key=lambda point: abs(point["price"] - result["price"]))
-    assert result["price"] == pytest.approx(chosen["price"], abs=1e-4)
-    assert result["expected_revenue"] == pytest.approx(chosen["expected_revenue"], rel=1e-3)
+    # The model's price is the robust choice on the same curve, inside the band of plausible optima.
+    chosen = min(curve, key=lambda point: abs(point["price"] - result["model_price"]))
+    assert result["model_price"] == pytest.approx(chosen["price"], abs=1e-4)
     low, high = result["band"]
-    assert low - 1e-9 <= result["price"] <= high + 1e-9
+    assert low - 1e-9 <= result["model_price"] <= high + 1e-9
+    # What to charge is the decision: the status quo, or a change the plausible curves agree gains.
+    decision = result["decision"]
+    assert decision["action"] in ("change", "keep") and decision["status_quo"]["price"] > 0
+    if decision["action"] == "change":
+        assert decision["probability_of_gain"] >= 1 - decision["delta"]
+        changed = min(curve, key=lambda point: abs(point["price"] - result["price"]))
+        assert result["expected_revenue"] == pytest.approx(changed["expected_revenue"], rel=1e-3)
+    else:
+        assert result["price"] == decision["status_quo"]["price"]
     assert result["elasticity"]["value"] < 0 and result["per"] == "day"
-    assert result["per_day"]["expected_revenue"] == pytest.approx(chosen["expected_revenue_per_day"], rel=1e-3)
+    assert result["per_day"]["expected_revenue"] == pytest.approx(
+        result["expected_revenue"] * result["per_day"]["expected_lines"], rel=1e-3)
     assert result["elasticity"]["per_day"]["value"] < result["elasticity"]["value"]
 
 

@@ -101,11 +101,19 @@ def test_every_endpoint_answers_as_the_openapi_document_says(client, openapi, pr
     assert body["data_md5"] == registry.served_model(project, OTHER).record["verdict"]["lineage"]["features_md5"]
     # Profit per day: per line times the expected lines per day (the order rate falls with the price).
     best = max(body["curve"], key=lambda point: point["expected_profit_per_day"])
-    assert best["price"] == body["point_optimum"]  # the point model's optimum; the answer is the robust choice
-    assert body["price"] in [point["price"] for point in body["curve"]]
-    assert body["band"][0] <= body["price"] <= body["band"][1] and body["per"] == "day"
-    chosen = next(point for point in body["curve"] if point["price"] == body["price"])
-    assert body["per_day"]["expected_profit"] == pytest.approx(chosen["expected_profit_per_day"], rel=1e-4)
+    assert best["price"] == body["point_optimum"]  # the point model's optimum; model_price is the robust choice
+    assert body["model_price"] in [point["price"] for point in body["curve"]]
+    assert body["band"][0] <= body["model_price"] <= body["band"][1] and body["per"] == "day"
+    # What to charge: today's price (the guests' median over their last 28 days) unless the curves agree a
+    # change gains; the per-day figures are at that price.
+    decision = body["decision"]
+    quo = decision["status_quo"]["price"]
+    assert decision["reason"] and quo > 0 and decision["status_quo"]["customer"] == "guest"
+    assert body["price"] == (quo if decision["action"] == "keep" else decision["candidate"]["price"])
+    assert all(point["expected_profit_per_day_p05"] <= point["expected_profit_per_day_p95"] for point in body["curve"])
+    if decision["action"] == "change":
+        chosen = next(point for point in body["curve"] if point["price"] == body["price"])
+        assert body["per_day"]["expected_profit"] == pytest.approx(chosen["expected_profit_per_day"], rel=1e-4)
     assert body["elasticity"]["order_rate"]["value"] <= 0
     alias = client.get(f"/v1/predict-price/{OTHER}?unitprice_min=3&unitprice_max=6&num_price_bins=7"
                        "&date=2011-11-15").get_json()
@@ -120,12 +128,16 @@ def test_every_endpoint_answers_as_the_openapi_document_says(client, openapi, pr
     assert stats["loads"] == 1 and stats["hits"] >= 2 and OTHER in stats["models"]
 
 
-def test_a_product_with_no_promoted_model_says_why(client) -> None:  # noqa: ANN001
+def test_a_product_with_no_promoted_model_says_why(client, openapi) -> None:  # noqa: ANN001
     entry = {e["stockcode"]: e for e in client.get("/v1/products").get_json()["products"]}[NEVER_RUN]
     assert not entry["servable"] and "nothing promoted" in entry["reason"]
-    response = client.get(f"/v1/products/{NEVER_RUN}/price")
-    assert response.status_code == 404 and response.content_type == "application/problem+json"
-    assert response.get_json()["type"].endswith("/no-served-model")
+    # Never a bare "no model": the answer is to keep today's price, and why.
+    response = client.get(f"/v1/products/{NEVER_RUN}/price?date=2011-11-15")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    check_schema(openapi, "Price", body)
+    assert body["model_version"] is None and body["decision"]["action"] == "keep"
+    assert "no model has been trained and checked for it yet" in body["decision"]["reason"]
 
 
 def test_an_unseen_country_and_a_date_past_the_history_are_said(client) -> None:  # noqa: ANN001

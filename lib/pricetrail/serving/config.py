@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pricetrail.config import ConfigError, read_yaml, validate_stockcode
+from pricetrail.decision import DecisionError, DecisionSettings
 
 ENV_PREFIX = "PRICETRAIL_"
 # The largest grid a request may ask for: 2,001 points score in a few milliseconds; 100,000 would hold a worker.
@@ -59,6 +60,8 @@ class ServeConfig:
     failure_retry_seconds: float = 30.0  # a product whose load failed is retried after this (or a new record)
     max_request_bytes: int = 4096  # GET only: no request needs a body
     descriptions: Mapping[str, str] = field(default_factory=dict)
+    # How a price decision is taken (params.yaml decision; the server's own copy, as every setting here)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
 
     def __post_init__(self) -> None:
         for code in self.stockcodes:
@@ -82,11 +85,13 @@ def _bounded(name: str, value: object, low: float, high: float) -> None:
 
 
 # Keys of the JSON file; each is also PRICETRAIL_<KEY> in the environment (the environment wins).
+_DECISION_KEYS = {"delta", "min_gain", "status_quo_days", "max_band_share", "max_step"}
 _KEYS = {"registry_dir", "stockcodes", "stockcodes_file", "cache_dirs", "s3_url", "s3_endpoint_url", "s3_region",
          "s3_cache_dir", "max_models", "max_memory_mb", "default_points", "max_points", "range_widening",
-         "failure_retry_seconds", "max_request_bytes"}
-_INTS = {"max_models", "default_points", "max_points", "max_request_bytes"}
-_FLOATS = {"max_memory_mb", "range_widening", "failure_retry_seconds"}
+         "failure_retry_seconds", "max_request_bytes", *_DECISION_KEYS}
+_INTS = {"max_models", "default_points", "max_points", "max_request_bytes", "status_quo_days"}
+_FLOATS = {"max_memory_mb", "range_widening", "failure_retry_seconds", "delta", "min_gain", "max_band_share",
+           "max_step"}
 
 
 def from_mapping(values: Mapping[str, Any], *, base: Path | None = None) -> ServeConfig:
@@ -126,9 +131,14 @@ def from_mapping(values: Mapping[str, Any], *, base: Path | None = None) -> Serv
                 numbers[key] = int(values[key]) if key in _INTS else float(values[key])
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"{key}={values[key]!r} is not a number") from error
+    decision = {key: numbers.pop(key) for key in _DECISION_KEYS if key in numbers}
+    try:
+        settings = DecisionSettings(**decision)
+    except DecisionError as error:
+        raise ConfigError(str(error).replace("decision.", "")) from error
     return ServeConfig(registry_dir=path(str(values["registry_dir"])), stockcodes=tuple(codes),
                        cache_dirs=tuple(path(str(c)) for c in caches if str(c).strip()), s3=s3,
-                       descriptions=descriptions, **numbers)
+                       descriptions=descriptions, decision=settings, **numbers)
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> ServeConfig:
@@ -153,7 +163,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> ServeConfig:
 
 
 def from_project(root: Path, cache_dir: Path, **overrides: Any) -> ServeConfig:
-    """The config ``pricetrail serve`` uses: the project's registry, stockcodes.yaml and DVC cache."""
+    """The config ``pricetrail serve`` uses: the project's registry, stockcodes.yaml and DVC cache, and the
+    decision settings of its params.yaml."""
+    from pricetrail.config import load_params
+
     config = from_mapping({"registry_dir": str(root / "registry"), "stockcodes_file": str(root / "stockcodes.yaml"),
                            "cache_dirs": [str(cache_dir)]}, base=root)
+    params = load_params(root)
+    if "decision" in params:
+        overrides.setdefault("decision", DecisionSettings.from_params(params["decision"] or {}))
     return replace(config, **overrides)
