@@ -1,29 +1,27 @@
-"""Pricing benchmark: does the served recommendation price well, better than what a user would do otherwise?
+"""Pricing benchmark: is the served price decision a change a retailer can act on, never worse than keeping today's?
 
 Synthetic data has known demand curves and a known order rate (how the price moves the number of lines per day),
 so every price can be scored by its regret in revenue per day against the true optimum over the same range:
-(revenue per day at the true optimum - at the price) / at the optimum. One
-run of the real pipeline (`pricetrail run`, default params) over the default products plus three mispriced ones
-(list price 30% and 20% too high, 25% too low; `synthetic.mispriced`), then, for every product and customer
-group, from the router's own code path (service.recommend on the promoted model):
+(revenue per day at the true optimum - at the price) / at the optimum. For each seed (three by default) one run of
+the real pipeline (`pricetrail run`, default params) over the default products plus three whose status quo is
+wrong (list price 30% and 20% too high, 25% too low; `synthetic.mispriced`), then, for every product and customer
+group, the router's own answer (service.recommend with the project's `decision` settings):
 
-- regret of the recommendation over the observed range and over the range widened by 50%;
-- the same for the naive policies: the median price paid (the status quo), the last price paid, the middle of
-  the range, either end; for a per-product regression an analyst would fit (least squares of log units per day
-  on log price and last month's volume, smearing-corrected, on the group's training days); and for the served
-  model's own per-line optimum (what it recommended before it modelled the order rate);
-- the elasticity at the group's median price paid, per day (per line plus order rate: what the price is set by)
-  and per line: the model's, its 90% interval and the truth's; and the order rate's own, posterior and truth;
-- the true optimum inside the reported 90% band, and the band's width;
-- mispriced products: the share of the achievable uplift captured,
-  (revenue at recommended - revenue at status quo) / (revenue at optimum - revenue at status quo).
+- the decision (change or keep), the status quo it is anchored on, its probability of gain and expected change,
+  and what truly happens: the true change of revenue per day, and whether the change gains;
+- the regret of the decided price beside the naive policies: keeping the status quo, moving to the model's own
+  optimum (what the router served before the decision), a per-product regression's optimum;
+- for the status-quo-wrong products, the share of the achievable uplift captured;
+- the true optimum inside the reported 90% band;
+- the closed loop: every proposed price test is run in a follow-on period (`synthetic.follow_on`), long enough for
+  the test to fall inside the next run's training split, and the pipeline run again; beside it the same period
+  without the tests (the control). The tested products' band and decision before and after.
 
-With `--time-against REV` the same default run of the project at git revision REV is timed first, in the same
-benchmark run (the pipeline's time budget: no slower than 1.3x). `--part real` adds the real data (../shared):
-test RMSLE against gradient boosting and each product's recommendation with its band and notes.
+With `--time-against REV` the default run of the project at git revision REV is timed first (the time budget);
+`--part real` runs the real data (../shared): the five default products and four more, every answer's decision.
 
-    python bench/pricing_benchmark.py --time-against d669a3d        # the figures in the closing note
-    python bench/pricing_benchmark.py --reuse /tmp/pb/synthetic      # score an existing run again
+    python bench/pricing_benchmark.py --part both --keep /tmp/pb       # the figures in the closing note
+    python bench/pricing_benchmark.py --reuse /tmp/pb --no-loop         # score the kept runs again
 """
 
 from __future__ import annotations
@@ -52,12 +50,12 @@ from smoke_project import PROJECT_FILES, init_copy, make_copy, run, set_params  
 from pricetrail import service, synthetic  # noqa: E402
 from pricetrail.artifacts import local_sources  # noqa: E402
 from pricetrail.config import load_stockcodes  # noqa: E402
+from pricetrail.decision import BLOCK_DAYS  # noqa: E402
 from pricetrail.etl import state_features  # noqa: E402
 
 MISPRICED = {"90001": 0.3, "90002": 0.2, "90003": -0.25}
 GROUPS = (("registered", True), ("guest", False))
 POINTS = 201
-WIDENING = 0.5
 
 
 def add_mispriced_products(root: Path) -> None:
@@ -112,18 +110,22 @@ def regression_curve(train: pd.DataFrame, daily: pd.DataFrame, state_day: pd.Tim
     return units, float(coef[1])
 
 
-def true_elasticity(truth: dict, price: float, *, is_registered: bool, date: str) -> float:
-    step = 1e-3
-    q = synthetic.expected_quantity(truth, np.array([price * (1 - step), price * (1 + step)]),
-                                    is_registered=is_registered, date=date)
-    return float((np.log(q[1]) - np.log(q[0])) / (math.log1p(step) - math.log1p(-step)))
-
-
 # --------------------------------------------------------------------------------------------- scoring
 
 
-def score_synthetic(root: Path) -> pd.DataFrame:
+def decision_settings(root: Path) -> Any:
+    from pricetrail.config import load_params, section
+    from pricetrail.decision import DecisionSettings
+
+    return DecisionSettings.from_params(section(load_params(root), "decision"))
+
+
+def score_decisions(root: Path, seed: int, settings_from: Path | None = None) -> pd.DataFrame:
+    """Every product x customer group of a finished synthetic run: the router's decision scored against the truth
+    (revenue per day, the truth's order rate included), beside the naive policies. The decision settings are the
+    run's own, or ``settings_from``'s (another project's params.yaml)."""
     truth = json.loads((root / "data/raw/synthetic/ground_truth.json").read_text())
+    settings = decision_settings(settings_from or root)
     sources = local_sources(root)
     registry_dir = root / "registry"
     rows: list[dict[str, Any]] = []
@@ -131,117 +133,106 @@ def score_synthetic(root: Path) -> pd.DataFrame:
         product = truth["products"][code]
         record = service.read_product_record(registry_dir, code)
         if record.record is None:
-            rows.append({"stockcode": code, "group": "-", "note": "no promoted model"})
+            rows.append({"seed": seed, "stockcode": code, "group": "-", "note": "no promoted model"})
             continue
         served = service.load_served(registry_dir, record, sources)
-        lines = pd.read_parquet(root / f"data/features/{code}/lines.parquet")
         train = pd.read_parquet(root / f"data/preprocessed/{code}/train.parquet")
         daily = pd.read_parquet(root / f"data/features/{code}/daily.parquet")
         last_day = pd.to_datetime(daily["day"]).max()
         date = str((last_day + pd.Timedelta(days=3)).date())
         for group, registered in GROUPS:
-            paid = lines[lines["is_registered"] == registered].sort_values("invoice_date", kind="stable")
-            ours = service.recommend(served, service.PriceRequest(date=date, customer=group, points=POINTS), sources)
-            wide = service.recommend(served, service.PriceRequest(date=date, customer=group, points=POINTS,
-                                                                  range_widening=WIDENING), sources)
+            ours = service.recommend(served, service.PriceRequest(date=date, customer=group, points=POINTS), sources,
+                                     settings)
+            decision = ours["decision"]
+            if decision["status_quo"] is None or ours["band"] is None:
+                rows.append({"seed": seed, "stockcode": code, "group": group, "note": decision["reason"]})
+                continue
             low, high = ours["price_range"]
-            wide_low, wide_high = wide["price_range"]
             prices = np.array([c["price"] for c in ours["curve"]])
-            regression_units, regression_e = regression_curve(train[train["is_registered"] == registered], daily,
-                                                              last_day + pd.Timedelta(days=1), prices)
-            per_line = np.array([c["expected_revenue"] for c in ours["curve"]])
-            policies = {
-                "recommended": ours["price"], "point_optimum": ours["point_optimum"],
-                "median_paid": float(paid["unit_price"].median()), "last_paid": float(paid["unit_price"].iloc[-1]),
-                "middle": (low + high) / 2, "low_end": low, "high_end": high,
-                "regression": float(prices[int(np.argmax(prices * regression_units))]),
-                "line_optimum": float(prices[int(np.argmax(per_line))]),
-            }
+            regression_units, _ = regression_curve(train[train["is_registered"] == registered], daily,
+                                                   last_day + pd.Timedelta(days=1), prices)
             optimum, best_revenue = synthetic.optimal_price(product, low, high, is_registered=registered, date=date)
-            wide_optimum, _ = synthetic.optimal_price(product, wide_low, wide_high, is_registered=registered, date=date)
 
-            def regret(price: float, lo: float = low, hi: float = high, truth: dict = product,
-                       flag: bool = registered, day: str = date) -> float:
-                return 100 * synthetic.revenue_regret(truth, price, lo, hi, is_registered=flag, date=day)
-
-            def revenue(price: float, truth: dict = product, flag: bool = registered, day: str = date) -> float:
-                return float(synthetic.expected_profit_per_day(truth, np.array([price]), is_registered=flag,
+            def revenue(price: float, truth_: dict = product, flag: bool = registered, day: str = date) -> float:
+                return float(synthetic.expected_profit_per_day(truth_, np.array([price]), is_registered=flag,
                                                                date=day)[0])
 
-            status_quo = policies["median_paid"]
-            achievable = best_revenue - revenue(status_quo)
-            e_line = ours["elasticity"]
-            e = e_line.get("per_day") or e_line  # what the price is set by: per day when the model has an order rate
-            rate_true = -float(product.get("order_rate_elasticity", 0.0))
-            e_line_true = true_elasticity(product, e_line["at_price"], is_registered=registered, date=date)
-            e_true = e_line_true + rate_true
+            def regret(price: float, best: float = best_revenue) -> float:
+                return 100 * (best - revenue(price)) / best
+
+            quo = decision["status_quo"]["price"]
+            decided = decision["price"]
+            achievable = best_revenue - revenue(quo)
             band = ours["band"]
-            row: dict[str, Any] = {
-                "stockcode": code, "group": group, "mispriced": product.get("mispriced"),
-                "range": f"{low:.2f}-{high:.2f}", "optimum": round(optimum, 3), "recommended": ours["price"],
-                "band": None if band is None else f"{band[0]:.2f}-{band[1]:.2f}",
-                "optimum_in_band": None if band is None else band[0] - 1e-9 <= optimum <= band[1] + 1e-9,
-                "band_width_pct": None if band is None else round(100 * (band[1] - band[0]) / ours["price"], 1),
-                **{f"regret_{name}": round(regret(price), 2) for name, price in policies.items()},
-                "regret_recommended_widened": round(regret(wide["price"], wide_low, wide_high), 2),
-                "regret_median_paid_widened": round(regret(status_quo, wide_low, wide_high), 2),
-                "wide_optimum": round(wide_optimum, 3),
-                "elasticity": round(e["value"], 3) if e["value"] is not None else None,
-                "elasticity_90": None if e["interval_90"] is None else [round(v, 3) for v in e["interval_90"]],
-                "elasticity_true": round(e_true, 3), "elasticity_regression": round(regression_e, 3),
-                "elasticity_error_pct": None if e["value"] is None else round(100 * abs(e["value"] / e_true - 1), 1),
-                "line_elasticity": None if e_line["value"] is None else round(e_line["value"], 3),
-                "line_elasticity_90": None if e_line["interval_90"] is None else [
-                    round(v, 3) for v in e_line["interval_90"]],
-                "line_elasticity_true": round(e_line_true, 3),
-                "line_elasticity_error_pct": None if e_line["value"] is None else round(
-                    100 * abs(e_line["value"] / e_line_true - 1), 1),
-                "line_truth_in_interval": None if e_line["interval_90"] is None else
-                e_line["interval_90"][0] <= e_line_true <= e_line["interval_90"][1],
-                "order_rate": None if "order_rate" not in e_line else round(e_line["order_rate"]["value"], 3),
-                "order_rate_true": round(rate_true, 3),
-                "regression_elasticity_error_pct": round(100 * abs(regression_e / e_true - 1), 1),
-                "truth_in_interval": None if e["interval_90"] is None else
-                e["interval_90"][0] <= e_true <= e["interval_90"][1],
-                "uplift_captured_pct": None if achievable <= 1e-12 else
-                round(100 * (revenue(ours["price"]) - revenue(status_quo)) / achievable, 1),
-                "notes": " | ".join(ours["notes"]),
-            }
-            rows.append(row)
+            plan = decision["test_plan"] or {}
+            rows.append({
+                "seed": seed, "stockcode": code, "group": group, "mispriced": product.get("mispriced"),
+                "range": f"{low:.2f}-{high:.2f}", "optimum": round(optimum, 3), "status_quo": quo,
+                "decided": decided, "action": decision["action"], "model_price": ours["model_price"],
+                "probability_of_gain": (decision["candidate"] or {}).get("probability_of_gain"),
+                "expected_change_pct": None if decision["candidate"] is None else round(
+                    100 * decision["candidate"]["expected_change"], 2),
+                "true_change_pct": round(100 * (revenue(decided) / revenue(quo) - 1), 2),
+                "candidate": None if decision["candidate"] is None else decision["candidate"]["price"],
+                "candidate_true_change_pct": None if decision["candidate"] is None else round(
+                    100 * (revenue(decision["candidate"]["price"]) / revenue(quo) - 1), 2),
+                "truly_gains": revenue(decided) > revenue(quo),
+                "regret_decided": round(regret(decided), 3), "regret_status_quo": round(regret(quo), 3),
+                "regret_model_price": round(regret(ours["model_price"]), 3),
+                "regret_regression": round(regret(float(prices[int(np.argmax(prices * regression_units))])), 3),
+                "uplift_captured_pct": None if achievable <= 1e-12 else round(
+                    100 * (revenue(decided) - revenue(quo)) / achievable, 1),
+                "band": f"{band[0]:.2f}-{band[1]:.2f}", "band_width_pct": round(100 * (band[1] - band[0]) / quo, 1),
+                "optimum_in_band": band[0] - 1e-9 <= optimum <= band[1] + 1e-9,
+                "test_plan": plan.get("prices"), "test_days_each": plan.get("days_each"),
+                "plan_band_share_after": plan.get("band_share_after"),
+            })
     return pd.DataFrame(rows)
 
 
-def summarise(table: pd.DataFrame) -> list[tuple[str, bool | None, str]]:
-    scored = table[table["group"] != "-"]
+def summarise(table: pd.DataFrame, delta: float) -> list[tuple[str, bool | None, str]]:
+    scored = table[table["group"] != "-"].dropna(subset=["regret_decided"])
+    worse = scored["regret_decided"] - scored["regret_status_quo"]
     mispriced = scored[scored["mispriced"].notna() & scored["uplift_captured_pct"].notna()]
-    gap = scored["regret_recommended"] - scored["regret_regression"]
-    widths = scored["band_width_pct"].dropna()
+    changes = scored[scored["action"] == "change"]
+    widths = scored["band_width_pct"]
     return [
-        ("regret over the observed range, median <= 0.3%", scored["regret_recommended"].median() <= 0.3,
-         f"median {scored['regret_recommended'].median():.2f}% (status quo "
-         f"{scored['regret_median_paid'].median():.2f}%, regression {scored['regret_regression'].median():.2f}%)"),
-        ("regret over the observed range, worst <= 1%", scored["regret_recommended"].max() <= 1.0,
-         f"worst {scored['regret_recommended'].max():.2f}% "
-         f"({scored.loc[scored['regret_recommended'].idxmax(), ['stockcode', 'group']].tolist()}); status quo worst "
-         f"{scored['regret_median_paid'].max():.2f}%, regression worst {scored['regret_regression'].max():.2f}%"),
-        ("no product worse than the regression by more than 0.3 points", bool((gap <= 0.3).all()),
-         f"largest gap {gap.max():+.2f} points"),
-        ("regret over the range widened by 50%, worst <= 2%", scored["regret_recommended_widened"].max() <= 2.0,
-         f"worst {scored['regret_recommended_widened'].max():.2f}% (status quo worst "
-         f"{scored['regret_median_paid_widened'].max():.2f}%)"),
-        ("mispriced products: >= 80% of the achievable uplift, each",
-         bool((mispriced["uplift_captured_pct"] >= 80).all()) if len(mispriced) else None,
-         ", ".join(f"{r.stockcode}/{r.group} {r.uplift_captured_pct:.0f}%" for r in mispriced.itertuples())),
-        ("elasticity: median absolute error <= 15% of the truth", scored["elasticity_error_pct"].median() <= 15,
-         f"median {scored['elasticity_error_pct'].median():.1f}% (regression "
-         f"{scored['regression_elasticity_error_pct'].median():.1f}%), "
-         f"worst {scored['elasticity_error_pct'].max():.1f}%"),
-        ("elasticity: truth inside the 90% interval for >= 80%", scored["truth_in_interval"].mean() >= 0.8,
-         f"{scored['truth_in_interval'].mean():.0%} of {len(scored)} product x group cases"),
-
-        ("true optimum inside the band for >= 80%", scored["optimum_in_band"].mean() >= 0.8,
+        ("worse than the status quo by more than 0.3 points of regret: at most 5% of cases",
+         bool((worse > 0.3).mean() <= 0.05),
+         f"{int((worse > 0.3).sum())} of {len(scored)} ({(worse > 0.3).mean():.0%}); largest {worse.max():+.2f} "
+         f"points ({scored.loc[worse.idxmax(), ['seed', 'stockcode', 'group']].tolist()}); the model's own price: "
+         f"{int(((scored['regret_model_price'] - scored['regret_status_quo']) > 0.3).sum())} cases"),
+        ("status-quo-wrong products: median uplift captured >= 80%, none below 50%",
+         bool(len(mispriced) and mispriced["uplift_captured_pct"].median() >= 80
+              and mispriced["uplift_captured_pct"].min() >= 50) if len(mispriced) else None,
+         f"median {mispriced['uplift_captured_pct'].median():.0f}%, lowest "
+         f"{mispriced['uplift_captured_pct'].min():.0f}% ({len(mispriced)} cases)" if len(mispriced) else "no case"),
+        ("regret against the true optimum: median <= 0.3%", bool(scored["regret_decided"].median() <= 0.3),
+         f"median {scored['regret_decided'].median():.2f}% (status quo {scored['regret_status_quo'].median():.2f}%, "
+         f"the model's price {scored['regret_model_price'].median():.2f}%, regression "
+         f"{scored['regret_regression'].median():.2f}%); worst {scored['regret_decided'].max():.2f}%"),
+        ("the true optimum inside the 90% band for >= 80% of cases", bool(scored["optimum_in_band"].mean() >= 0.8),
          f"{scored['optimum_in_band'].mean():.0%}; band median width {widths.median():.1f}% of the price"),
+        (f"calibrated: among change decisions, the share that truly gains >= {1 - delta:.0%}",
+         bool(changes["truly_gains"].mean() >= 1 - delta) if len(changes) else None,
+         f"{int(changes['truly_gains'].sum())} of {len(changes)} changes gain "
+         f"({changes['truly_gains'].mean():.0%})" if len(changes) else "no change decided"),
     ]
+
+
+def report(table: pd.DataFrame, delta: float, elapsed: list[float]) -> bool:
+    with pd.option_context("display.width", 250, "display.max_colwidth", 80, "display.max_rows", 500):
+        show(table, ["seed", "stockcode", "group", "mispriced", "range", "optimum", "status_quo", "decided", "action",
+                     "probability_of_gain", "expected_change_pct", "true_change_pct", "regret_decided",
+                     "regret_status_quo", "regret_model_price", "regret_regression", "uplift_captured_pct", "band",
+                     "optimum_in_band", "test_plan", "test_days_each"],
+             "Decisions against the truth (regret in % of the best revenue per day over the observed range)")
+    ok = True
+    print(f"\nTargets ({len(elapsed)} seeds; pipelines {', '.join(f'{e:.0f} s' for e in elapsed)}):")
+    for name, passed, detail in summarise(table, delta):
+        ok &= passed is not False
+        print(f"  {'PASS' if passed else 'FAIL' if passed is not None else 'n/a '}  {name}: {detail}")
+    return ok
 
 
 def show(table: pd.DataFrame, columns: list[str], title: str) -> None:
@@ -249,52 +240,142 @@ def show(table: pd.DataFrame, columns: list[str], title: str) -> None:
     print(table[[c for c in columns if c in table.columns]].to_string(index=False))
 
 
-def report_synthetic(table: pd.DataFrame, elapsed: float | None) -> bool:
-    with pd.option_context("display.width", 250, "display.max_colwidth", 120):
-        show(table, ["stockcode", "group", "mispriced", "range", "optimum", "recommended", "band", "optimum_in_band",
-                     "regret_recommended", "regret_recommended_widened", "regret_point_optimum", "regret_line_optimum",
-                     "regret_regression",
-                     "regret_median_paid", "regret_last_paid", "regret_middle", "regret_low_end", "regret_high_end",
-                     "uplift_captured_pct"], "Revenue regret (%) against the true optimum over the same range")
-        show(table, ["stockcode", "group", "elasticity", "elasticity_90", "elasticity_true", "elasticity_error_pct",
-                     "truth_in_interval", "elasticity_regression", "regression_elasticity_error_pct"],
-             "Elasticity per day (per line plus order rate) at the group's median price paid")
-        show(table, ["stockcode", "group", "line_elasticity", "line_elasticity_90", "line_elasticity_true",
-                     "line_elasticity_error_pct", "line_truth_in_interval", "order_rate", "order_rate_true"],
-             "Elasticity per line, and of the order rate")
-        show(table, ["stockcode", "group", "notes"], "Notes carried by the recommendation")
-    ok = True
-    print(f"\nTargets{'' if elapsed is None else f' (pipeline {elapsed:.0f} s)'}:")
-    for name, passed, detail in summarise(table):
-        ok &= bool(passed)
-        print(f"  {'PASS' if passed else 'FAIL' if passed is not None else 'n/a '}  {name}: {detail}")
+# --------------------------------------------------------------------------------------------- the closed loop
+
+
+def plans_of(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The price test to run per product: the registered customers' plan (the list price), else the guests' scaled
+    to the list price by the two groups' status quo."""
+    plans: dict[str, dict[str, Any]] = {}
     scored = table[table["group"] != "-"]
-    print(f"  info  per line alone: elasticity error median {scored['line_elasticity_error_pct'].median():.1f}%, "
-          f"worst {scored['line_elasticity_error_pct'].max():.1f}%, truth in the 90% interval "
-          f"{scored['line_truth_in_interval'].mean():.0%}; the model's per-line optimum (the order rate left out): "
-          f"regret per day median {scored['regret_line_optimum'].median():.2f}%, worst "
-          f"{scored['regret_line_optimum'].max():.2f}%")
-    return ok
+    for code, rows in scored.groupby("stockcode"):
+        by_group = {row.group: row for row in rows.itertuples()}
+        registered = by_group.get("registered")
+        guest = by_group.get("guest")
+        if registered is not None and isinstance(registered.test_plan, list):
+            plans[code] = {"prices": [round(p, 2) for p in registered.test_plan],
+                           "days_each": int(registered.test_days_each), "block_days": BLOCK_DAYS}
+        elif guest is not None and isinstance(guest.test_plan, list) and registered is not None:
+            ratio = registered.status_quo / guest.status_quo
+            plans[code] = {"prices": [round(p * ratio, 2) for p in guest.test_plan],
+                           "days_each": int(guest.test_days_each), "block_days": BLOCK_DAYS}
+    return plans
+
+
+def follow_on_days(root: Path, plans: dict[str, dict[str, Any]]) -> int:
+    """Long enough for the tests to fall inside the next run's training split (the oldest 70% of the days)."""
+    from pricetrail.config import load_params, section
+
+    synthetic_params = section(load_params(root), "synthetic")
+    base = (pd.Timestamp(synthetic_params["end"]) - pd.Timestamp(synthetic_params["start"])).days + 1
+    test = max(len(plan["prices"]) * plan["days_each"] for plan in plans.values())
+    return int(math.ceil((base + test) / 0.68)) - base + 7
+
+
+def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = False) -> pd.DataFrame | None:
+    """Run each proposed test in a follow-on period (and the same period without tests, as the control), run the
+    pipeline again, and score the tested products' bands and decisions against their first run. ``reuse``: score
+    the kept follow-on runs again (the tests they ran are in their params.yaml)."""
+    settings_from = PROJECT_ROOT if reuse else None
+    kept = base / f"seed{seed}-after"
+    reuse = reuse and kept.is_dir()  # kept base runs without follow-on runs: run them now
+    if reuse:
+        from pricetrail.config import load_params, section
+
+        plans = section(load_params(kept), "synthetic")["follow_on"]["price_tests"]
+    else:
+        plans = plans_of(before[before["seed"] == seed])
+    if not plans:
+        return None
+    tables = {}
+    for name, tests in (("after", plans), ("control", {})):
+        root = base / f"seed{seed}-{name}"
+        if not reuse:
+            days = follow_on_days(base / f"seed{seed}", plans)
+            root = make_copy(root, profile=None)
+            add_mispriced_products(root)
+            set_params(root, {"base.seed": seed, "synthetic.follow_on": {"days": days, "price_tests": tests}})
+            run(["git", "commit", "-qam", f"follow-on {name}"], root)
+            print(f"  seed {seed}, {name}: {days} more days{f', tests {tests}' if tests else ''}", flush=True)
+            run_pipeline(root)
+        tables[name] = score_decisions(root, seed, settings_from)
+    rows = []
+    for code in plans:
+        for group, _ in GROUPS:
+            def pick(table: pd.DataFrame, code_: str = code, group_: str = group) -> Any:
+                found = table[(table["stockcode"] == code_) & (table["group"] == group_)]
+                return None if found.empty or "regret_decided" not in found or pd.isna(
+                    found["regret_decided"].iloc[0]) else found.iloc[0]
+
+            first, after, control = pick(before[before["seed"] == seed]), pick(tables["after"]), pick(
+                tables["control"])
+            if first is None or after is None:
+                continue
+            rows.append({
+                "seed": seed, "stockcode": code, "group": group, "test": plans[code]["prices"],
+                "days_each": plans[code]["days_each"], "band_before_pct": first["band_width_pct"],
+                "band_predicted_pct": None if first["plan_band_share_after"] is None else round(
+                    100 * first["plan_band_share_after"], 1),
+                "band_after_pct": after["band_width_pct"],
+                "band_control_pct": None if control is None else control["band_width_pct"],
+                "band_fall_pct": round(100 * (1 - after["band_width_pct"] / first["band_width_pct"]), 1)
+                if first["band_width_pct"] else None,
+                "decision_before": f"{first['action']} {first['decided']}",
+                "decision_after": f"{after['action']} {after['decided']}",
+                "regret_before": first["regret_decided"], "regret_after": after["regret_decided"],
+                "regret_control": None if control is None else control["regret_decided"]})
+    return pd.DataFrame(rows)
+
+
+def report_loop(loop: pd.DataFrame) -> bool:
+    with pd.option_context("display.width", 250):
+        show(loop, list(loop.columns), "Closed loop: the proposed tests run, the pipeline run again")
+    tested = loop[loop["band_before_pct"] > 0]
+    falls = bool((tested["band_fall_pct"] >= 40).all()) if len(tested) else None
+    no_rise = bool(((loop["regret_after"] - loop["regret_before"]) <= 0.3).all()) if len(loop) else None
+    print(f"  {'PASS' if falls else 'FAIL' if falls is not None else 'n/a '}  the tested products' band width falls "
+          f"by >= 40%: median fall {tested['band_fall_pct'].median():.0f}%, least {tested['band_fall_pct'].min():.0f}% "
+          f"(control, no test: median "
+          f"{100 * (1 - (tested['band_control_pct'] / tested['band_before_pct'])).median():.0f}%)"
+          if len(tested) else "  n/a   no band to narrow")
+    print(f"  {'PASS' if no_rise else 'FAIL' if no_rise is not None else 'n/a '}  their regret does not rise (by more "
+          f"than 0.3 points): largest change {(loop['regret_after'] - loop['regret_before']).max():+.2f} points"
+          if len(loop) else "  n/a   nothing tested")
+    return falls is not False and no_rise is not False
+
+
+REAL_EXTRA = {"20712": "JUMBO BAG WOODLAND ANIMALS", "20718": "RED RETROSPOT SHOPPER BAG",
+              "82484": "WOOD BLACK BOARD ANT WHITE FINISH", "22697": "GREEN REGENCY TEACUP AND SAUCER"}
 
 
 def real_recommendations(root: Path) -> pd.DataFrame:
+    """Every product's answer for both groups, as the router gives it: a decision and its reason, always."""
+    from pricetrail.config import load_params, section
+    from pricetrail.decision import DecisionSettings
+
+    settings = DecisionSettings.from_params(section(load_params(root), "decision"))
     sources = local_sources(root)
     rows = []
     for code in load_stockcodes(root):
         record = service.read_product_record(root / "registry", code)
-        if record.record is None:
-            rows.append({"stockcode": code, "note": f"not promoted: {(record.latest or {}).get('reason')}"})
-            continue
-        served = service.load_served(root / "registry", record, sources)
-        date = str((served.last_day + pd.Timedelta(days=3)).date())
         for group, _ in GROUPS:
-            ours = service.recommend(served, service.PriceRequest(date=date, customer=group, points=POINTS), sources)
-            e = ours["elasticity"]
-            per_day = e.get("per_day") or {}
-            rows.append({"stockcode": code, "group": group, "range": "{:.2f}-{:.2f}".format(*ours["price_range"]),
-                         "recommended": ours["price"], "band": ours["band"], "elasticity_line": e["value"],
-                         "elasticity_line_90": e["interval_90"], "elasticity_day": per_day.get("value"),
-                         "elasticity_day_90": per_day.get("interval_90"), "notes": " | ".join(ours["notes"])})
+            if record.record is None:
+                date = str((pd.Timestamp(record.state.last_day) + pd.Timedelta(days=3)).date()) if record.state \
+                    else "2011-12-12"
+                ours = service.unmodelled_answer(record, service.PriceRequest(date=date, customer=group), sources,
+                                                 settings)
+            else:
+                served = service.load_served(root / "registry", record, sources)
+                date = str((served.last_day + pd.Timedelta(days=3)).date())
+                ours = service.recommend(served, service.PriceRequest(date=date, customer=group, points=POINTS),
+                                         sources, settings)
+            decision = ours["decision"]
+            plan = decision.get("test_plan") or {}
+            rows.append({"stockcode": code, "group": group, "model": "served" if ours["model_version"] else "-",
+                         "status_quo": (decision.get("status_quo") or {}).get("price"), "price": ours["price"],
+                         "action": decision["action"], "model_price": ours.get("model_price"),
+                         "band": ours.get("band"), "test_plan": plan.get("prices"),
+                         "test_days_each": plan.get("days_each"), "reason": decision["reason"]})
     return pd.DataFrame(rows)
 
 
@@ -302,13 +383,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["synthetic", "real", "both", "none"], default="synthetic",
                         help="none: only the --time-against comparison")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 2026], help="synthetic data seeds")
+    parser.add_argument("--no-loop", action="store_true", help="skip the closed loop (tests run, pipeline again)")
     parser.add_argument("--keep", type=Path, help="build the copies here and keep them")
-    parser.add_argument("--reuse", type=Path, help="score this finished synthetic copy instead of running one")
+    parser.add_argument("--reuse", type=Path, help="score the finished copies under this folder (seed<N>) again")
     parser.add_argument("--time-against", metavar="REV", help="also time the default run of the project at REV")
     parser.add_argument("--shared", type=Path, default=PROJECT_ROOT.parent / "shared")
-    parser.add_argument("--json", type=Path, help="write the per-product table here")
+    parser.add_argument("--json", type=Path, help="write the per-case table here")
     args = parser.parse_args()
-    base = args.keep or Path(tempfile.mkdtemp(prefix="pricetrail-pricing-"))
+    base = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="pricetrail-pricing-"))
     ok = True
     try:
         if args.time_against:
@@ -321,33 +404,49 @@ def main() -> int:
                   f"({'PASS' if now <= 1.3 * before else 'FAIL'} <= 1.3x)")
             ok &= now <= 1.3 * before
         if args.part in ("synthetic", "both"):
-            elapsed = None
-            if args.reuse:
-                root = args.reuse
-            else:
-                root = make_copy(base / "synthetic", profile=None)
-                add_mispriced_products(root)
-                print(f"synthetic data, default params, {len(load_stockcodes(root))} products "
-                      f"(3 mispriced: {MISPRICED}):", flush=True)
-                elapsed = run_pipeline(root)
-            table = score_synthetic(root)
+            tables, elapsed = [], []
+            for seed in args.seeds:
+                root = base / f"seed{seed}"
+                if not args.reuse:
+                    root = make_copy(root, profile=None)
+                    add_mispriced_products(root)
+                    set_params(root, {"base.seed": seed})
+                    run(["git", "commit", "-qam", f"seed {seed}", "--allow-empty"], root)
+                    print(f"synthetic data, seed {seed}, default params, {len(load_stockcodes(root))} products "
+                          f"(3 mispriced: {MISPRICED}):", flush=True)
+                    elapsed.append(run_pipeline(root))
+                # Kept runs are scored with this checkout's decision settings (the decision is the router's, not the
+                # pipeline's: a new rule needs no new run).
+                tables.append(score_decisions(root, seed, PROJECT_ROOT if args.reuse else None))
+            table = pd.concat(tables, ignore_index=True)
+            delta = decision_settings(PROJECT_ROOT if args.reuse else base / f"seed{args.seeds[0]}").delta
             if args.json:
                 table.to_json(args.json, orient="records", indent=1)
-            ok &= report_synthetic(table, elapsed)
+            ok &= report(table, delta, elapsed)
+            if not args.no_loop:
+                loops = [loop for seed in args.seeds
+                         if (loop := closed_loop(base, seed, table, reuse=bool(args.reuse))) is not None]
+                if loops:
+                    ok &= report_loop(pd.concat(loops, ignore_index=True))
         if args.part in ("real", "both"):
             from quality_benchmark import real_data_run, report_real_target
 
-            real = real_data_run(base / "real", args.shared, {}, run_pipeline)
+            real = real_data_run(base / "real", args.shared, {}, run_pipeline, extra_products=REAL_EXTRA)
             if real is not None:
-                root, elapsed, rows = real
-                with pd.option_context("display.width", 250, "display.max_colwidth", 160):
-                    print(f"\nTest RMSLE against gradient boosting (pipeline {elapsed:.0f} s)")
+                root, elapsed_real, rows = real
+                with pd.option_context("display.width", 250, "display.max_colwidth", 200):
+                    print(f"\nTest RMSLE against gradient boosting (pipeline {elapsed_real:.0f} s)")
                     print(pd.DataFrame(rows).to_string(index=False))
-                    print("\nRecommendations on the real data")
-                    print(real_recommendations(root).to_string(index=False))
+                    answers = real_recommendations(root)
+                    print("\nDecisions on the real data (every product, both groups)")
+                    print(answers.to_string(index=False))
+                served = {code for code, rows_ in answers.groupby("stockcode") if (rows_["model"] == "served").any()}
+                defaults = [code for code in load_stockcodes(PROJECT_ROOT)]
+                print(f"  {'PASS' if len(served & set(defaults)) >= 4 else 'FAIL'}  at least four of the default five "
+                      f"serve a model for a group: {sorted(served & set(defaults))}")
                 ok &= report_real_target(rows)
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             shutil.rmtree(base, ignore_errors=True)
     return 0 if ok else 1
 

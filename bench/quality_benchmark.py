@@ -121,17 +121,23 @@ def real_part(root: Path) -> list[dict]:
     return rows
 
 
-def real_data_run(target: Path, shared: Path, overrides: dict,
-                  pipeline: Callable[[Path], float]) -> tuple[Path, float, list[dict]] | None:
+def real_data_run(target: Path, shared: Path, overrides: dict, pipeline: Callable[[Path], float],
+                  extra_products: dict[str, str] | None = None) -> tuple[Path, float, list[dict]] | None:
     """The real data (UCI Online Retail, CC BY 4.0) through the default pipeline in a copy at ``target``: (copy,
-    pipeline seconds, real_part rows), or None when ../shared is absent."""
+    pipeline seconds, real_part rows), or None when ../shared is absent. ``extra_products``: code -> description
+    beside the five default products."""
     data = shared / "data" / "online-retail" / "by-day"
     if not data.is_dir():
         print(f"\nreal data skipped: {data} not found")
         return None
     root = make_copy(target, profile=None)
     set_params(root, {"ingest.input": str(data), **overrides})
-    print("\nreal data (UCI Online Retail, CC BY 4.0), default params, 5 default products:", flush=True)
+    if extra_products:
+        path = root / "stockcodes.yaml"
+        path.write_text(path.read_text(encoding="utf-8") + "".join(
+            f'  "{code}": {{description: "{text}"}}\n' for code, text in extra_products.items()), encoding="utf-8")
+    print(f"\nreal data (UCI Online Retail, CC BY 4.0), default params, {5 + len(extra_products or {})} products:",
+          flush=True)
     elapsed = pipeline(root)
     return root, elapsed, real_part(root)
 

@@ -120,8 +120,8 @@ def main(root: Path) -> None:
                                        max_mean_outcome_difference=float(settings["max_mean_outcome_difference"]),
                                        min_group_size=int(settings["min_group_size"]),
                                        scale=str(settings.get("fairness_scale", "log")), names=names)
-    by_group = group_baseline_checks(predictions, baseline_quantity=baseline, sensitive=sensitive,
-                                     names=names) if names else []
+    by_group = group_baseline_checks(predictions, baseline_quantity=baseline, sensitive=sensitive, names=names,
+                                     min_improvement=float(settings["min_group_improvement"])) if names else []
     bundle = load_bundle(root / paths.checkpoint, root / paths.preprocessor, daily=root / paths.daily)
     # The grid the router serves: every price the product sold at up to the data's end (registry.price_range).
     seen = pd.concat([pd.read_parquet(root / paths.split(name), columns=["unit_price", "is_registered"])

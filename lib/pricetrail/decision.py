@@ -26,6 +26,10 @@ from pricetrail.price_response import ResponseFamily, optimal_price_band
 
 CUSTOMERS = ("registered", "guest")
 TEST_DAYS = (7, 14, 21, 28, 42, 56)  # per test price; a plan longer than 8 weeks a price is not a plan
+# The test prices rotate week by week (a switchback): run one after the other, each would see another part of the
+# season, and the season's change of demand would pass for the price's (measured in the closed loop: a model that
+# learned from consecutive 8-week blocks moved 90003's price the wrong way, +3.5 points of regret).
+BLOCK_DAYS = 7
 MAX_TEST_STEP = 0.25  # test prices at most this far from the status quo
 
 
@@ -151,8 +155,10 @@ class PriceTest:
         def rounded(values: Sequence[float] | None) -> list[float] | None:
             return None if values is None else [round(v, 6) for v in values]
 
-        return {"prices": rounded(self.prices), "days_each": self.days_each,
-                "total_days": self.days_each * len(self.prices), "expected_lines_per_day": rounded(self.lines_per_day),
+        return {"prices": rounded(self.prices), "days_each": self.days_each, "block_days": BLOCK_DAYS,
+                "total_days": self.days_each * len(self.prices),
+                "schedule": f"rotate among the prices every {BLOCK_DAYS} days until each has had {self.days_each} days",
+                "expected_lines_per_day": rounded(self.lines_per_day),
                 "band_before": rounded(self.band_before), "band_after": rounded(self.band_after),
                 "band_share_before": None if self.band_share_before is None else round(self.band_share_before, 4),
                 "band_share_after": None if self.band_share_after is None else round(self.band_share_after, 4),

@@ -536,13 +536,15 @@ def _per_line(test: pd.DataFrame, sensitive: str, scale: str) -> dict[tuple[str,
 
 
 def group_baseline_checks(test: pd.DataFrame, *, baseline_quantity: float, sensitive: str = DEFAULT_SENSITIVE,
-                          names: dict[str, str] | None = None) -> list[Check]:
-    """``beats_baseline_<name>`` per group (scope ``group:<name>``): the model's RMSLE on the group's own test rows
-    must be no worse than the median baseline's there. The overall ``beats_baseline`` asks the product's margin;
-    this one makes sure no group is priced by a model that forecasts it worse than its typical order."""
+                          names: dict[str, str] | None = None, min_improvement: float = 0.0) -> list[Check]:
+    """``beats_baseline_<name>`` per group (scope ``group:<name>``): on the group's own test rows the model's RMSLE
+    must be at least ``min_improvement`` below the median baseline's (0: no worse), up to sampling error. The
+    overall ``beats_baseline`` asks the product's margin; this one makes sure no group is priced by a model that
+    forecasts it worse than its typical order."""
     _require_columns(test, [Y_TRUE, Y_PRED])
     _require_sensitive(test, sensitive)
     baseline_quantity = _require_threshold("baseline_quantity", baseline_quantity)
+    min_improvement = _require_min_improvement(min_improvement)
     names = names or {}
     labels = _group_labels(test, sensitive).to_numpy()
     log_true = _actual_log(test)
@@ -561,15 +563,19 @@ def group_baseline_checks(test: pd.DataFrame, *, baseline_quantity: float, sensi
         improvement = 1.0 - model / baseline if baseline > 0 else 0.0
         # Worse than the median only beyond sampling error: on its own rows a group's RMSLE against the median's
         # is a paired comparison whose noise, at a few hundred lines, is larger than a weak model's edge.
-        excess = model_errors - baseline_errors
+        allowed = (1.0 - min_improvement) ** 2  # RMSLE <= (1 - t) x baseline RMSLE, on squared errors
+        excess = model_errors - allowed * baseline_errors
         n = int(mask.sum())
         margin = SAMPLING_Z * float(np.std(excess, ddof=1)) / math.sqrt(n) if n > 1 else 0.0
         worse = float(excess.mean()) - margin > 0
+        target = "the median" if min_improvement == 0 else f"the median by {min_improvement:g}"
         checks.append(Check(
-            f"beats_baseline_{name}", not worse, improvement, 0.0, "value >= threshold, up to sampling error",
+            f"beats_baseline_{name}", not worse, improvement, min_improvement,
+            "value >= threshold, up to sampling error",
             f"for {name} customers: model RMSLE {model:.4g} vs baseline RMSLE {baseline:.4g} ({n} test rows): "
-            + ("worse than the median beyond sampling error" if worse else
-               "no worse than the median" if improvement >= 0 else "worse than the median within sampling error"),
+            + (f"short of {target} beyond sampling error" if worse else
+               f"meets {target}" if improvement >= min_improvement else
+               f"short of {target} within sampling error"),
             scope=group_scope(name)))
     return checks
 

@@ -136,11 +136,12 @@ def generate_transactions(
     high, -0.2 = 20% too low): such a product's markdowns are replaced by price tests around the optimum, so the
     data can show what a better price gains. The other products' rows do not change.
 
-    ``follow_on`` (``{"days": N, "price_tests": {code: {"prices": [...], "days_each": D}}}``) appends N days after
-    ``end``: every product keeps its last list price, except that a product with a price test charges its test
-    prices (registered list prices; guests pay their markup on them) in turn for ``days_each`` days each from the
-    period's first day, then its last list price again. Drawn from streams of its own (a pool, per product), so
-    every row up to ``end`` is the same with or without it: how a retailer's price test runs after the history.
+    ``follow_on`` (``{"days": N, "price_tests": {code: {"prices": [...], "days_each": D, "block_days": B}}}``)
+    appends N days after ``end``: every product keeps its last list price, except that a product with a price test
+    charges its test prices (registered list prices; guests pay their markup on them) in turn, B days at a time
+    (default D), until each had D days, from the period's first day, then its last list price again. Drawn from
+    streams of its own (a pool, per product), so every row up to ``end`` is the same with or without it: how a
+    retailer's price test runs after the history.
     """
     began = time.perf_counter()
     descriptions, strengths = _validate(products, seed, lines_per_day, filler_products, drift, drift_days)
@@ -362,10 +363,15 @@ def _validate_follow_on(follow_on: Mapping[str, Any], descriptions: Mapping[str,
         if code not in descriptions:
             raise ValueError(f"follow_on.price_tests names stockcode {code!r}, which is not among the products "
                              f"{sorted(descriptions)}")
-        if not isinstance(plan, Mapping) or set(plan) != {"prices", "days_each"}:
+        if not isinstance(plan, Mapping) or not {"prices", "days_each"} <= set(plan) <= {"prices", "days_each",
+                                                                                          "block_days"}:
             raise ValueError(f"follow_on.price_tests.{code} {plan!r} is not accepted: use {{prices: [...], "
-                             "days_each: <days>}")
+                             "days_each: <days>, block_days: <days, optional>}")
         prices, each = plan["prices"], plan["days_each"]
+        block = plan.get("block_days", each)
+        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 1 <= block <= each:
+            raise ValueError(f"follow_on.price_tests.{code}.block_days {block!r} is not accepted: a whole number "
+                             f"from 1 to days_each={each}")
         if not isinstance(prices, (list, tuple)) or not prices or not all(
                 isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
                 for p in prices):
@@ -374,7 +380,7 @@ def _validate_follow_on(follow_on: Mapping[str, Any], descriptions: Mapping[str,
                 or each * len(prices) > days:
             raise ValueError(f"follow_on.price_tests.{code}.days_each {each!r} is not accepted: a whole number "
                              f">= 1 whose test ({len(prices)} prices) fits in follow_on.days={days}")
-        tests[code] = {"prices": [float(p) for p in prices], "days_each": int(each)}
+        tests[code] = {"prices": [float(p) for p in prices], "days_each": int(each), "block_days": int(block)}
     return {"days": int(days), "price_tests": tests}
 
 
@@ -391,9 +397,17 @@ def _follow_on_blocks(seed: int, base: _Calendar, follow: Mapping[str, Any], cod
         plan = follow["price_tests"].get(code)
         periods = []
         if plan is not None:
-            for k, price in enumerate(plan["prices"]):
-                first = k * plan["days_each"]
-                periods.append((first, first + plan["days_each"] - 1, round(1 - price / last_list, 6)))
+            # The prices in turn, block_days at a time, until each had days_each days (a switchback: every price
+            # sees every part of the season, so the season does not pass for the price's effect).
+            left = {k: plan["days_each"] for k in range(len(plan["prices"]))}
+            first, k = 0, 0
+            while any(left.values()):
+                if left[k]:
+                    length = min(plan["block_days"], left[k])
+                    periods.append((first, first + length - 1, round(1 - plan["prices"][k] / last_list, 6)))
+                    left[k] -= length
+                    first += length
+                k = (k + 1) % len(plan["prices"])
         continued = {**truth, "drift": 0.0, "list_price_schedule": [[cal.start.isoformat(), last_list]],
                      "markdowns": [[_day_str(cal, first), _day_str(cal, last), fraction]
                                    for first, last, fraction in periods]}
