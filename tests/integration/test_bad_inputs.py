@@ -372,6 +372,20 @@ PARAMS: list[tuple[str, Any, Callable[[Path], None]]] = [
 ]
 
 
+def refusal_problems(call: Callable[[], Any], naming: tuple[str, ...] = ()) -> list[str]:
+    """What is wrong with how ``call`` refuses its bad input: it should raise our one-line ValueError (naming one of
+    ``naming``, when given), nothing else, and never succeed."""
+    try:
+        result = call()
+    except ValueError as error:
+        problems = [] if not naming or any(name in str(error) for name in naming) else [
+            f"message names none of {naming}: {error}"]
+        return problems + (["more than one line"] if "\n" in str(error) else [])
+    except Exception as error:  # noqa: BLE001 - anything but our one-line error is the finding
+        return [f"{type(error).__name__}: {error}"]
+    return [f"wrong success: {str(result)[:80]}"]
+
+
 def test_params(project: Path, tmp_path: Path) -> None:
     failed = []
     pristine = (project / "params.yaml").read_text()
@@ -381,17 +395,7 @@ def test_params(project: Path, tmp_path: Path) -> None:
         (root / "params.yaml").write_text(pristine)
         *parents, leaf = key.split(".")
         set_params(root, {key: value}) if leaf != "typo_key" else set_params(root, {}) or _add_key(root, key, value)
-        problems = []
-        try:
-            load(root)
-            problems.append("wrong success")
-        except ValueError as error:
-            if leaf not in str(error) and str(value) not in str(error):
-                problems.append(f"message names neither the key nor the value: {error}")
-            if "\n" in str(error):
-                problems.append("more than one line")
-        except Exception as error:  # noqa: BLE001 - anything but our one-line error is the finding
-            problems.append(f"{type(error).__name__}: {error}")
+        problems = refusal_problems(lambda root=root, load=load: load(root), naming=(leaf, str(value)))
         record("params", f"{key}={value!r}", problems)
         if problems:
             failed.append((key, value, problems))
@@ -418,15 +422,7 @@ def test_yaml_keys(tmp_path: Path) -> None:
     failed = []
     for key in YAML_KEYS:
         (tmp_path / "stockcodes.yaml").write_text(f"stockcodes:\n  {key}: {{description: x}}\n")
-        problems = []
-        try:
-            read = load_stockcodes(tmp_path)
-            problems.append(f"wrong success: {read}")
-        except ConfigError as error:
-            if "\n" in str(error):
-                problems.append("more than one line")
-        except Exception as error:  # noqa: BLE001 - anything but our one-line error is the finding
-            problems.append(f"{type(error).__name__}: {error}")
+        problems = refusal_problems(lambda: load_stockcodes(tmp_path))
         record("YAML keys", f"stockcodes.yaml key {key}", problems)
         if problems:
             failed.append((key, problems))
