@@ -49,11 +49,12 @@ import numpy as np
 import pandas as pd
 import pandas_etl
 
-import pricetrail.etl
-import pricetrail.ingest
-from pricetrail.config import ConfigError, validate_stockcode
-from pricetrail.etl import CleaningRules, run_etl
-from pricetrail.ingest import ingest
+import pricetrail.data.etl
+import pricetrail.data.ingest
+from pricetrail.data.etl import CleaningRules, run_etl
+from pricetrail.data.ingest import ingest
+from pricetrail.project.config import validate_stockcode
+from pricetrail.project.files import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_SUBPATH = Path("data/online-retail/by-day")
@@ -87,7 +88,7 @@ def source_digest() -> str:
     The library may be edited while the benchmark runs; children that ran different versions cannot be compared.
     """
     digest = hashlib.sha256()
-    for module in (pricetrail.etl, pricetrail.ingest, pandas_etl):
+    for module in (pricetrail.data.etl, pricetrail.data.ingest, pandas_etl):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:12]
 

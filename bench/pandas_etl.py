@@ -1,7 +1,7 @@
 """The project's ingest + per-product ETL written in plain pandas (no DuckDB), as the benchmark's comparison.
 
 It is what a careful engineer would write without DuckDB: vectorised, no per-row Python loops, and the same
-rules, features and row order as :func:`pricetrail.etl.run_etl`. Price and calendar features come from the
+rules, features and row order as :func:`pricetrail.data.etl.run_etl`. Price and calendar features come from the
 library's pure functions, so only the parsing, cleaning, aggregation and state features are re-implemented here.
 
 Two ways to get the lines :func:`run_etl` works on:
@@ -23,8 +23,7 @@ import pandas as pd
 import pyarrow.dataset  # noqa: F401
 import pyarrow.parquet  # noqa: F401
 
-from pricetrail.config import validate_stockcode
-from pricetrail.etl import (
+from pricetrail.data.etl import (
     LINE_COLUMNS,
     TARGET,
     CleaningReport,
@@ -33,7 +32,8 @@ from pricetrail.etl import (
     calendar_features,
     price_features,
 )
-from pricetrail.ingest import RAW_COLUMNS, IngestError, resolve_input_files
+from pricetrail.data.ingest import RAW_COLUMNS, IngestError, resolve_input_files
+from pricetrail.project.config import validate_stockcode
 
 # Quantity and UnitPrice must parse (read_csv raises otherwise); CustomerID is a float so that blanks stay NaN.
 RAW_DTYPES: dict[str, str] = {"InvoiceNo": "str", "StockCode": "str", "Description": "str", "Quantity": "int64",
@@ -120,7 +120,7 @@ def outlier_kept(untiered: pd.DataFrame, rules: CleaningRules) -> np.ndarray:
 
 
 def clean_lines(lines: pd.DataFrame, rules: CleaningRules) -> tuple[pd.DataFrame, CleaningReport]:
-    """The rules of :func:`pricetrail.etl.clean_lines`, in the same order; kept lines sorted by time."""
+    """The rules of :func:`pricetrail.data.etl.clean_lines`, in the same order; kept lines sorted by time."""
     report = CleaningReport(rows_in=len(lines))
     current = lines[LINE_COLUMNS]
     removals = [
@@ -180,7 +180,7 @@ def state_features(daily: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_features(clean: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
-    """Feature rows for the cleaned lines, with the columns and order of :func:`pricetrail.etl.build_features`."""
+    """Feature rows for the cleaned lines, with the columns and order of :func:`pricetrail.data.etl.build_features`."""
     day = clean["invoice_date"].dt.normalize()
     state = state_features(daily).reindex(day).reset_index(drop=True)
     prices = price_features(clean["unit_price"], state["max_price_before"], state["prev_month_mean_price"])

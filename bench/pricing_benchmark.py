@@ -48,10 +48,10 @@ sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 from smoke_project import PROJECT_FILES, init_copy, make_copy, run, set_params  # noqa: E402
 
 from pricetrail import service, synthetic  # noqa: E402
-from pricetrail.artifacts import local_sources  # noqa: E402
-from pricetrail.config import load_stockcodes  # noqa: E402
-from pricetrail.decision import BLOCK_DAYS  # noqa: E402
-from pricetrail.etl import state_features  # noqa: E402
+from pricetrail.data.etl import state_features  # noqa: E402
+from pricetrail.pricing.decision import BLOCK_DAYS  # noqa: E402
+from pricetrail.project.config import load_stockcodes  # noqa: E402
+from pricetrail.registry_artifacts import local_sources  # noqa: E402
 
 MISPRICED = {"90001": 0.3, "90002": 0.2, "90003": -0.25}
 GROUPS = (("registered", True), ("guest", False))
@@ -114,8 +114,8 @@ def regression_curve(train: pd.DataFrame, daily: pd.DataFrame, state_day: pd.Tim
 
 
 def decision_settings(root: Path) -> Any:
-    from pricetrail.config import load_params, section
-    from pricetrail.decision import DecisionSettings
+    from pricetrail.pricing.decision import DecisionSettings
+    from pricetrail.project.config import load_params, section
 
     return DecisionSettings.from_params(section(load_params(root), "decision"))
 
@@ -265,7 +265,7 @@ def plans_of(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 def follow_on_days(root: Path, plans: dict[str, dict[str, Any]]) -> int:
     """Long enough for the tests to fall inside the next run's training split (the oldest 70% of the days)."""
-    from pricetrail.config import load_params, section
+    from pricetrail.project.config import load_params, section
 
     synthetic_params = section(load_params(root), "synthetic")
     base = (pd.Timestamp(synthetic_params["end"]) - pd.Timestamp(synthetic_params["start"])).days + 1
@@ -281,7 +281,7 @@ def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = Fa
     kept = base / f"seed{seed}-after"
     reuse = reuse and kept.is_dir()  # kept base runs without follow-on runs: run them now
     if reuse:
-        from pricetrail.config import load_params, section
+        from pricetrail.project.config import load_params, section
 
         plans = section(load_params(kept), "synthetic")["follow_on"]["price_tests"]
     else:
@@ -351,8 +351,8 @@ REAL_EXTRA = {"20712": "JUMBO BAG WOODLAND ANIMALS", "20718": "RED RETROSPOT SHO
 
 def real_recommendations(root: Path) -> pd.DataFrame:
     """Every product's answer for both groups, as the router gives it: a decision and its reason, always."""
-    from pricetrail.config import load_params, section
-    from pricetrail.decision import DecisionSettings
+    from pricetrail.pricing.decision import DecisionSettings
+    from pricetrail.project.config import load_params, section
 
     settings = DecisionSettings.from_params(section(load_params(root), "decision"))
     sources = local_sources(root)

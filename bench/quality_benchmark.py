@@ -38,11 +38,11 @@ sys.path.insert(0, str(PROJECT_ROOT / "tests" / "integration"))
 from smoke_project import make_copy, run, set_params  # noqa: E402
 
 from pricetrail import registry  # noqa: E402
-from pricetrail.bundle import load_bundle  # noqa: E402
-from pricetrail.config import load_stockcodes  # noqa: E402
-from pricetrail.etl import TARGET  # noqa: E402
-from pricetrail.model import regression_metrics  # noqa: E402
-from pricetrail.preprocess import load_preprocessor, transform  # noqa: E402
+from pricetrail.data.etl import TARGET  # noqa: E402
+from pricetrail.data.preprocess import load_preprocessor, transform  # noqa: E402
+from pricetrail.modeling.bundle import load_bundle  # noqa: E402
+from pricetrail.modeling.metrics import regression_metrics  # noqa: E402
+from pricetrail.project.config import load_stockcodes  # noqa: E402
 from pricetrail.recommend import PriceContext, recommend_price  # noqa: E402
 from pricetrail.service import load_served_bundle  # noqa: E402
 from pricetrail.synthetic import optimal_price, revenue_regret  # noqa: E402

@@ -153,8 +153,8 @@ def router_child(project: Path, mode: str, endpoint: str, prefix: str, cache_dir
     """One fresh process: build the app, then time the first and a second /price of every served product."""
     started = time.perf_counter()
     from pricetrail import registry
-    from pricetrail.artifacts import dvc_cache_dir
-    from pricetrail.config import load_stockcodes
+    from pricetrail.project.config import load_stockcodes
+    from pricetrail.registry_artifacts import dvc_cache_dir
     from pricetrail.serving.config import S3Settings, ServeConfig
     from serve.app import create_app
 

@@ -137,7 +137,7 @@ def main() -> int:
         print(f"building a smoke project in {project} (pricetrail run) ...", flush=True)
         pricetrail("run", cwd=project)
     from pricetrail import registry
-    from pricetrail.config import load_stockcodes
+    from pricetrail.project.config import load_stockcodes
 
     codes = [c for c in load_stockcodes(project) if registry.served_model(project, c) is not None]
     if len(codes) < 2:

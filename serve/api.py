@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from pricetrail.config import STOCKCODE_PATTERN
+from pricetrail.project.config import STOCKCODE_PATTERN
 from pricetrail.service import (
     AnswerError,
     NotServable,

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from pricetrail.artifacts import ArtifactSource, LocalCache
+from pricetrail.registry_artifacts import ArtifactSource, LocalCache
 from pricetrail.service import warm_up
 from pricetrail.serving.config import ServeConfig
 from pricetrail.serving.s3 import S3Remote

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pricetrail import registry
-from pricetrail.artifacts import ArtifactSource
+from pricetrail.registry_artifacts import ArtifactSource
 from pricetrail.service import (
     NotServable,
     ProductRecord,

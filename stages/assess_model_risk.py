@@ -12,12 +12,12 @@ from dvc_data.hashfile.hash_info import HashInfo
 from dvc_data.hashfile.meta import Meta
 from dvc_data.hashfile.tree import Tree
 
-from pricetrail import stage
-from pricetrail.bundle import ModelBundle, load_bundle
-from pricetrail.config import atomic_path, load_params, read_json, section, write_json
-from pricetrail.decision import DecisionSettings
-from pricetrail.hashing import file_md5
-from pricetrail.paths import ProductPaths
+from pricetrail.modeling.bundle import ModelBundle, load_bundle
+from pricetrail.pricing.decision import DecisionSettings
+from pricetrail.project import stage
+from pricetrail.project.config import load_params, section
+from pricetrail.project.files import atomic_path, file_md5, read_json, write_json
+from pricetrail.project.paths import ProductPaths
 from pricetrail.recommend import PriceContext, observed_price_range, recommend_price
 from pricetrail.registry import observed_price_ranges
 from pricetrail.risk import (

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from pricetrail import registry, stage
-from pricetrail.config import load_params, section, write_json
-from pricetrail.drift import DriftSettings, bootstrap_windows, check_drift, current_window, save_report
-from pricetrail.hashing import file_md5
-from pricetrail.paths import ProductPaths
+from pricetrail import registry
+from pricetrail.gates.drift import DriftSettings, bootstrap_windows, check_drift, current_window, save_report
+from pricetrail.project import stage
+from pricetrail.project.config import load_params, section
+from pricetrail.project.files import file_md5, write_json
+from pricetrail.project.paths import ProductPaths
 
 
 def main(root: Path) -> None:

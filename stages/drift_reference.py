@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pricetrail import registry, stage
+from pricetrail import registry
+from pricetrail.project import stage
 
 
 def main(root: Path) -> None:

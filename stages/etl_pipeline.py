@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pricetrail import stage
-from pricetrail.config import atomic_path, load_params, section, write_json
-from pricetrail.etl import CleaningRules, run_etl
-from pricetrail.paths import ProductPaths
+from pricetrail.data.etl import CleaningRules, run_etl
+from pricetrail.project import stage
+from pricetrail.project.config import load_params, section
+from pricetrail.project.files import atomic_path, write_json
+from pricetrail.project.paths import ProductPaths
 
 
 def main(root: Path) -> None:

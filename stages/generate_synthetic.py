@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pricetrail import stage
-from pricetrail.config import atomic_path, load_params, load_stockcodes, section, write_json
-from pricetrail.paths import SYNTHETIC_DIR
+from pricetrail.project import stage
+from pricetrail.project.config import load_params, load_stockcodes, section
+from pricetrail.project.files import atomic_path, write_json
+from pricetrail.project.paths import SYNTHETIC_DIR
 from pricetrail.synthetic import generate_transactions
 
 

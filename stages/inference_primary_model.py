@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pricetrail import stage
-from pricetrail.bundle import load_bundle
-from pricetrail.config import atomic_path, load_params, section, write_json
-from pricetrail.etl import TARGET
-from pricetrail.explain import explain, mean_abs_shap
-from pricetrail.model import expected_quantity, regression_metrics, set_seed
-from pricetrail.paths import ProductPaths
-from pricetrail.preprocess import transform
+from pricetrail.data.etl import TARGET
+from pricetrail.data.preprocess import transform
+from pricetrail.modeling.bundle import load_bundle
+from pricetrail.modeling.explain import explain, mean_abs_shap
+from pricetrail.modeling.metrics import expected_quantity, regression_metrics
+from pricetrail.modeling.training import set_seed
+from pricetrail.project import stage
+from pricetrail.project.config import load_params, section
+from pricetrail.project.files import atomic_path, write_json
+from pricetrail.project.paths import ProductPaths
 
 
 def main(root: Path) -> None:

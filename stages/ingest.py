@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pricetrail import stage
-from pricetrail.config import load_params, section, write_json
-from pricetrail.ingest import ingest, input_description
-from pricetrail.paths import INGEST_METRICS, INTERIM_TRANSACTIONS
+from pricetrail.data.ingest import ingest, input_description
+from pricetrail.project import stage
+from pricetrail.project.config import load_params, section
+from pricetrail.project.files import write_json
+from pricetrail.project.paths import INGEST_METRICS, INTERIM_TRANSACTIONS
 
 
 def main(root: Path) -> None:

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pricetrail import stage
-from pricetrail.config import atomic_path, load_params, section, write_json
-from pricetrail.paths import ProductPaths
-from pricetrail.preprocess import (
+from pricetrail.data.preprocess import (
     PreprocessSettings,
     chronological_split,
     feature_names,
@@ -17,6 +14,10 @@ from pricetrail.preprocess import (
     save_preprocessor,
     transform,
 )
+from pricetrail.project import stage
+from pricetrail.project.config import load_params, section
+from pricetrail.project.files import atomic_path, write_json
+from pricetrail.project.paths import ProductPaths
 
 
 def main(root: Path) -> None:

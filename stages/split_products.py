@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pricetrail import stage
-from pricetrail.config import load_stockcodes
-from pricetrail.ingest import split_by_product
-from pricetrail.paths import INTERIM_PRODUCTS, INTERIM_TRANSACTIONS
+from pricetrail.data.ingest import split_by_product
+from pricetrail.project import stage
+from pricetrail.project.config import load_stockcodes
+from pricetrail.project.paths import INTERIM_PRODUCTS, INTERIM_TRANSACTIONS
 
 
 def main(root: Path) -> None:

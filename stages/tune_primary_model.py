@@ -1,7 +1,7 @@
 """Stage tune_primary_model@<code>: Optuna tunes the feed-forward demand model; the best config is retrained
 with early stopping (best weights restored), its price response refit by least squares, and saved as a
 weights-only checkpoint with its smearing factor, the training prices of each customer group and the order-rate
-elasticity (how the price moves the number of lines per day: pricetrail.order_rate)."""
+elasticity (how the price moves the number of lines per day: pricetrail.modeling.order_rate)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pricetrail import stage
-from pricetrail.config import load_params, section, write_json
-from pricetrail.etl import TARGET
-from pricetrail.hashing import file_md5
-from pricetrail.model import model_version, predict, regression_metrics, save_checkpoint, set_seed, smearing_factor
-from pricetrail.order_rate import OrderRatePrior, fit_order_rate
-from pricetrail.paths import ProductPaths
-from pricetrail.preprocess import feature_names, load_preprocessor, price_columns, transform
-from pricetrail.price_response import group_prices
-from pricetrail.tuning import FINAL_FIT_ROWS, tune
+from pricetrail.data.etl import TARGET
+from pricetrail.data.preprocess import feature_names, load_preprocessor, price_columns, transform
+from pricetrail.modeling.checkpoint import model_version, save_checkpoint
+from pricetrail.modeling.metrics import regression_metrics, smearing_factor
+from pricetrail.modeling.order_rate import OrderRatePrior, fit_order_rate
+from pricetrail.modeling.price_response import group_prices
+from pricetrail.modeling.training import predict, set_seed
+from pricetrail.modeling.tuning import FINAL_FIT_ROWS, tune
+from pricetrail.project import stage
+from pricetrail.project.config import load_params, section
+from pricetrail.project.files import file_md5, write_json
+from pricetrail.project.paths import ProductPaths
 
 # monotone: demand non-increasing in the price by construction (model.PriceResponseNetwork); free: the plain MLP
 # over every feature, kept to compare against (bench/pricing_benchmark.py --set).

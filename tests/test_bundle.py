@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricetrail.bundle import BundleError, load_bundle
-from pricetrail.hashing import file_md5
-from pricetrail.model import CheckpointError, build_network, save_checkpoint
-from pricetrail.preprocess import PreprocessSettings, feature_names, fit_preprocessor, save_preprocessor
+from pricetrail.data.preprocess import PreprocessSettings, feature_names, fit_preprocessor, save_preprocessor
+from pricetrail.modeling.bundle import BundleError, load_bundle
+from pricetrail.modeling.checkpoint import CheckpointError, save_checkpoint
+from pricetrail.modeling.network import build_network
+from pricetrail.project.files import file_md5
 
 SETTINGS = PreprocessSettings(numerical_features=("unit_price",), categorical_features=("country",),
                               category_min_frequency=1)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pricetrail.config import ConfigError, load_stockcodes, validate_stockcode
+from pricetrail.project.config import load_stockcodes, validate_stockcode
+from pricetrail.project.files import ConfigError
 
 
 @pytest.mark.parametrize("code", ["85123A\n", "85123A\r\n", "../victim", "x;rm -rf ~", "$(id)", "a b", "", ".",
@@ -54,7 +55,7 @@ def test_keys_and_values_dvc_and_pricetrail_would_read_differently_are_refused(t
 
 
 def test_params_read_differently_by_dvc_are_refused_by_name(tmp_path: Path) -> None:
-    from pricetrail.config import load_params
+    from pricetrail.project.config import load_params
 
     (tmp_path / "params.yaml").write_text("tune_primary_model:\n  search_space:\n    learning_rate: [1e-4, 1.0e-2]\n")
     with pytest.raises(ConfigError, match=r"tune_primary_model.search_space.learning_rate\[0\] reads as '1e-4' to "

@@ -19,7 +19,7 @@ def _module_file(name: str) -> Path:
 
 def _imported_modules(path: Path) -> set[str]:
     """Dotted names (below pricetrail) of the pricetrail modules a file imports at module level or inside functions
-    (``pricetrail.serving.grid`` -> ``serving.grid``); importing a module runs its packages' ``__init__`` too."""
+    (``pricetrail.pricing.grid`` -> ``serving.grid``); importing a module runs its packages' ``__init__`` too."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         names: list[str] = []
@@ -53,7 +53,7 @@ def transitive_modules(script: Path) -> set[str]:
 
 
 def _declared(dep: str) -> str:
-    """lib/pricetrail/serving/grid.py -> serving.grid; lib/pricetrail/serving/__init__.py -> serving."""
+    """lib/pricetrail/pricing/grid.py -> serving.grid; lib/pricetrail/serving/__init__.py -> serving."""
     parts = Path(dep).relative_to("lib/pricetrail").with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -83,5 +83,6 @@ def test_every_stage_depends_on_exactly_the_modules_its_script_imports() -> None
 
 def test_the_import_walker_sees_function_level_and_package_imports(tmp_path: Path) -> None:
     script = tmp_path / "s.py"
-    script.write_text("from pricetrail import stage\n\ndef main():\n    from pricetrail.bundle import load_bundle\n")
-    assert {"stage", "bundle", "model", "preprocess", "config"} <= transitive_modules(script)
+    script.write_text("from pricetrail.project import stage\n\ndef main():\n    from pricetrail.modeling.bundle import load_bundle\n")
+    assert {"project.stage", "modeling.bundle", "modeling.network", "data.preprocess", "project.config"} <= (
+        transitive_modules(script))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricetrail.decision import (
+from pricetrail.pricing.decision import (
     DecisionError,
     DecisionSettings,
     StatusQuo,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pricetrail.etl import FEATURE_DOCS
+from pricetrail.data.etl import FEATURE_DOCS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

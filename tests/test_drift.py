@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricetrail.drift import DriftError, DriftSettings, bootstrap_windows, check_drift, save_report
+from pricetrail.gates.drift import DriftError, DriftSettings, bootstrap_windows, check_drift, save_report
 
 SETTINGS = DriftSettings(numerical_columns=("unit_price", "log_quantity"),
                          categorical_columns=("is_registered", "country"))

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 from conftest import lines
 
-from pricetrail.config import ConfigError
-from pricetrail.etl import (
+from pricetrail.data.etl import (
     FEATURE_DOCS,
     PRICE_FEATURES,
     TARGET,
@@ -24,6 +23,7 @@ from pricetrail.etl import (
     run_etl,
     state_features,
 )
+from pricetrail.project.files import ConfigError
 
 RULES = CleaningRules(min_rows=1, volume_tier_min_quantity=None)
 

@@ -1,4 +1,4 @@
-"""Tests for pricetrail.explain: Deep SHAP, the permutation fallback, and names staying with values."""
+"""Tests for pricetrail.modeling.explain: Deep SHAP, the permutation fallback, and names staying with values."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-import pricetrail.explain as explain_module
-from pricetrail.explain import ExplanationResult, deep_supported, explain, mean_abs_shap
-from pricetrail.model import build_network, predict, set_seed, train_network
+import pricetrail.modeling.explain as explain_module
+from pricetrail.modeling.explain import ExplanationResult, deep_supported, explain, mean_abs_shap
+from pricetrail.modeling.network import build_network
+from pricetrail.modeling.training import predict, set_seed, train_network
 
 FEATURES = ["unit_price", "promo", "weekday", "month", "country_uk", "country_fr"]
 DEFAULT_CONFIG = {"n_layers": 2, "units": [16, 8], "dropout": [0.1, 0.0], "batch_norm": True}
@@ -93,7 +94,7 @@ def test_auto_falls_back_to_permutation_for_unsupported_architecture(
     set_seed(0)
     network = nn.Sequential(nn.Linear(len(FEATURES), 8), nn.SiLU(), nn.Linear(8, 1))
     assert not deep_supported(network)
-    with caplog.at_level(logging.INFO, logger="pricetrail.explain"):
+    with caplog.at_level(logging.INFO, logger="pricetrail.modeling.explain"):
         result = explain(network, X[:20], X[200:205], FEATURES)
     assert result.method == "permutation"
     assert "not supported by DeepExplainer" in caplog.text
@@ -114,7 +115,7 @@ def test_auto_falls_back_when_deep_explainer_fails(
         raise ValueError("DeepExplainer values miss the model output by up to 0.5")
 
     monkeypatch.setattr(explain_module, "_explain_deep", failing_deep)
-    with caplog.at_level(logging.WARNING, logger="pricetrail.explain"):
+    with caplog.at_level(logging.WARNING, logger="pricetrail.modeling.explain"):
         result = explain(trained, X[:20], X[200:205], FEATURES)
     assert result.method == "permutation"
     assert "DeepExplainer failed (ValueError: DeepExplainer values miss" in caplog.text
@@ -213,7 +214,7 @@ def test_explain_leaves_the_callers_network_untouched(
 
 def test_a_price_response_network_is_explained_exactly_and_fast() -> None:
     """Deep SHAP on the MLP over the context columns, the linear term's own values for the price columns."""
-    from pricetrail.model import PriceResponseNetwork
+    from pricetrail.modeling.network import PriceResponseNetwork
 
     rng = np.random.default_rng(0)
     set_seed(0)

@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pricetrail.config import ConfigError
-from pricetrail.etl import PRODUCT_LINES_SQL
-from pricetrail.ingest import IngestError, ingest, split_by_product
+from pricetrail.data.etl import PRODUCT_LINES_SQL
+from pricetrail.data.ingest import IngestError, ingest, split_by_product
+from pricetrail.project.files import ConfigError
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 GOOD = (

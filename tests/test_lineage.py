@@ -16,12 +16,11 @@ import yaml
 from test_registry import CODE, OTHER, make_run
 
 from pricetrail import cli, registry
-from pricetrail.artifacts import dvc_cache_dir
-from pricetrail.config import write_json
-from pricetrail.hashing import file_md5
 from pricetrail.lineage import LineageError, connect, reports, run, view_docs
 from pricetrail.lineage.command import shell
-from pricetrail.paths import ProductPaths
+from pricetrail.project.files import file_md5, write_json
+from pricetrail.project.paths import ProductPaths
+from pricetrail.registry_artifacts import dvc_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = "data/raw/transactions.csv"
@@ -379,8 +378,8 @@ def test_the_risk_gate_records_its_inputs_as_dvc_lock_hashes_them(tmp_path: Path
 def test_the_fast_lockfile_reader_agrees_with_yaml_and_falls_back() -> None:
     from dvc.utils.serialize import dumps_yaml
 
-    from pricetrail.dvclock import stages_of
     from pricetrail.lineage.lockfile import _fast, _Unexpected, read_lock
+    from pricetrail.project.dvc_lock import stages_of
 
     stages = {
         "ingest": {"cmd": "python stages/ingest.py", "deps": [

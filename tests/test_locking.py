@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pricetrail import locking
-from pricetrail.config import atomic_path, remove_stale_temporaries
+from pricetrail.project import locking
+from pricetrail.project.files import atomic_path, remove_stale_temporaries
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from pricetrail import locking
+from pricetrail.project import locking
 with locking.hold(Path(sys.argv[1]), sys.argv[2], command="pricetrail test-holder"):
     print("held", flush=True)
     time.sleep(60)

@@ -12,27 +12,23 @@ import torch
 from sklearn.metrics import root_mean_squared_log_error
 from torch import nn
 
-from pricetrail.model import (
+from pricetrail.modeling.checkpoint import (
     CheckpointError,
-    PriceResponseFit,
-    PriceResponseNetwork,
-    TrainingDivergedError,
-    build_network,
-    expected_quantity,
     load_checkpoint,
     model_version,
+    save_checkpoint,
+    to_plain_types,
+)
+from pricetrail.modeling.metrics import expected_quantity, regression_metrics, smearing_factor
+from pricetrail.modeling.network import (
+    PriceResponseFit,
+    PriceResponseNetwork,
+    build_network,
     network_input_dim,
     pool_price_responses,
-    predict,
-    refit_output_layer,
-    refit_price_response,
-    regression_metrics,
-    save_checkpoint,
-    set_seed,
-    smearing_factor,
-    to_plain_types,
-    train_network,
 )
+from pricetrail.modeling.refit import refit_output_layer, refit_price_response
+from pricetrail.modeling.training import TrainingDivergedError, predict, set_seed, train_network
 
 N_FEATURES = 6
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]

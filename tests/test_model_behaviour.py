@@ -18,13 +18,9 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from pricetrail.bundle import ModelBundle
-from pricetrail.config import load_params
-from pricetrail.etl import TARGET, CleaningRules, run_etl
-from pricetrail.ingest import ingest
-from pricetrail.model import build_network, predict, regression_metrics, smearing_factor, train_network
-from pricetrail.order_rate import OrderRatePrior, fit_order_rate
-from pricetrail.preprocess import (
+from pricetrail.data.etl import TARGET, CleaningRules, run_etl
+from pricetrail.data.ingest import ingest
+from pricetrail.data.preprocess import (
     PreprocessSettings,
     chronological_split,
     feature_names,
@@ -32,11 +28,17 @@ from pricetrail.preprocess import (
     price_columns,
     transform,
 )
-from pricetrail.price_response import group_prices
+from pricetrail.modeling.bundle import ModelBundle
+from pricetrail.modeling.metrics import regression_metrics, smearing_factor
+from pricetrail.modeling.network import build_network
+from pricetrail.modeling.order_rate import OrderRatePrior, fit_order_rate
+from pricetrail.modeling.price_response import group_prices
+from pricetrail.modeling.training import predict, train_network
+from pricetrail.modeling.tuning import tune
+from pricetrail.project.config import load_params
 from pricetrail.recommend import PriceContext, recommend_price
 from pricetrail.risk import PriceCurve, price_response_checks, verdict
 from pricetrail.synthetic import expected_quantity, generate_transactions
-from pricetrail.tuning import tune
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,7 +237,7 @@ def test_a_model_whose_demand_rises_with_price_fails_the_gate(monotone) -> None:
 
 def _answer(bundle: ModelBundle, customer: str = "registered", *, current_price: float | None = None,
             verdict_groups: dict | None = None) -> dict:
-    from pricetrail.decision import DecisionSettings
+    from pricetrail.pricing.decision import DecisionSettings
     from pricetrail.registry import observed_price_ranges
     from pricetrail.service import PriceRequest, recommend, served_from_bundle
 

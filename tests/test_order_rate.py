@@ -1,4 +1,4 @@
-"""The order-rate elasticity: how the price moves the number of order lines per day (pricetrail.order_rate)."""
+"""The order-rate elasticity: how the price moves the number of order lines per day (pricetrail.modeling.order_rate)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricetrail.order_rate import (
+from pricetrail.modeling.order_rate import (
     MIN_DAYS,
     OrderRateError,
     OrderRateFit,

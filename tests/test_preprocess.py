@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from pricetrail.preprocess import (
+from pricetrail.data.preprocess import (
     PreprocessError,
     PreprocessSettings,
     chronological_split,

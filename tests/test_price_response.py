@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pricetrail.model import PriceResponseNetwork
-from pricetrail.price_response import (
+from pricetrail.modeling.network import PriceResponseNetwork
+from pricetrail.modeling.price_response import (
     PriceResponseError,
     check_recorded_response,
     elasticity,

@@ -11,8 +11,9 @@ import pytest
 from conftest import PROJECT_ROOT
 from ruamel.yaml import YAML
 
-from pricetrail.config import ConfigError, load_stockcodes, read_yaml
-from pricetrail.profiles import apply_profile
+from pricetrail.project.config import load_stockcodes, read_yaml
+from pricetrail.project.files import ConfigError
+from pricetrail.project.profiles import apply_profile
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import torch
 from conftest import lines
 from torch import nn
 
-from pricetrail.bundle import ModelBundle
-from pricetrail.etl import CleaningRules, build_features, clean_lines, daily_aggregates, price_features
-from pricetrail.order_rate import OrderRateFit, OrderRatePrior
-from pricetrail.preprocess import PreprocessSettings, feature_names, fit_preprocessor
+from pricetrail.data.etl import CleaningRules, build_features, clean_lines, daily_aggregates, price_features
+from pricetrail.data.preprocess import PreprocessSettings, feature_names, fit_preprocessor
+from pricetrail.modeling.bundle import ModelBundle
+from pricetrail.modeling.order_rate import OrderRateFit, OrderRatePrior
 from pricetrail.recommend import PriceContext, RecommendError, grid_rows, recommend_price
 
 PRICE_COLUMNS = ["unit_price", "log_price", "price_squared", "reference_max_price", "price_to_max",

@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from pricetrail import registry
-from pricetrail.artifacts import ArtifactError, dvc_cache_dir, object_relpath
-from pricetrail.config import write_json
-from pricetrail.hashing import file_md5
-from pricetrail.paths import ProductPaths
+from pricetrail.project.files import file_md5, write_json
+from pricetrail.project.paths import ProductPaths
+from pricetrail.registry_artifacts import ArtifactError, dvc_cache_dir, object_relpath
 
 CODE = "85123A"
 OTHER = "22423"

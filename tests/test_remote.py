@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pricetrail.remote import Remote, RemoteError, add_s3_remote, cause, read_remote, transfer, untracked_input
+from pricetrail.project.remote import Remote, RemoteError, add_s3_remote, cause, read_remote, transfer, untracked_input
 
 
 def dvc_repo(root: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pricetrail.config import ConfigError
+from pricetrail.project.files import ConfigError
 from pricetrail.service import PriceRequest, RequestError
 from pricetrail.serving.config import from_environment, from_mapping
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricetrail.etl import price_features
-from pricetrail.serving.grid import GridError, check_price_columns, price_columns
+from pricetrail.data.etl import price_features
+from pricetrail.pricing.grid import GridError, check_price_columns, price_columns
 
 
 @pytest.mark.parametrize(("max_before", "mean_before"), [(4.0, 3.5), (np.nan, 3.5), (2.0, np.nan), (np.nan, np.nan)])
@@ -20,7 +20,7 @@ def test_price_columns_equal_etl_price_features(max_before: float, mean_before: 
 
 
 def test_a_disagreement_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pricetrail.serving.grid as grid
+    import pricetrail.pricing.grid as grid
 
     monkeypatch.setattr(grid, "price_columns", lambda p, a, b: {"unit_price": p})
     with pytest.raises(GridError, match="disagree"):

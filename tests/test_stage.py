@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import PROJECT_ROOT
 
-from pricetrail import stage
-from pricetrail.etl import CleaningRules, run_etl
-from pricetrail.tuning import tune
+from pricetrail.data.etl import CleaningRules, run_etl
+from pricetrail.modeling.tuning import tune
+from pricetrail.project import stage
 
 DEBUG_ENV = "PRICETRAIL_DEBUG"
 SPACE = {"n_layers": [1, 1], "units": [4, 4], "dropout": [0.0, 0.0], "batch_norm": [False],
@@ -94,7 +94,7 @@ def test_gate_and_expected_errors_keep_their_lines(monkeypatch, tmp_path: Path, 
 def test_debug_switch_logs_the_traceback(monkeypatch, tmp_path: Path, capsys, caplog) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(DEBUG_ENV, "1")
-    with caplog.at_level(logging.DEBUG, logger="pricetrail.stage"), pytest.raises(SystemExit):
+    with caplog.at_level(logging.DEBUG, logger="pricetrail.project.stage"), pytest.raises(SystemExit):
         stage.run("ingest", missing_file)
     assert any(record.exc_info and record.exc_info[0] is FileNotFoundError for record in caplog.records)
     assert capsys.readouterr().err.splitlines()[-1].startswith("ERROR ingest: unexpected FileNotFoundError")

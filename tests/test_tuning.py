@@ -1,4 +1,4 @@
-"""Tests for pricetrail.tuning: a tiny seeded Optuna search and search-space validation."""
+"""Tests for pricetrail.modeling.tuning: a tiny seeded Optuna search and search-space validation."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import optuna
 import pytest
 import torch
 
-from pricetrail.model import PriceResponseNetwork, predict, regression_metrics
-from pricetrail.tuning import TuningResult, tune, validate_search_space
+from pricetrail.modeling.metrics import regression_metrics
+from pricetrail.modeling.network import PriceResponseNetwork
+from pricetrail.modeling.training import predict
+from pricetrail.modeling.tuning import TuningResult, tune, validate_search_space
 
 SEARCH_SPACE: dict[str, Any] = {
     "n_layers": [1, 3],
@@ -158,7 +160,7 @@ def test_a_time_limit_that_holds_changes_nothing(result: TuningResult) -> None:
 
 
 def test_exceeding_the_time_limit_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pricetrail import tuning
+    from pricetrail.modeling import tuning
 
     readings = iter([0.0, 100.0, 200.0, 300.0])
     monkeypatch.setattr(tuning.time, "monotonic", lambda: next(readings))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pricetrail.config import pid_alive
 from pricetrail.flow.workspace import ProductJob, run_job
+from pricetrail.project.files import pid_alive
 
 HANGING = """stages:
   hang:

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from pricetrail import registry
-from pricetrail.config import ConfigError, load_params, load_stockcodes, project_root, read_json, section
-from pricetrail.paths import ProductPaths
+from pricetrail.project.config import load_params, load_stockcodes, project_root, section
+from pricetrail.project.files import ConfigError, read_json
+from pricetrail.project.paths import ProductPaths
 
 log = logging.getLogger("pricetrail")
 
@@ -54,7 +55,7 @@ def _dvc(*args: str, root: Path) -> int:
 
 
 def cmd_profile(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail.profiles import apply_profile
+    from pricetrail.project.profiles import apply_profile
 
     changed = apply_profile(root, args.name)
     _out(f"applied profile {args.name!r} to {', '.join(changed)} (git checkout {' '.join(changed)} to undo)")
@@ -149,7 +150,7 @@ def cmd_migrate_registry(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_gc(args: argparse.Namespace, root: Path) -> int:
     """``dvc gc`` that keeps every committed revision and every object any registry record names."""
-    from pricetrail.gc import collect
+    from pricetrail.registry_gc import collect
 
     command = ["gc", "--workspace", "--all-commits", "--force"] + (["--cloud"] if args.cloud else [])
     report = collect(root, lambda: _dvc(*command, root=root), cloud=args.cloud)
@@ -159,7 +160,7 @@ def cmd_gc(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_remote_add(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail.remote import add_s3_remote
+    from pricetrail.project.remote import add_s3_remote
 
     remote = add_s3_remote(root, args.name, args.url, endpoint_url=args.endpoint_url, region=args.region,
                            default=not args.no_default, credentials_from_env=args.credentials_from_env)
@@ -173,7 +174,7 @@ def cmd_remote_add(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail.remote import transfer
+    from pricetrail.project.remote import transfer
 
     result = transfer(root, args.command, name=args.remote, run_cache=not args.no_run_cache)
     verb = "pushed to" if args.command == "push" else "pulled from"
@@ -187,8 +188,8 @@ def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
     from pricetrail import service
-    from pricetrail.artifacts import local_sources
-    from pricetrail.decision import DecisionSettings
+    from pricetrail.pricing.decision import DecisionSettings
+    from pricetrail.registry_artifacts import local_sources
 
     code = _product(root, args.stockcode)
     sources = local_sources(root)
@@ -220,7 +221,7 @@ def cmd_serve(args: argparse.Namespace, root: Path) -> int:
     """The price router under waitress: the same app as the Lambda image, on this project's registry and cache."""
     from waitress import serve as waitress_serve
 
-    from pricetrail.artifacts import dvc_cache_dir
+    from pricetrail.registry_artifacts import dvc_cache_dir
     from pricetrail.serving.config import from_project
 
     # serve/ is a top-level folder beside lib/: in this project, or in the checkout the library was installed from
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         # The flow's services talk a lot at INFO; what a person needs is the progress lines and the summary.
         for handler in logging.getLogger().handlers:
             handler.setLevel(logging.WARNING if args.command == "run" else logging.INFO)
-    from pricetrail import locking
+    from pricetrail.project import locking
 
     locking.set_default_wait(args.wait)
     try:

@@ -1,6 +1,6 @@
 """Price recommendation: evaluate a demand model over a price grid and pick the revenue- or profit-maximising price.
 
-At every grid price, every price-derived feature is recomputed by :func:`pricetrail.etl.price_features` —
+At every grid price, every price-derived feature is recomputed by :func:`pricetrail.data.etl.price_features` —
 the reference kept the sampled rows' old price features, so its curve moved only through the raw price column.
 By default the grid stays inside the prices the model saw for that customer group: outside it the model
 extrapolates, and the reference's grid stretched to 5x the highest price recommended exactly that corner.
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pricetrail.bundle import ModelBundle
-from pricetrail.etl import STATE_COLUMNS, calendar_features, price_features, state_features
-from pricetrail.preprocess import transform
-from pricetrail.price_response import (
+from pricetrail.data.etl import STATE_COLUMNS, calendar_features, price_features, state_features
+from pricetrail.data.preprocess import transform
+from pricetrail.modeling.bundle import ModelBundle
+from pricetrail.modeling.price_response import (
     MAX_BAND_SHARE,
     MIN_DISTINCT_PRICES,
     GroupPrices,

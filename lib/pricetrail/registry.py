@@ -15,7 +15,7 @@ Layout (git-tracked text only; no model, preprocessor or Parquet bytes)::
                                            the newest ingested data even when the model was kept
 
 The artifacts themselves are the DVC outputs the pipeline wrote, found again by md5 in the DVC cache
-(:mod:`pricetrail.artifacts`) and verified before use. Only ``drift_reference.json`` is a DVC dependency (of that
+(:mod:`pricetrail.registry_artifacts`) and verified before use. Only ``drift_reference.json`` is a DVC dependency (of that
 product's drift gate), so promoting one product re-runs nothing of another. Every file is written atomically,
 and a decision is recorded in an order that a crash at any point leaves a consistent record (see
 :func:`_commit_decision`).
@@ -37,8 +37,13 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pricetrail import locking
-from pricetrail.artifacts import (
+from pricetrail.project import locking
+from pricetrail.project.config import STOCKCODE_PATTERN
+from pricetrail.project.dvc_lock import compact_entries, out_hashes, product_entries, read_stages
+from pricetrail.project.files import ConfigError, atomic_path, file_md5, read_json, remove_stale_temporaries, write_json
+from pricetrail.project.git_state import git_state
+from pricetrail.project.paths import REGISTRY_DIR, ProductPaths
+from pricetrail.registry_artifacts import (
     Artifact,
     ArtifactError,
     ArtifactSource,
@@ -48,18 +53,6 @@ from pricetrail.artifacts import (
     object_relpath,
     resolve,
 )
-from pricetrail.config import (
-    STOCKCODE_PATTERN,
-    ConfigError,
-    atomic_path,
-    read_json,
-    remove_stale_temporaries,
-    write_json,
-)
-from pricetrail.dvclock import compact_entries, out_hashes, product_entries, read_stages
-from pricetrail.hashing import file_md5
-from pricetrail.paths import REGISTRY_DIR, ProductPaths
-from pricetrail.vcs import git_state
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +111,7 @@ def recorded_products(root: Path) -> list[str]:
 
 
 def registry_lock(root: Path):  # noqa: ANN201 - a context manager
-    """The registry lock (see :mod:`pricetrail.locking`): every writer of registry/ holds it."""
+    """The registry lock (see :mod:`pricetrail.project.locking`): every writer of registry/ holds it."""
     return locking.hold(root, locking.REGISTRY)
 
 
@@ -261,7 +254,7 @@ class ServedModel:
         return artifacts_of(self.record)
 
     def resolve(self, sources: Iterable[ArtifactSource]) -> dict[str, Path]:
-        """Verified local paths of every serving artifact (see :func:`pricetrail.artifacts.resolve`)."""
+        """Verified local paths of every serving artifact (see :func:`pricetrail.registry_artifacts.resolve`)."""
         sources = list(sources)
         owner = f"{self.stockcode} version {self.version}"
         return {name: resolve(artifact, sources, owner=owner) for name, artifact in self.artifacts.items()}

@@ -25,10 +25,23 @@ import pandas as pd
 import torch
 
 from pricetrail import registry
-from pricetrail.artifacts import ArtifactSource, LocalCache, local_sources, resolve
-from pricetrail.bundle import BundleError, ModelBundle, load_bundle
-from pricetrail.config import validate_stockcode
-from pricetrail.decision import (
+from pricetrail.data.etl import calendar_features, state_features
+from pricetrail.modeling.bundle import BundleError, ModelBundle, load_bundle
+from pricetrail.modeling.network import PriceResponseNetwork
+from pricetrail.modeling.price_response import (
+    MAX_BAND_SHARE,
+    MIN_DISTINCT_PRICES,
+    ResponseFamily,
+    choose_price,
+    daily_lines,
+    elasticity_summary,
+    pivot_prices,
+    price_reference,
+    response_family,
+    uncertainty_notes,
+)
+from pricetrail.modeling.training import predict
+from pricetrail.pricing.decision import (
     Decision,
     DecisionSettings,
     PriceTest,
@@ -41,21 +54,9 @@ from pricetrail.decision import (
     status_quo,
     with_plan,
 )
-from pricetrail.etl import calendar_features, state_features
-from pricetrail.model import PriceResponseNetwork, predict
-from pricetrail.price_response import (
-    MAX_BAND_SHARE,
-    MIN_DISTINCT_PRICES,
-    ResponseFamily,
-    choose_price,
-    daily_lines,
-    elasticity_summary,
-    pivot_prices,
-    price_reference,
-    response_family,
-    uncertainty_notes,
-)
-from pricetrail.serving.grid import GridEncoder, check_against_preprocessor, check_price_columns, price_columns
+from pricetrail.pricing.grid import GridEncoder, check_against_preprocessor, check_price_columns, price_columns
+from pricetrail.project.config import validate_stockcode
+from pricetrail.registry_artifacts import ArtifactSource, LocalCache, local_sources, resolve
 
 CUSTOMERS = ("registered", "guest")
 MAX_PRICE = 1_000_000.0
@@ -440,7 +441,7 @@ def recommend(served: ServedProduct, request: PriceRequest, sources: Iterable[Ar
     """The price decision for one product and customer group, with the model's curve and provenance.
 
     ``price`` is what to charge: the status quo unless the plausible curves agree a change gains
-    (:func:`pricetrail.decision.decide`). ``model_price`` is the model's robust optimum over the grid, ``band`` the
+    (:func:`pricetrail.pricing.decision.decide`). ``model_price`` is the model's robust optimum over the grid, ``band`` the
     90% interval of the optimal price; ``decision`` says change or keep and why, and carries a test plan where the
     data cannot tell. A customer group the risk gate refused to assess is answered ``keep`` with the reason.
     """
@@ -600,7 +601,7 @@ def _state_day(served: ServedProduct, request: PriceRequest) -> pd.Timestamp:
 def _test_plan(served: ServedProduct, request: PriceRequest, decision: Decision, band: tuple[float, float] | None,
                settings: DecisionSettings, evaluated: np.ndarray, matrix: np.ndarray, pivot_matrix: np.ndarray,
                median: float, whole: ResponseFamily, price_range: tuple[float, float]) -> PriceTest | None:
-    """The price test that would settle a keep for lack of evidence (see :func:`pricetrail.decision.plan_test`)."""
+    """The price test that would settle a keep for lack of evidence (see :func:`pricetrail.pricing.decision.plan_test`)."""
     network, metadata = served.bundle.network, served.bundle.metadata
     fit = metadata.get("price_response") or {}
     quo = decision.status_quo

@@ -14,7 +14,7 @@ from smoke_project import dvc, make_copy, pricetrail, run, set_params
 from waitress.server import create_server
 
 from pricetrail import registry
-from pricetrail.artifacts import dvc_cache_dir, object_relpath
+from pricetrail.registry_artifacts import dvc_cache_dir, object_relpath
 from pricetrail.serving.config import ServeConfig, from_project
 
 CODES = ("85123A", "22423")

@@ -20,7 +20,8 @@ import pytest
 from smoke_project import clone_project, set_params
 
 from pricetrail import cli
-from pricetrail.config import ConfigError, load_params, load_stockcodes, section
+from pricetrail.project.config import load_params, load_stockcodes, section
+from pricetrail.project.files import ConfigError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -124,7 +125,7 @@ def test_command_line(project: Path, capsys: pytest.CaptureFixture[str], monkeyp
 
 
 def app_client(root: Path) -> Any:
-    from pricetrail.artifacts import dvc_cache_dir
+    from pricetrail.registry_artifacts import dvc_cache_dir
     from pricetrail.serving.config import from_project
     from serve.app import create_app
 
@@ -317,19 +318,19 @@ def test_damaged_files(project: Path, tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def _drift(root: Path) -> None:
-    from pricetrail.drift import DriftSettings
+    from pricetrail.gates.drift import DriftSettings
 
     DriftSettings.from_params(section(load_params(root), "data_drift_check"))
 
 
 def _etl(root: Path) -> None:
-    from pricetrail.etl import CleaningRules
+    from pricetrail.data.etl import CleaningRules
 
     CleaningRules.from_params(section(load_params(root), "etl"))
 
 
 def _preprocess(root: Path) -> None:
-    from pricetrail.preprocess import PreprocessSettings
+    from pricetrail.data.preprocess import PreprocessSettings
 
     PreprocessSettings.from_params(section(load_params(root), "preprocess"))
 

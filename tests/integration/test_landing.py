@@ -22,10 +22,10 @@ import pytest
 from smoke_project import clone_project, dvc, set_params
 
 from pricetrail import registry
-from pricetrail.dvclock import read_stages
 from pricetrail.flow import lockmerge
 from pricetrail.flow.weekly import WORKSPACES, _jobs
 from pricetrail.flow.workspace import run_job
+from pricetrail.project.dvc_lock import read_stages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

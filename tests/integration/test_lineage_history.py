@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from smoke_project import clone_project, commit, pricetrail, run, set_params
 
-from pricetrail.hashing import file_md5
 from pricetrail.lineage import connect
 from pricetrail.lineage import run as query
+from pricetrail.project.files import file_md5
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ import pytest
 from smoke_project import clone_project, commit, dvc, pricetrail, run, set_params
 
 from pricetrail import registry
-from pricetrail.hashing import file_md5
+from pricetrail.project.files import file_md5
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

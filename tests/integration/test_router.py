@@ -34,8 +34,8 @@ from router_project import CODES, NEVER_RUN, RETRAINED, build, config, copy_obje
 from smoke_project import dvc, pricetrail, set_params
 
 from pricetrail import registry
-from pricetrail.artifacts import dvc_cache_dir, object_relpath
-from pricetrail.hashing import file_md5
+from pricetrail.project.files import file_md5
+from pricetrail.registry_artifacts import dvc_cache_dir, object_relpath
 from pricetrail.serving.config import S3Settings
 from serve.app import create_app
 

@@ -24,8 +24,8 @@ import pytest
 import yaml
 from smoke_project import clone_project, commit, run
 
-from pricetrail.artifacts import object_relpath
-from pricetrail.remote import registry_objects
+from pricetrail.project.remote import registry_objects
+from pricetrail.registry_artifacts import object_relpath
 from pricetrail.serving.config import S3Settings, ServeConfig
 from serve.app import create_app
 

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pricetrail import locking
-from pricetrail.config import ConfigError, atomic_path, remove_stale_temporaries, write_json
-from pricetrail.dvclock import LOCK_FILE
 from pricetrail.flow.workspace import JobResult
+from pricetrail.project import locking
+from pricetrail.project.dvc_lock import LOCK_FILE
+from pricetrail.project.files import ConfigError, atomic_path, remove_stale_temporaries, write_json
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def merge_lock_entries(root: Path, entries: Mapping[str, Any]) -> None:
 
 
 def _dvc(root: Path, args: list[str]) -> None:
-    from pricetrail.remote import last_error, run_dvc
+    from pricetrail.project.remote import last_error, run_dvc
 
     result = run_dvc(args, root)
     if result.returncode != 0:

@@ -7,7 +7,7 @@
    are promoted in the main workspace while the workers run the rest; a promoted product's drift gate is then
    re-checked (one more task), so ``dvc status`` ends clean and the next run does nothing.
 4. A summary table is printed and published as a Prefect table artifact; with --push, everything (outputs and
-   run-cache) is then pushed to the default DVC remote, and a failed push fails the run (:mod:`pricetrail.remote`).
+   run-cache) is then pushed to the default DVC remote, and a failed push fails the run (:mod:`pricetrail.project.remote`).
 
 A product's failure (a gate, an error) stops only that product. Retries are for transient errors only.
 """
@@ -25,10 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pricetrail import locking, registry
-from pricetrail.artifacts import dvc_cache_dir
-from pricetrail.config import ConfigError, load_stockcodes
-from pricetrail.dvclock import read_stages
+from pricetrail import registry
 from pricetrail.flow import lockmerge
 from pricetrail.flow.planning import plan
 from pricetrail.flow.settings import offline_environment
@@ -40,6 +37,11 @@ from pricetrail.flow.workspace import (
     project_files,
     run_job,
 )
+from pricetrail.project import locking
+from pricetrail.project.config import load_stockcodes
+from pricetrail.project.dvc_lock import read_stages
+from pricetrail.project.files import ConfigError
+from pricetrail.registry_artifacts import dvc_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,7 @@ def _check_dvc_yaml_committed(root: Path) -> None:
 
 def _default_remote(root: Path) -> RemoteSpec | None:
     """The default DVC remote, as workers get it: name, URL and options, never credentials."""
-    from pricetrail.remote import RemoteError, default_remote_name, read_remote
+    from pricetrail.project.remote import RemoteError, default_remote_name, read_remote
 
     if default_remote_name(root) is None:
         return None
@@ -386,20 +388,20 @@ def _targets(stages: list[str]) -> tuple[str, ...]:
 
 def _write_summary(root: Path, rows: list[dict[str, Any]], stage_seconds: dict[str, dict[str, float]]) -> None:
     """logs/last-run.json: the summary table and every stage's time, for scripts (and the benchmarks)."""
-    from pricetrail.config import write_json
+    from pricetrail.project.files import write_json
 
     write_json(root / LOGS / "last-run.json", {"rows": rows, "stage_seconds": stage_seconds})
 
 
 def _write_log(root: Path, code: str, text: str) -> None:
-    from pricetrail.config import atomic_path
+    from pricetrail.project.files import atomic_path
 
     with atomic_path(root / LOGS / f"{code}.log") as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def _run_main_dvc(root: Path, args: list[str]) -> None:
-    from pricetrail.remote import last_error, run_dvc
+    from pricetrail.project.remote import last_error, run_dvc
 
     result = run_dvc(args, root)
     if result.returncode != 0:
@@ -521,7 +523,7 @@ class Progress:
 
 def run(root: Path, options: RunOptions, write: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]], str]:
     """Run the weekly flow, then push if asked; return (all products succeeded and the push too, summary rows,
-    the flow's message with the push's outcome). Holds the pipeline lock throughout (see pricetrail.locking)."""
+    the flow's message with the push's outcome). Holds the pipeline lock throughout (see pricetrail.project.locking)."""
     codes = check_inputs(root, options)  # before anything is touched, the lock's file included
     with locking.hold(root, locking.PIPELINE, command="pricetrail run"):
         lockmerge.recover(root)  # a landing a kill interrupted is completed before anything is planned
@@ -535,7 +537,7 @@ def _run_and_push(root: Path, options: RunOptions, codes: list[str],
         return ok, rows, message
     # After the flow, on its no-op path too: a rerun after a failed push completes it (DVC sends only what the
     # remote lacks). A failed push fails the run, and nothing is said to be pushed that DVC did not confirm.
-    from pricetrail.remote import RemoteError, transfer
+    from pricetrail.project.remote import RemoteError, transfer
 
     try:
         pushed = transfer(root, "push")

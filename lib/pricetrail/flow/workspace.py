@@ -29,11 +29,11 @@ from typing import Any
 
 import yaml
 
-from pricetrail.dvclock import stages_of
+from pricetrail.project.dvc_lock import stages_of
 
 log = logging.getLogger(__name__)
 
-# A stage script's one-line failure (pricetrail.stage.run) and DVC's own.
+# A stage script's one-line failure (pricetrail.project.stage.run) and DVC's own.
 FAILURE_LINE = re.compile(r"^(GATE FAILED|ERROR) (\S+@\S+): (.*)$")
 DVC_FAILED = re.compile(r"ERROR: failed to reproduce '([^']+)'")
 RUNNING = re.compile(r"Running stage '([^']+)'")

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import duckdb
 
-from pricetrail.artifacts import dvc_cache_dir
 from pricetrail.lineage.database import open_database, view_docs
 from pricetrail.lineage.errors import LineageError
 from pricetrail.lineage.query import run, statements
 from pricetrail.lineage.snapshot import LOCK, WORKSPACE, Revision, read_snapshots, resolve_revisions
 from pricetrail.lineage.tables import collect
+from pricetrail.registry_artifacts import dvc_cache_dir
 
 __all__ = ["LineageError", "Revision", "WORKSPACE", "connect", "resolve_revisions", "run", "statements",
            "view_docs"]

@@ -16,12 +16,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pricetrail.config import atomic_path
 from pricetrail.lineage import connect, reports
 from pricetrail.lineage.database import open_database, view_docs
 from pricetrail.lineage.errors import LineageError
 from pricetrail.lineage.query import run, statements
 from pricetrail.lineage.tables import Tables
+from pricetrail.project.files import atomic_path
 
 FORMATS = ("table", "csv", "json", "parquet")
 CELL_WIDTH = 64  # a table cell longer than this is cut (use --format csv or json for whole values)

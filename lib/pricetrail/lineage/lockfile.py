@@ -6,7 +6,7 @@ layout (``stages: <name>: cmd/deps/params/outs``, each dep and out a flat mappin
 walks its lines and hands only each ``params`` block to YAML, once per distinct block (every product's stage
 of one kind has the same params). A line it does not expect — flow style, a multi-line scalar, an unknown key,
 a comment — makes it return the full YAML parse instead, so the result is always what
-:func:`pricetrail.dvclock.stages_of` gives.
+:func:`pricetrail.project.dvc_lock.stages_of` gives.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pricetrail.dvclock import stages_of
+from pricetrail.project.dvc_lock import stages_of
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN = re.compile(r"^[A-Za-z0-9_./@+-][A-Za-z0-9_./@+ -]*$")  # plain scalars a lockfile's paths and names use
@@ -33,7 +33,7 @@ class _Unexpected(Exception):
 
 def read_lock(text: str, *, where: str, params_cache: dict[str, Any] | None = None,
               stage_cache: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """The ``stages`` mapping of a dvc.lock's text, as :func:`pricetrail.dvclock.stages_of` returns it.
+    """The ``stages`` mapping of a dvc.lock's text, as :func:`pricetrail.project.dvc_lock.stages_of` returns it.
 
     The caches (a params block's text, a stage's text -> what they hold) are shared between revisions.
     """

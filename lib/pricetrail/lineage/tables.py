@@ -19,16 +19,16 @@ import pyarrow as pa
 import yaml
 
 from pricetrail import registry
-from pricetrail.config import STOCKCODE_PATTERN
 from pricetrail.lineage.errors import LineageError
 from pricetrail.lineage.lockfile import read_lock
 from pricetrail.lineage.snapshot import LOCK, WORKSPACE, Blobs, Snapshot
-from pricetrail.paths import ProductPaths
+from pricetrail.project.config import STOCKCODE_PATTERN
+from pricetrail.project.paths import ProductPaths
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Which stage writes a product's metrics file, when dvc.lock does not say (its stage failed before DVC recorded
-# it): the names dvc.yaml gives them (see pricetrail.paths).
+# it): the names dvc.yaml gives them (see pricetrail.project.paths).
 METRICS_STAGE = {"etl": "etl_pipeline", "drift": "data_drift_check", "preprocess": "preprocess",
                  "validation": "tune_primary_model", "test": "inference_primary_model",
                  "verdict": "assess_model_risk", "ingest": "ingest"}

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pricetrail.config import ConfigError, read_yaml, validate_stockcode
-from pricetrail.decision import DecisionError, DecisionSettings
+from pricetrail.pricing.decision import DecisionError, DecisionSettings
+from pricetrail.project.config import read_yaml, validate_stockcode
+from pricetrail.project.files import ConfigError
 
 ENV_PREFIX = "PRICETRAIL_"
 # The largest grid a request may ask for: 2,001 points score in a few milliseconds; 100,000 would hold a worker.
@@ -165,7 +166,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> ServeConfig:
 def from_project(root: Path, cache_dir: Path, **overrides: Any) -> ServeConfig:
     """The config ``pricetrail serve`` uses: the project's registry, stockcodes.yaml and DVC cache, and the
     decision settings of its params.yaml."""
-    from pricetrail.config import load_params
+    from pricetrail.project.config import load_params
 
     config = from_mapping({"registry_dir": str(root / "registry"), "stockcodes_file": str(root / "stockcodes.yaml"),
                            "cache_dirs": [str(cache_dir)]}, base=root)

@@ -3,7 +3,7 @@ and say which price test would tell.
 
 A retailer's alternative to any recommendation is to keep the price it charges (the **status quo**). So the
 decision is anchored there, as safe policy improvement is (Laroche et al. 2019, SPIBB; Cho, Kallus et al. 2024,
-CSPI-MT): over the family of plausible curves (:mod:`pricetrail.price_response`), each grid price's change of
+CSPI-MT): over the family of plausible curves (:mod:`pricetrail.modeling.price_response`), each grid price's change of
 revenue (or profit) per day against the status quo is a distribution; the candidate is the price whose
 ``delta``-quantile of that change is highest (the best gain that holds in ``1 - delta`` of the curves), and the
 price changes only when the change gains with probability at least ``1 - delta`` and by at least ``min_gain`` in
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pricetrail.price_response import ResponseFamily, optimal_price_band
+from pricetrail.modeling.price_response import ResponseFamily, optimal_price_band
 
 CUSTOMERS = ("registered", "guest")
 TEST_DAYS = (7, 14, 21, 28, 42, 56)  # per test price; a plan longer than 8 weeks a price is not a plan
@@ -62,7 +62,7 @@ class DecisionSettings:
 
     @classmethod
     def from_params(cls, values: Mapping[str, Any]) -> DecisionSettings:
-        from pricetrail.config import settings_from_params
+        from pricetrail.project.config import settings_from_params
 
         return settings_from_params(cls, "decision", values, error=DecisionError)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pricetrail.hashing import file_md5
+from pricetrail.project.files import file_md5
 
 MD5_HEX_DIGITS = 32
 

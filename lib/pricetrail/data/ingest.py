@@ -19,7 +19,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pricetrail.config import atomic_path, validate_stockcode
+from pricetrail.project.config import validate_stockcode
+from pricetrail.project.files import atomic_path
 
 log = logging.getLogger(__name__)
 

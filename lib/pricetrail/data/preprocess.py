@@ -19,8 +19,9 @@ import skops.io as sio
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pricetrail.config import atomic_path, settings_from_params
-from pricetrail.etl import PRICE_FEATURES, TARGET
+from pricetrail.data.etl import PRICE_FEATURES, TARGET
+from pricetrail.project.config import settings_from_params
+from pricetrail.project.files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A price grid scored without pandas on the hot path, with exactly the fitted preprocessor's semantics.
 
-The pipeline's :func:`pricetrail.preprocess.transform` builds a DataFrame and runs the ColumnTransformer: several
+The pipeline's :func:`pricetrail.data.preprocess.transform` builds a DataFrame and runs the ColumnTransformer: several
 milliseconds for a 100-point grid, most of it per-column pandas overhead. Over a grid only the price varies; the
 categorical inputs (country, day of week) and the state are constants. So the numerical part is standardised with
 the fitted scaler's own ``mean_``/``scale_`` in numpy, and the one-hot part is the fitted encoder's output for the
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from pricetrail.preprocess import input_columns, transform
+from pricetrail.data.preprocess import input_columns, transform
 
 
 class GridError(ValueError):
@@ -84,7 +84,7 @@ class GridEncoder:
 
 
 def price_columns(prices: np.ndarray, max_price_before: float, prev_month_mean_price: float) -> dict[str, np.ndarray]:
-    """:func:`pricetrail.etl.price_features` as plain arrays (its DataFrame costs more than the network's pass);
+    """:func:`pricetrail.data.etl.price_features` as plain arrays (its DataFrame costs more than the network's pass);
     :func:`check_price_columns` proves the two agree for a product's state when its model loads."""
     p = np.asarray(prices, dtype="float64")
     reference_max = np.fmax(np.full_like(p, max_price_before), p)
@@ -95,7 +95,7 @@ def price_columns(prices: np.ndarray, max_price_before: float, prev_month_mean_p
 
 
 def check_price_columns(prices: np.ndarray, max_price_before: float, prev_month_mean_price: float) -> None:
-    from pricetrail.etl import price_features
+    from pricetrail.data.etl import price_features
 
     expected = price_features(prices, max_price_before, prev_month_mean_price)
     actual = price_columns(prices, max_price_before, prev_month_mean_price)

@@ -18,7 +18,8 @@ import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
-from pricetrail.config import atomic_path, settings_from_params
+from pricetrail.project.config import settings_from_params
+from pricetrail.project.files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricetrail.config import validate_stockcode
+from pricetrail.project.config import validate_stockcode
 
 SYNTHETIC_DIR = Path("data/raw/synthetic")
 INTERIM_TRANSACTIONS = Path("data/interim/transactions.parquet")

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from pricetrail import locking, registry
-from pricetrail.artifacts import Artifact, ArtifactError, cache_object, dvc_cache_dir, local_sources, resolve
+from pricetrail import registry
+from pricetrail.project import locking
+from pricetrail.registry_artifacts import Artifact, ArtifactError, cache_object, dvc_cache_dir, local_sources, resolve
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _keep_file(root: Path, hashes: list[str]) -> Path:
 
 def _in_lock_or_commits(root: Path) -> set[str]:
     """Hashes the workspace's dvc.lock names (what plain gc would keep of the registry's objects, roughly)."""
-    from pricetrail.dvclock import read_stages
+    from pricetrail.project.dvc_lock import read_stages
 
     named: set[str] = set()
     for entry in read_stages(root).values():

@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pricetrail.config import settings_from_params, validate_stockcode
+from pricetrail.project.config import settings_from_params, validate_stockcode
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 
 # Per customer group too (lines and the median line price): the price each group pays today, the status quo a
-# price decision is anchored on (pricetrail.decision), comes from the newest days of this history.
+# price decision is anchored on (pricetrail.pricing.decision), comes from the newest days of this history.
 _DAILY_SQL = """
 SELECT CAST(invoice_date AS DATE) AS day, sum(quantity)::BIGINT AS quantity, count(*)::BIGINT AS lines,
        max(unit_price) AS max_price, sum(unit_price) AS price_sum,

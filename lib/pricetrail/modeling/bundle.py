@@ -16,10 +16,12 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from torch import nn
 
-from pricetrail.hashing import file_md5
-from pricetrail.model import expected_quantity, load_checkpoint, predict
-from pricetrail.preprocess import feature_names, load_preprocessor, transform
-from pricetrail.price_response import check_recorded_response
+from pricetrail.data.preprocess import feature_names, load_preprocessor, transform
+from pricetrail.modeling.checkpoint import load_checkpoint
+from pricetrail.modeling.metrics import expected_quantity
+from pricetrail.modeling.price_response import check_recorded_response
+from pricetrail.modeling.training import predict
+from pricetrail.project.files import file_md5
 
 
 class BundleError(ValueError):

@@ -16,7 +16,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from pricetrail.config import ConfigError, atomic_path, read_yaml_as_dvc_does, validate_stockcode
+from pricetrail.project.config import read_yaml_as_dvc_does, validate_stockcode
+from pricetrail.project.files import ConfigError, atomic_path
 
 
 def available(root: Path) -> list[str]:

@@ -13,21 +13,22 @@ import numpy as np
 import optuna
 from torch import nn
 
-from pricetrail.model import (
-    OPTIMIZERS,
+from pricetrail.modeling.checkpoint import to_plain_types
+from pricetrail.modeling.network import (
     PriceResponseFit,
     PriceResponseNetwork,
+    build_network,
+    is_real_number,
+    is_whole_number,
+    pool_price_responses,
+)
+from pricetrail.modeling.refit import refit_output_layer, refit_price_response
+from pricetrail.modeling.training import (
+    OPTIMIZERS,
     TrainingDivergedError,
     TrainResult,
-    _is_int,
-    _is_real,
-    build_network,
-    pool_price_responses,
     predict,
-    refit_output_layer,
-    refit_price_response,
     set_seed,
-    to_plain_types,
     train_network,
 )
 
@@ -83,7 +84,7 @@ def _range(key: str, value: Any, kind: str) -> list[Any]:
     }[kind]
     if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or len(value) != 2:
         raise ValueError(f"search_space[{key!r}]={value!r} is invalid; expected {form}")
-    check = _is_int if kind == "int_range" else _is_real
+    check = is_whole_number if kind == "int_range" else is_real_number
     if not all(check(bound) for bound in value):
         # PyYAML reads 1e-4 (no dot) as a string; 1.0e-4 is a float.
         hint = " (in YAML write 1.0e-4, not 1e-4)" if any(isinstance(b, str) for b in value) else ""
@@ -143,7 +144,7 @@ def validate_search_space(search_space: Mapping[str, Any]) -> dict[str, list[Any
         raise ValueError(
             f"search_space['optimizer'] holds {bad_optimizers}; accepted: {', '.join(OPTIMIZERS)}"
         )
-    if not all(_is_int(choice) and choice >= 1 for choice in space["batch_size"]):
+    if not all(is_whole_number(choice) and choice >= 1 for choice in space["batch_size"]):
         raise ValueError(
             f"search_space['batch_size']={space['batch_size']} is invalid; choices are ints >= 1"
         )
@@ -246,26 +247,26 @@ def tune(
     machine is. ``timeout_seconds`` is a limit, not a budget: checked after each trial, exceeding it fails the
     tuning with :class:`TuningTimeout` rather than quietly returning a model from fewer trials.
     ``price_columns`` (indices of the price features) makes every trial a price-response network whose demand
-    cannot rise with the price (:class:`pricetrail.model.PriceResponseNetwork`); None keeps the plain MLP.
+    cannot rise with the price (:class:`pricetrail.modeling.network.PriceResponseNetwork`); None keeps the plain MLP.
     ``pool_trials`` > 1 widens the served price response's covariance by how much the price weights differ
-    between the best ``pool_trials`` complete trials (:func:`pricetrail.model.pool_price_responses`).
+    between the best ``pool_trials`` complete trials (:func:`pricetrail.modeling.network.pool_price_responses`).
     ``final_fit_rows="train_and_validation"``: once validation has picked the trial and the stopping epoch, the
     served price-response network's output layer (context weights and level) is solved again on the training
     *and* validation rows, its price weights held as the training rows read them
-    (:func:`pricetrail.model.refit_output_layer`): the validation rows are the newest before the test split.
+    (:func:`pricetrail.modeling.refit.refit_output_layer`): the validation rows are the newest before the test split.
     The test split stays unseen; the validation metrics are taken before this refit (``validation_prediction``).
     """
     space = validate_search_space(search_space)
-    if not _is_int(n_trials) or n_trials < 1:
+    if not is_whole_number(n_trials) or n_trials < 1:
         raise ValueError(f"n_trials={n_trials!r} is invalid; expected an int >= 1")
     for name, value in (("max_epochs", max_epochs), ("patience", patience)):
-        if not _is_int(value) or value < 1:
+        if not is_whole_number(value) or value < 1:
             raise ValueError(f"{name}={value!r} is invalid; expected an int >= 1")
-    if timeout_seconds is not None and not (_is_real(timeout_seconds) and timeout_seconds > 0):
+    if timeout_seconds is not None and not (is_real_number(timeout_seconds) and timeout_seconds > 0):
         raise ValueError(f"timeout_seconds={timeout_seconds!r} is invalid; expected a number > 0 or null")
-    if not _is_int(seed):
+    if not is_whole_number(seed):
         raise ValueError(f"seed={seed!r} is invalid; expected an int")
-    if not _is_int(pool_trials) or pool_trials < 1:
+    if not is_whole_number(pool_trials) or pool_trials < 1:
         raise ValueError(f"pool_trials={pool_trials!r} is invalid; expected an int >= 1 (1: no pooling)")
     if final_fit_rows not in FINAL_FIT_ROWS:
         raise ValueError(f"final_fit_rows={final_fit_rows!r} is not accepted; use one of {list(FINAL_FIT_ROWS)}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pricetrail.artifacts import cache_object, dvc_cache_dir
+from pricetrail.registry_artifacts import cache_object, dvc_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +242,9 @@ def untracked_input(root: Path) -> str | None:
     """Why the remote cannot hold ``ingest.input``, or None when it can: DVC pushes only what it tracks, so an
     input outside the repository (the shipped real-data profile reads ``../shared``) or an untracked file inside
     it cannot reach a fresh clone or a cluster worker, whose ``dvc repro`` would then stop at ingest."""
-    from pricetrail.config import ConfigError, load_params, section
-    from pricetrail.dvclock import read_stages
+    from pricetrail.project.config import load_params, section
+    from pricetrail.project.dvc_lock import read_stages
+    from pricetrail.project.files import ConfigError
 
     try:
         configured = str(section(load_params(root), "ingest")["input"])

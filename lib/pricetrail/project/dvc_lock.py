@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from pricetrail.config import ConfigError
+from pricetrail.project.files import ConfigError
 
 LOCK_FILE = "dvc.lock"
 

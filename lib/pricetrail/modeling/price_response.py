@@ -1,6 +1,6 @@
 """What a demand model says about the price, and how sure it is: curves, elasticity, the optimal-price band.
 
-A :class:`pricetrail.model.PriceResponseNetwork` records its least-squares price weights and their sampling
+A :class:`pricetrail.modeling.network.PriceResponseNetwork` records its least-squares price weights and their sampling
 covariance (``metadata["price_response"]``). Drawing plausible weights from that normal (seeded, so an answer is
 reproducible) gives a family of demand curves. Each one pivots at the customer group's median price paid, where
 the data pin demand down, and fans out away from it, as the data's uncertainty does. From the family:
@@ -9,7 +9,7 @@ the data pin demand down, and fans out away from it, as the data's uncertainty d
 - the **elasticity** at the median price paid, with its 90% interval.
 
 The network's curves are per order line. When the checkpoint records the order-rate elasticity
-(``metadata["order_rate"]``, :mod:`pricetrail.order_rate`), every member also draws one from its posterior and
+(``metadata["order_rate"]``, :mod:`pricetrail.modeling.order_rate`), every member also draws one from its posterior and
 multiplies its curve by the relative number of lines per day, ``(price / median) ** -a``: the optimum, the band
 and the robust choice are then for revenue (or profit) per day.
 
@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from pricetrail.model import PriceResponseNetwork, expected_quantity, predict
-from pricetrail.order_rate import OrderRateFit, rate_factor
+from pricetrail.modeling.metrics import expected_quantity
+from pricetrail.modeling.network import PriceResponseNetwork
+from pricetrail.modeling.order_rate import OrderRateFit, rate_factor
+from pricetrail.modeling.training import predict
 
 DRAWS = 200
 DRAW_SEED = 20111209

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from pricetrail.config import validate_stockcode
+from pricetrail.project.config import validate_stockcode
 
-log = logging.getLogger("pricetrail.stage")
+log = logging.getLogger("pricetrail.project.stage")
 
 DEBUG_ENV = "PRICETRAIL_DEBUG"
 

@@ -13,7 +13,8 @@ import shap
 import torch
 from torch import nn
 
-from pricetrail.model import PriceResponseNetwork, network_input_dim, predict
+from pricetrail.modeling.network import PriceResponseNetwork, network_input_dim
+from pricetrail.modeling.training import predict
 
 logger = logging.getLogger(__name__)
 
