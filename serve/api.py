@@ -14,18 +14,13 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
+from pricetrail.pricing.keep import unmodelled_answer
+from pricetrail.pricing.recommend import AnswerError, recommend
+from pricetrail.pricing.request import PriceRequest, RequestError
 from pricetrail.project.config import STOCKCODE_PATTERN
-from pricetrail.service import (
-    AnswerError,
-    NotServable,
-    PriceRequest,
-    RequestError,
-    lineage,
-    recommend,
-    status,
-    unmodelled_answer,
-)
 from pricetrail.serving.config import ServeConfig
+from pricetrail.serving.loading import NotServable
+from pricetrail.serving.status import lineage, status
 from serve.problems import Problem
 from serve.router import LoadFailed, ModelRouter
 

@@ -14,9 +14,9 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from pricetrail.registry_artifacts import ArtifactSource, LocalCache
-from pricetrail.service import warm_up
+from pricetrail.registry.artifacts import ArtifactSource, LocalCache
 from pricetrail.serving.config import ServeConfig
+from pricetrail.serving.loading import warm_up
 from pricetrail.serving.s3 import S3Remote
 from serve.api import api
 from serve.problems import Problem, problem_response

@@ -1,6 +1,6 @@
 """The model router: each product's promoted model loaded on its first request, kept hot, evicted by LRU.
 
-- Loads verify every artifact by md5 against the registry record (:func:`pricetrail.service.load_served`).
+- Loads verify every artifact by md5 against the registry record (:func:`pricetrail.serving.loading.load_served`).
 - One lock per product: concurrent first requests wait for one load instead of loading N times.
 - Bounded by a count and by memory (the loaded models' estimated bytes); the least recently used goes first.
 - A request re-reads the product's registry files only when their stat signature (mtime, size, inode) changed
@@ -23,16 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pricetrail import registry
-from pricetrail.registry_artifacts import ArtifactSource
-from pricetrail.service import (
-    NotServable,
-    ProductRecord,
-    ServedProduct,
-    load_served,
-    read_product_record,
-    servable,
-)
+from pricetrail.pricing.served import ServedProduct
+from pricetrail.registry import records
+from pricetrail.registry.artifacts import ArtifactSource
+from pricetrail.registry.product_record import ProductRecord, read_product_record
+from pricetrail.serving.loading import NotServable, load_served, servable
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +84,7 @@ class ModelRouter:
     def signature(self, code: str) -> Signature:
         directory = self.registry_dir / code
         result = []
-        for name in (registry.SERVED, registry.STATE, registry.HISTORY):
+        for name in (records.SERVED, records.STATE, records.HISTORY):
             try:
                 st = os.stat(directory / name)
                 result.append((st.st_mtime_ns, st.st_size, st.st_ino))

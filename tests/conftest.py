@@ -59,7 +59,7 @@ def lines(rows: list[dict]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class SmokeRun:
-    root: Path  # never changed by a test: clone it (smoke_project.clone_project) and change the clone
+    root: Path  # never changed by a test: clone it (copies.clone_project) and change the clone
     stdout: str  # of `pricetrail run`
     dvc_stdout: str  # of the plain `dvc repro -R .` before it
 
@@ -75,7 +75,8 @@ def smoke_week1(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
     in the run's common temporary folder under a file lock, the others wait for it and read it (nobody changes it).
     """
     from filelock import FileLock
-    from smoke_project import commit, dvc, make_copy, pricetrail  # tests/integration, on sys.path for its modules
+
+    from pricetrail.project.copies import commit, dvc, make_copy, pricetrail
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = tmp_path_factory.getbasetemp().parent  # the run's folder, common to its test processes

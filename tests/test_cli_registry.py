@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_registry import CODE, OTHER, make_run, snapshot
+from registry_runs import CODE, OTHER, make_run, snapshot
 
-from pricetrail import cli, registry
+from pricetrail import cli
+from pricetrail.registry import records
 
 
 @pytest.fixture
@@ -80,9 +81,9 @@ def test_kill_9_mid_promotion_keeps_the_previous_record_and_the_rerun_promotes_a
                             env={**os.environ}, timeout=120, check=False)
     assert result.returncode == -9, result.stderr
     assert (project / "registry" / CODE / "served.json").read_bytes() == served_before
-    assert registry.served_model(project, OTHER).version == "aaaa0000"  # type: ignore[union-attr]
+    assert records.served_model(project, OTHER).version == "aaaa0000"  # type: ignore[union-attr]
     assert cli.main(["promote"]) == 0
-    assert registry.served_model(project, CODE).version == "cccc0000"  # type: ignore[union-attr]
-    assert registry.served_model(project, OTHER).version == "dddd0000"  # type: ignore[union-attr]
+    assert records.served_model(project, CODE).version == "cccc0000"  # type: ignore[union-attr]
+    assert records.served_model(project, OTHER).version == "dddd0000"  # type: ignore[union-attr]
     assert not list((project / "registry").rglob("*.tmp"))
-    assert [e["action"] for e in registry.history(project, CODE)] == ["promoted", "promoted"]
+    assert [e["action"] for e in records.history(project, CODE)] == ["promoted", "promoted"]

@@ -83,6 +83,7 @@ def test_every_stage_depends_on_exactly_the_modules_its_script_imports() -> None
 
 def test_the_import_walker_sees_function_level_and_package_imports(tmp_path: Path) -> None:
     script = tmp_path / "s.py"
-    script.write_text("from pricetrail.project import stage\n\ndef main():\n    from pricetrail.modeling.bundle import load_bundle\n")
+    script.write_text("from pricetrail.project import stage\n\n"
+                      "def main():\n    from pricetrail.modeling.bundle import load_bundle\n")
     assert {"project.stage", "modeling.bundle", "modeling.network", "data.preprocess", "project.config"} <= (
         transitive_modules(script))

@@ -7,14 +7,13 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from pricetrail import registry
 from pricetrail.project.config import load_params, load_stockcodes, project_root, section
 from pricetrail.project.files import ConfigError, read_json
 from pricetrail.project.paths import ProductPaths
+from pricetrail.registry import decision_log, drift_reference, migration, operator_actions, promotion, records
 
 log = logging.getLogger("pricetrail")
 
@@ -46,12 +45,10 @@ def _number_in(kind: type, low: float, high: float, *, low_open: bool = False): 
 
 
 def _dvc(*args: str, root: Path) -> int:
-    command = [sys.executable, "-m", "dvc", *args]
+    from pricetrail.project.dvc import run_dvc_shown
+
     _out(f"$ dvc {' '.join(args)}")
-    # Stage commands say `python`: make that this interpreter, whose environment has pricetrail installed,
-    # whether or not the user activated the virtual environment.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(command, cwd=root, env=env, check=False).returncode
+    return run_dvc_shown(args, root)
 
 
 def cmd_profile(args: argparse.Namespace, root: Path) -> int:
@@ -76,13 +73,13 @@ def cmd_promote(args: argparse.Namespace, root: Path) -> int:
 
     codes = [_product(root, args.stockcode)] if args.stockcode else list(load_stockcodes(root))
     recover(root)  # a run's bring-back that a kill interrupted is completed first
-    registry.ensure_records(root, codes)
-    decisions = registry.promote_all(root, codes)
+    drift_reference.ensure_records(root, codes)
+    decisions = promotion.promote_all(root, codes)
     _print_decisions(decisions)
     return 1 if any(d.action == "error" for d in decisions) else 0
 
 
-def _print_decisions(decisions: list[registry.Decision]) -> None:
+def _print_decisions(decisions: list[decision_log.Decision]) -> None:
     width = max(len(d.stockcode) for d in decisions)
     for d in decisions:
         _out(f"  {d.stockcode:<{width}}  {d.action:<9}  serving {d.served_version or '-':<16}  {d.reason}")
@@ -90,7 +87,7 @@ def _print_decisions(decisions: list[registry.Decision]) -> None:
 
 def cmd_status(args: argparse.Namespace, root: Path) -> int:
     for code in load_stockcodes(root):
-        served = registry.served_model(root, code)
+        served = records.served_model(root, code)
         verdict_path = root / ProductPaths(code).verdict
         latest = read_json(verdict_path) if verdict_path.is_file() else None
         line = f"  {code:<8} serving {served.version if served else '-':<16}"
@@ -105,7 +102,7 @@ def cmd_status(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_history(args: argparse.Namespace, root: Path) -> int:
     code = _product(root, args.stockcode)
-    entries = registry.history(root, code)
+    entries = records.history(root, code)
     if args.json:
         _out(json.dumps(entries, indent=2))
         return 0
@@ -123,7 +120,7 @@ def cmd_history(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_rollback(args: argparse.Namespace, root: Path) -> int:
     code = _product(root, args.stockcode)
-    decision = registry.rollback(root, code, to=args.to, reason=args.reason or "")
+    decision = operator_actions.rollback(root, code, to=args.to, reason=args.reason or "")
     _print_decisions([decision])
     _out(f"the next run re-checks drift against {decision.served_version}'s training data; "
          "commit registry/ to record it")
@@ -132,14 +129,14 @@ def cmd_rollback(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_accept_drift(args: argparse.Namespace, root: Path) -> int:
     code = _product(root, args.stockcode)
-    decision = registry.accept_drift(root, code, reason=args.reason)
+    decision = operator_actions.accept_drift(root, code, reason=args.reason)
     _print_decisions([decision])
     _out(f"the next `pricetrail run` compares {code}'s data with the accepted window")
     return 0
 
 
 def cmd_migrate_registry(args: argparse.Namespace, root: Path) -> int:
-    changed = registry.migrate_layout(root, load_stockcodes(root))
+    changed = migration.migrate_layout(root, load_stockcodes(root))
     if not changed:
         _out("registry/ is already in the pointer layout; nothing to do")
         return 0
@@ -150,7 +147,7 @@ def cmd_migrate_registry(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_gc(args: argparse.Namespace, root: Path) -> int:
     """``dvc gc`` that keeps every committed revision and every object any registry record names."""
-    from pricetrail.registry_gc import collect
+    from pricetrail.registry.gc import collect
 
     command = ["gc", "--workspace", "--all-commits", "--force"] + (["--cloud"] if args.cloud else [])
     report = collect(root, lambda: _dvc(*command, root=root), cloud=args.cloud)
@@ -160,7 +157,7 @@ def cmd_gc(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_remote_add(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail.project.remote import add_s3_remote
+    from pricetrail.registry.remote import add_s3_remote
 
     remote = add_s3_remote(root, args.name, args.url, endpoint_url=args.endpoint_url, region=args.region,
                            default=not args.no_default, credentials_from_env=args.credentials_from_env)
@@ -174,7 +171,7 @@ def cmd_remote_add(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail.project.remote import transfer
+    from pricetrail.registry.remote import transfer
 
     result = transfer(root, args.command, name=args.remote, run_cache=not args.no_run_cache)
     verb = "pushed to" if args.command == "push" else "pulled from"
@@ -187,30 +184,31 @@ def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace, root: Path) -> int:
-    from pricetrail import service
+    from pricetrail.pricing import keep, recommend, request
     from pricetrail.pricing.decision import DecisionSettings
-    from pricetrail.registry_artifacts import local_sources
+    from pricetrail.registry import product_record
+    from pricetrail.registry.artifacts import local_sources
+    from pricetrail.serving import loading
 
     code = _product(root, args.stockcode)
     sources = local_sources(root)
-    product = service.read_product_record(root / "registry", code)
+    product = product_record.read_product_record(root / "registry", code)
     try:
-        served = service.load_served(root / "registry", product, sources)
-    except service.NotServable:
+        served = loading.load_served(root / "registry", product, sources)
+    except loading.NotServable:
         served = None
     params = load_params(root)
     decision = DecisionSettings.from_params(section(params, "decision"))
-    settings = section(params, "recommend")
-    request = service.PriceRequest(date=args.date, country=args.country,
-                                   customer="guest" if args.guest else "registered", min_price=args.low,
-                                   max_price=args.high, points=int(settings["grid_size"]), unit_cost=args.unit_cost,
-                                   range_widening=float(args.widen if args.widen is not None
-                                                        else settings["range_widening"]),
-                                   current_price=args.current_price)
+    grid = request.RecommendSettings.from_params(section(params, "recommend"))
+    asked = request.PriceRequest(date=args.date, country=args.country,
+                                 customer="guest" if args.guest else "registered", min_price=args.low,
+                                 max_price=args.high, points=grid.grid_size, unit_cost=args.unit_cost,
+                                 range_widening=grid.range_widening if args.widen is None else args.widen,
+                                 current_price=args.current_price)
     if served is None:  # no model may set its price: keep today's, and why
-        payload = service.unmodelled_answer(product, request, sources, decision)
+        payload = keep.unmodelled_answer(product, asked, sources, decision)
     else:
-        payload = service.recommend(served, request, sources, decision)
+        payload = recommend.recommend(served, asked, sources, decision)
     if not args.curve:
         payload.pop("curve")
     _out(json.dumps(payload, indent=2))
@@ -221,16 +219,8 @@ def cmd_serve(args: argparse.Namespace, root: Path) -> int:
     """The price router under waitress: the same app as the Lambda image, on this project's registry and cache."""
     from waitress import serve as waitress_serve
 
-    from pricetrail.registry_artifacts import dvc_cache_dir
+    from pricetrail.registry.artifacts import dvc_cache_dir
     from pricetrail.serving.config import from_project
-
-    # serve/ is a top-level folder beside lib/: in this project, or in the checkout the library was installed from
-    # (a throwaway copy of the project holds no serve/).
-    checkout = next((c for c in (root, Path(__file__).resolve().parents[2]) if (c / "serve" / "app.py").is_file()),
-                    None)
-    if checkout is None:
-        raise ConfigError(f"no serve/ folder in {root} or beside the installed library; run from a checkout")
-    sys.path.insert(0, str(checkout))
     from serve.app import create_app
 
     config = from_project(root, dvc_cache_dir(root), max_models=args.max_models, max_memory_mb=args.max_memory_mb)
@@ -249,7 +239,7 @@ def cmd_run(args: argparse.Namespace, root: Path) -> int:
     from pricetrail.flow.settings import offline_environment
 
     offline_environment()  # before Prefect is imported: it reads its settings once
-    from pricetrail.flow.weekly import RunOptions
+    from pricetrail.flow.preflight import RunOptions
     from pricetrail.flow.weekly import run as run_flow
 
     codes = tuple(ProductPaths(code).code for code in args.stockcodes)

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import smoke_project
-from smoke_project import dvc, make_copy, pricetrail, run, set_params
 from waitress.server import create_server
 
-from pricetrail import registry
-from pricetrail.registry_artifacts import dvc_cache_dir, object_relpath
+from pricetrail.project.copies import clone_project, dvc, make_copy, pricetrail, run, set_params
+from pricetrail.registry import records, state_pointer
+from pricetrail.registry.artifacts import dvc_cache_dir, object_relpath
 from pricetrail.serving.config import ServeConfig, from_project
 
 CODES = ("85123A", "22423")
@@ -26,7 +25,7 @@ def build(target: Path, week1: Path | None = None) -> tuple[Path, dict[str, list
     """The smoke pipeline's first week (a clone of the suite's shared one when given), then one product retrained
     and promoted again (cheap tuning budget)."""
     if week1 is not None:
-        root = smoke_project.clone_project(week1, target)
+        root = clone_project(week1, target)
     else:
         root = make_copy(target)
         pricetrail("run", cwd=root)
@@ -37,7 +36,7 @@ def build(target: Path, week1: Path | None = None) -> tuple[Path, dict[str, list
     pricetrail("promote", "--stockcode", RETRAINED, cwd=root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "week 2"], root)
-    versions = {code: registry.promoted_versions(root, code) for code in CODES}
+    versions = {code: records.promoted_versions(root, code) for code in CODES}
     assert len(versions[RETRAINED]) == 2, versions
     return root, versions
 
@@ -52,10 +51,10 @@ def copy_objects(root: Path, codes: tuple[str, ...], target: Path) -> Path:
     """A cache holding only what the served records point at (to damage one without touching the project's)."""
     source = dvc_cache_dir(root)
     for code in codes:
-        served = registry.served_model(root, code)
+        served = records.served_model(root, code)
         assert served is not None
         pointers = [a.md5 for a in served.artifacts.values()]
-        state = registry.read_state_pointer(root, code)
+        state = state_pointer.read_state_pointer(root, code)
         if state is not None:
             pointers.append(state.artifact.md5)
         for md5 in pointers:

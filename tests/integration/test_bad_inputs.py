@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smoke_project import clone_project, set_params
 
 from pricetrail import cli
 from pricetrail.project.config import load_params, load_stockcodes, section
+from pricetrail.project.copies import clone_project, set_params
 from pricetrail.project.files import ConfigError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -125,7 +125,7 @@ def test_command_line(project: Path, capsys: pytest.CaptureFixture[str], monkeyp
 
 
 def app_client(root: Path) -> Any:
-    from pricetrail.registry_artifacts import dvc_cache_dir
+    from pricetrail.registry.artifacts import dvc_cache_dir
     from pricetrail.serving.config import from_project
     from serve.app import create_app
 
@@ -231,11 +231,11 @@ def _other_products_state(root: Path) -> None:
 
 
 def _corrupt_cached_model(root: Path) -> None:
-    from pricetrail import registry
+    from pricetrail.registry import artifacts, records
 
-    served = registry.served_model(root, CODE)
+    served = records.served_model(root, CODE)
     assert served is not None
-    path = registry.local_sources(root)[0].locate(served.artifacts["model.pt"].md5)
+    path = artifacts.local_sources(root)[0].locate(served.artifacts["model.pt"].md5)
     assert path is not None
     path.chmod(0o644)
     path.write_bytes(b"x" * path.stat().st_size)
@@ -338,7 +338,8 @@ def _preprocess(root: Path) -> None:
 def _risk(root: Path) -> None:
     import pandas as pd
 
-    from pricetrail.risk import fairness_checks, risk_checks
+    from pricetrail.gates.fairness import fairness_checks
+    from pricetrail.gates.risk import risk_checks
 
     settings = section(load_params(root), "assess_model_risk")
     test = pd.DataFrame({"y_true": [1.0, 2.0, 1.5, 0.5], "y_pred": [1.1, 1.9, 1.4, 0.6],

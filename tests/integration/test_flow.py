@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from smoke_project import dvc, make_copy, run, set_params
 
-from pricetrail import registry
+from pricetrail.project.copies import dvc, make_copy, run, set_params
+from pricetrail.registry import artifacts, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -253,9 +253,9 @@ def test_a_cluster_run_shares_only_the_remote_and_settles(cluster_project: Path,
     assert "Data and pipelines are up to date" in dvc("status", cwd=cluster_project).stdout
     assert untracked_outputs(cluster_project) == []
     for code in ("85123A", "22423"):
-        served = registry.served_model(cluster_project, code)
+        served = records.served_model(cluster_project, code)
         assert served is not None
-        served.resolve(registry.local_sources(cluster_project))  # pulled back from the remote, verified
+        served.resolve(artifacts.local_sources(cluster_project))  # pulled back from the remote, verified
     # The chains ran in the workers' own directories, not in the client's workspace.
     assert not (cluster_project / ".dvc" / "tmp" / "pricetrail" / "workspaces").exists()
     assert any((worker["directory"]).rglob("dvc.lock") for worker in cluster["workers"])

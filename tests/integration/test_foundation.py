@@ -1,7 +1,7 @@
 """The foundation under real DVC: hostile stockcodes.yaml keys never reach a command or a deleted path, and adding
 a product re-runs only what that product changes.
 
-Each test works in its own throwaway copy (tests/integration/smoke_project.py); the victims are folders of that
+Each test works in its own throwaway copy (pricetrail.project.copies); the victims are folders of that
 copy's temporary tree, so nothing outside it can be touched even when a check fails.
 """
 
@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from smoke_project import clone_project, dvc, make_copy, pricetrail, run, set_params
+
+from pricetrail.project.copies import clone_project, dvc, make_copy, pricetrail, run, set_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from smoke_project import clone_project, dvc, set_params
 
-from pricetrail import registry
 from pricetrail.flow import lockmerge
-from pricetrail.flow.weekly import WORKSPACES, _jobs
+from pricetrail.flow.chains import WORKSPACES, product_jobs
 from pricetrail.flow.workspace import run_job
+from pricetrail.project.copies import clone_project, dvc, set_params
 from pricetrail.project.dvc_lock import read_stages
+from pricetrail.registry import artifacts, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,9 +35,9 @@ RETRAINED = [f"{stage}@{CODE}" for stage in ("tune_primary_model", "inference_pr
 LANDER = """
 import base64, json, os, signal, sys
 from pathlib import Path
-from pricetrail import registry
 from pricetrail.flow import lockmerge
 from pricetrail.flow.workspace import JobResult
+from pricetrail.registry import promotion
 
 root, result_file, kill_before = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 data = json.loads(result_file.read_text())
@@ -59,7 +59,7 @@ def rename(self, target):
     return real_rename(self, target)
 
 os.replace, Path.rename = replace, rename
-lockmerge.land(root, [result], move_outputs=True, promote=lambda codes: registry.promote_all(root, codes),
+lockmerge.land(root, [result], move_outputs=True, promote=lambda codes: promotion.promote_all(root, codes),
                promote_codes=[result.code])
 print("landed", flush=True)
 """
@@ -102,8 +102,8 @@ def retrained(tmp_path_factory: pytest.TempPathFactory, smoke_week1) -> Retraine
     base = clone_project(smoke_week1.root, folder / "base")
     set_params(base, {"tune_primary_model.search_space.units": [8, 12], "tune_primary_model.n_trials": 1,
                       "tune_primary_model.max_epochs": 6})
-    before = registry.served_model(base, CODE).version  # type: ignore[union-attr]
-    job = _jobs(base, [CODE], {CODE: ("tune_primary_model@" + CODE,)}, cluster=False, timeout=600)[0]
+    before = records.served_model(base, CODE).version  # type: ignore[union-attr]
+    job = product_jobs(base, [CODE], {CODE: ("tune_primary_model@" + CODE,)}, cluster=False, timeout=600)[0]
     result = run_job(job, base / WORKSPACES)
     assert result.ok and set(result.lock_entries) == set(RETRAINED), result.log[-3000:]
     result_file = folder / "result.json"
@@ -114,7 +114,7 @@ def retrained(tmp_path_factory: pytest.TempPathFactory, smoke_week1) -> Retraine
     landed = land(whole, result_file)
     assert landed.returncode == 0 and "landed" in landed.stdout, landed.stderr[-3000:]
     renames = [line.split(" ", 1)[1] for line in landed.stdout.splitlines() if line.startswith("rename ")]
-    after = registry.served_model(whole, CODE).version  # type: ignore[union-attr]
+    after = records.served_model(whole, CODE).version  # type: ignore[union-attr]
     assert after != before
     return Retrained(base=base, result_file=result_file, before=before, renames=renames, after=after)
 
@@ -122,18 +122,18 @@ def retrained(tmp_path_factory: pytest.TempPathFactory, smoke_week1) -> Retraine
 def records_match_the_lock(root: Path) -> str:
     """The served version's record against dvc.lock: its artifacts are what the lock's outputs hold, and the
     lineage stored with it is the lock's entries for the retrained stages. Returns the served version."""
-    served = registry.served_model(root, CODE)
+    served = records.served_model(root, CODE)
     assert served is not None
     stages = read_stages(root)
     outs = {out["path"]: out["md5"] for name in RETRAINED for out in stages[name]["outs"]}
-    record = registry.version_record(root, CODE, served.version)
+    record = records.version_record(root, CODE, served.version)
     for name in RETRAINED:
         recorded = record["stages"][name]["outs"]
         assert recorded == {path: md5 for path, md5 in outs.items() if path in recorded}, name
     for artifact in served.artifacts.values():
         if artifact.out in outs:
             assert artifact.out_md5 == outs[artifact.out], artifact
-    served.resolve(registry.local_sources(root))
+    served.resolve(artifacts.local_sources(root))
     return served.version
 
 
@@ -162,7 +162,7 @@ def test_kill_9_at_each_step_of_a_landing_is_completed_by_the_next_command(retra
     killed = land(root, retrained.result_file, kill_before)
     assert killed.returncode == -9, (killed.stdout[-2000:], killed.stderr[-2000:])
     # Killed: the product serves its old record untouched, or the new one only once dvc.lock names its outputs.
-    served = registry.served_model(root, CODE)
+    served = records.served_model(root, CODE)
     assert served is not None and served.version in (retrained.before, retrained.after)
     if served.version == retrained.after:
         assert records_match_the_lock(root) == retrained.after

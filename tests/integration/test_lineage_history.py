@@ -17,10 +17,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from smoke_project import clone_project, commit, pricetrail, run, set_params
 
 from pricetrail.lineage import connect
 from pricetrail.lineage import run as query
+from pricetrail.project.copies import clone_project, commit, pricetrail, run, set_params
 from pricetrail.project.files import file_md5
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

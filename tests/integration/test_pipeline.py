@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from smoke_project import clone_project, commit, dvc, pricetrail, run, set_params
 
-from pricetrail import registry
+from pricetrail.project.copies import clone_project, commit, dvc, pricetrail, run, set_params
 from pricetrail.project.files import file_md5
+from pricetrail.registry import artifacts, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ def failures(output: str) -> dict[str, str]:
 
 
 def served_version(root: Path, code: str) -> str | None:
-    served = registry.served_model(root, code)
+    served = records.served_model(root, code)
     return served.version if served else None
 
 
@@ -92,18 +92,18 @@ def test_git_holds_only_small_registry_records_that_resolve_by_hash(project: Pat
         assert name.endswith((".json", ".jsonl", ".md")), name
         assert (project / name).stat().st_size < 40_000, name
     for code in SMOKE_CODES:
-        served = registry.served_model(project, code)
+        served = records.served_model(project, code)
         assert served is not None
         verdict = json.loads((project / "metrics" / code / "verdict.json").read_text())
         assert served.version == verdict["model_version"] and verdict["promoted"]
-        files = served.resolve(registry.local_sources(project))
+        files = served.resolve(artifacts.local_sources(project))
         for name, artifact in served.artifacts.items():
             assert file_md5(files[name]) == artifact.md5 == file_md5(project / artifact.path)
         lock = dvc_lock(project)
         model_outs = lock["stages"][f"tune_primary_model@{code}"]["outs"]
         model_out = next(out for out in model_outs if out["path"] == f"models/{code}")
         assert served.artifacts["model.pt"].out_md5 == model_out["md5"]
-        record = registry.version_record(project, code, served.version)
+        record = records.version_record(project, code, served.version)
         # The lineage kept with the version is the settled dvc.lock that was committed.
         assert record["stages"][f"data_drift_check@{code}"]["deps"] == {
             dep["path"]: dep["md5"] for dep in lock["stages"][f"data_drift_check@{code}"]["deps"]}
@@ -186,7 +186,7 @@ def test_accepted_drift_lets_that_product_through_and_reruns_only_its_stages(pro
     # The drift gate no longer stops it: the risk gate decides. The injected drift raises price x1.8 and demand x7
     # together in the test window, which no model of a falling price response trained before it can predict
     # (the median does less badly), so its model may fail beats_baseline: then that, not the drift, is the reason.
-    history = registry.history(project, THIRD)
+    history = records.history(project, THIRD)
     assert history[-2]["action"] == "accepted_drift", history
     decision = history[-1]
     assert decision["action"] == "promoted" or (
@@ -207,7 +207,7 @@ def test_new_models_then_rollback_serves_the_earlier_version_from_the_cache(proj
     rolled = pricetrail("rollback", "22423", "--reason", "store test went badly", cwd=project)
     assert "rollback" in rolled.stdout and served_version(project, "22423") == first
     # The workspace holds the newer model; the earlier one comes from the DVC cache by hash.
-    assert file_md5(project / "models/22423/model.pt") != registry.served_model(project, "22423").artifacts[
+    assert file_md5(project / "models/22423/model.pt") != records.served_model(project, "22423").artifacts[
         "model.pt"].md5  # type: ignore[union-attr]
     result = json.loads(pricetrail("recommend", "22423", "--date", "2011-11-14", cwd=project).stdout)
     assert result["model_version"] == first
@@ -283,8 +283,8 @@ def test_gc_keeps_every_version_the_registry_names_beside_a_run_listed_or_not_an
     assert kept and int(kept.group(1)) > 0, result.stdout
     assert not (project / ".pricetrail-gc-keep").exists()
     for code in [*SMOKE_CODES, THIRD]:
-        for version in registry.promoted_versions(project, code):
-            registry.resolve_version(project, code, version)  # every version's bytes survived, verified
+        for version in records.promoted_versions(project, code):
+            records.resolve_version(project, code, version)  # every version's bytes survived, verified
     unassessed = UNASSESSED["model.pt"]
     assert not (project / ".dvc" / "cache" / "files" / "md5" / unassessed[:2] / unassessed[2:]).exists()
     pricetrail("rollback", "85123A", "--to", uncommitted, "--reason", "gc check", cwd=project)  # type: ignore[arg-type]
@@ -295,10 +295,10 @@ def test_gc_keeps_every_version_the_registry_names_beside_a_run_listed_or_not_an
     dvc("remote", "modify", "--local", "local", "url", str(project.parent / "project-remote"), cwd=clone)
     pricetrail("pull", cwd=clone)
     for code in [*SMOKE_CODES, THIRD]:
-        for version in registry.promoted_versions(clone, code):
-            registry.resolve_version(clone, code, version)
+        for version in records.promoted_versions(clone, code):
+            records.resolve_version(clone, code, version)
     # A registry object the remote lost: a pull says which product, file and hash, instead of "everything is there".
-    lost = registry.version_record(project, "85123A", uncommitted)["artifacts"]["model.pt"]["md5"]  # type: ignore[arg-type]
+    lost = records.version_record(project, "85123A", uncommitted)["artifacts"]["model.pt"]["md5"]  # type: ignore[arg-type]
     (project.parent / "project-remote" / "files" / "md5" / lost[:2] / lost[2:]).unlink()
     second = tmp_path / "second-clone"
     run(["git", "clone", "-q", str(project), str(second)], tmp_path)

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from smoke_project import dvc, make_copy, pricetrail, set_params
 
 from pricetrail.data.etl import CleaningRules, run_etl
 from pricetrail.data.ingest import ingest
 from pricetrail.project.config import load_stockcodes
+from pricetrail.project.copies import dvc, make_copy, pricetrail, set_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.realdata, pytest.mark.slow]
 

@@ -31,11 +31,12 @@ import pytest
 from apig_wsgi import make_lambda_handler
 from openapi_schema_validator import OAS31Validator
 from router_project import CODES, NEVER_RUN, RETRAINED, build, config, copy_objects, free_port, waitress_server
-from smoke_project import dvc, pricetrail, set_params
 
-from pricetrail import registry
+from pricetrail.project.copies import dvc, pricetrail, set_params
 from pricetrail.project.files import file_md5
-from pricetrail.registry_artifacts import dvc_cache_dir, object_relpath
+from pricetrail.project.paths import ProductPaths
+from pricetrail.registry import records
+from pricetrail.registry.artifacts import dvc_cache_dir, object_relpath
 from pricetrail.serving.config import S3Settings
 from serve.app import create_app
 
@@ -80,6 +81,35 @@ def check_schema(openapi: dict[str, Any], name: str, body: Any) -> None:
     OAS31Validator(schema).validate(body)
 
 
+def test_the_gate_judged_exactly_the_curve_the_router_serves(client, project: Path,  # noqa: ANN001
+                                                             versions: dict[str, list[str]]) -> None:
+    """The risk gate's decision plot (written by assess_model_risk from the candidate) and the router's answer for
+    the promoted model, the day after the history, price through one function: the same curve and decision."""
+    paths = ProductPaths(RETRAINED)
+    verdict = json.loads((project / paths.verdict).read_text())
+    assert verdict["model_version"] == versions[RETRAINED][-1]  # the served version is the one the gate judged
+    plot = pd.read_csv(project / paths.decision_plot)
+    day = str((pd.read_parquet(project / paths.daily)["day"].max() + pd.Timedelta(days=1)).date())
+    assert set(plot["customer"]), "the gate priced no customer group"
+    for customer, judged in plot.groupby("customer"):
+        answer = client.get(f"/v1/products/{RETRAINED}/price?date={day}&customer={customer}&points={len(judged)}")
+        assert answer.status_code == 200, answer.get_json()
+        body = answer.get_json()
+        assert body["model_version"] == verdict["model_version"]
+        served = pd.DataFrame(body["curve"])
+        assert served["price"].tolist() == pytest.approx(judged["price"].tolist(), abs=1e-9)
+        assert served["expected_revenue_per_day"].tolist() == pytest.approx(judged["revenue_per_day"].tolist(),
+                                                                            abs=1e-9)
+        assert served["expected_revenue_per_day_p05"].tolist() == pytest.approx(
+            judged["revenue_per_day_p05"].tolist(), abs=1e-9)
+        assert body["decision"]["action"] == judged["decision"].iloc[0]
+        decided = judged["decided"].iloc[0]
+        if body["decision"]["price"] is None:
+            assert pd.isna(decided)
+        else:
+            assert body["decision"]["price"] == pytest.approx(decided, abs=1e-9)
+
+
 def test_every_endpoint_answers_as_the_openapi_document_says(client, openapi, project: Path) -> None:  # noqa: ANN001
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
@@ -98,7 +128,7 @@ def test_every_endpoint_answers_as_the_openapi_document_says(client, openapi, pr
     check_schema(openapi, "Price", body)
     assert body["objective"] == "profit" and len(body["curve"]) == 100 and body["state_as_of"] == "2011-11-15"
     assert body["model_version"] == by_code[OTHER]["promoted_version"]
-    assert body["data_md5"] == registry.served_model(project, OTHER).record["verdict"]["lineage"]["features_md5"]
+    assert body["data_md5"] == records.served_model(project, OTHER).record["verdict"]["lineage"]["features_md5"]
     # Profit per day: per line times the expected lines per day (the order rate falls with the price).
     best = max(body["curve"], key=lambda point: point["expected_profit_per_day"])
     assert best["price"] == body["point_optimum"]  # the point model's optimum; model_price is the robust choice
@@ -267,7 +297,7 @@ def test_rollback_and_a_failed_gate_are_picked_up_without_a_restart(project: Pat
 
 def test_a_corrupted_artifact_is_503_for_that_product_only(project: Path, tmp_path: Path) -> None:
     cache = copy_objects(project, CODES, tmp_path / "cache")
-    served = registry.served_model(project, OTHER)
+    served = records.served_model(project, OTHER)
     damaged = cache / object_relpath(served.artifacts["model.pt"].md5)
     damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
     client = create_app(config(project, cache_dirs=(cache,))).test_client()
@@ -283,7 +313,7 @@ def test_state_comes_from_the_newest_ingested_history_without_a_promotion(projec
     registry_dir = tmp_path / "registry"
     shutil.copytree(project / "registry", registry_dir)
     cache = copy_objects(project, CODES, tmp_path / "cache")
-    served = registry.served_model(project, OTHER)
+    served = records.served_model(project, OTHER)
     own = cache / object_relpath(served.artifacts["daily.parquet"].md5)
     daily = pd.read_parquet(own)
     # A weekly run ingested four more weeks of sales and kept the model: its state pointer names the new history.
@@ -346,7 +376,7 @@ def test_the_dvc_remote_on_s3_by_content_hash(project: Path, tmp_path: Path) -> 
         response = client.get(f"/v1/products/{OTHER}/price?date=2011-11-15")
         assert response.status_code == 200, response.get_json()
         assert client.get(f"/v1/products/{RETRAINED}/price").status_code == 503  # not on the remote
-    served = registry.served_model(project, OTHER)
+    served = records.served_model(project, OTHER)
     for name in ("model.pt", "preprocessor.skops", "daily.parquet"):
         assert (settings.cache_dir / object_relpath(served.artifacts[name].md5)).is_file()
     assert not (settings.cache_dir / object_relpath(served.artifacts["reference.parquet"].md5)).exists()
@@ -465,9 +495,9 @@ def test_the_real_runtime_interface_client_posts_the_response(project: Path) -> 
     env = {"PATH": str(Path(sys.executable).parent), "HOME": str(project),
            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}",
            "PRICETRAIL_REGISTRY_DIR": str(project / "registry"), "PRICETRAIL_STOCKCODES": ",".join(CODES),
-           "PRICETRAIL_CACHE_DIRS": str(dvc_cache_dir(project)), "PYTHONPATH": str(PROJECT_ROOT)}
+           "PRICETRAIL_CACHE_DIRS": str(dvc_cache_dir(project))}
     process = subprocess.Popen([sys.executable, "-m", "awslambdaric", "serve.lambda_handler.handler"],
-                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while not RuntimeAPI.responses and time.monotonic() < deadline and process.poll() is None:
@@ -500,8 +530,8 @@ def test_the_image_install_steps_give_a_working_handler_without_the_pipeline_sta
                                 str(PROJECT_ROOT)], capture_output=True, text=True, timeout=900)
     assert installed.returncode == 0, installed.stderr[-3000:]
     install_seconds = time.perf_counter() - started
-    task = tmp_path / "task"  # /var/task: the serve/ folder beside nothing else of the checkout
-    shutil.copytree(PROJECT_ROOT / "serve", task / "serve", ignore=shutil.ignore_patterns("__pycache__"))
+    task = tmp_path / "task"  # /var/task: empty once the image's install step has run (serve is installed)
+    task.mkdir()
     event = adapt(json.loads(json.dumps({
         "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "headers": {"host": "x"},
         "requestContext": {"http": {"method": "GET", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4",
@@ -515,7 +545,7 @@ def test_the_image_install_steps_give_a_working_handler_without_the_pipeline_sta
         f"answer = h.handler(json.loads({json.dumps(json.dumps(event))}), None)\n"
         f"leaked = sorted(m for m in {FORBIDDEN!r} if m in sys.modules)\n"
         "print(json.dumps({'status': answer['statusCode'], 'body': answer['body'], 'leaked': leaked,"
-        " 'import_seconds': seconds}))\n")
+        " 'import_seconds': seconds, 'handler_file': h.__file__}))\n")
     env = {"PATH": str(venv / "bin"), "HOME": str(tmp_path), "PRICETRAIL_REGISTRY_DIR": str(project / "registry"),
            "PRICETRAIL_STOCKCODES": ",".join(CODES), "PRICETRAIL_CACHE_DIRS": str(dvc_cache_dir(project))}
     result = subprocess.run([str(python), "-c", script], cwd=task, env=env, capture_output=True, text=True,
@@ -525,6 +555,7 @@ def test_the_image_install_steps_give_a_working_handler_without_the_pipeline_sta
     assert report["status"] == 200, report
     assert json.loads(report["body"])["stockcode"] == OTHER
     assert report["leaked"] == [], f"the serving import path pulled in {report['leaked']}"
+    assert report["handler_file"].startswith(str(venv)), report  # the installed package, not a source folder
     size = sum(p.stat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink())
     sys.stderr.write(f"image venv: installed in {install_seconds:.0f} s, {size / 2**20:.0f} MiB, handler import "
                      f"{report['import_seconds']:.2f} s\n")

@@ -22,10 +22,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from smoke_project import clone_project, commit, run
 
-from pricetrail.project.remote import registry_objects
-from pricetrail.registry_artifacts import object_relpath
+from pricetrail.project.copies import clone_project, commit, run
+from pricetrail.registry.artifacts import object_relpath
+from pricetrail.registry.remote import registry_objects
 from pricetrail.serving.config import S3Settings, ServeConfig
 from serve.app import create_app
 

@@ -371,17 +371,8 @@ def _assemble(lines: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
 
 
 # One product's raw lines from the ingested Parquet: sorted by stockcode with small row groups, so DuckDB reads
-# only the row groups whose statistics can hold the code (tests/test_ingest.py checks it in DuckDB's profile).
+# only the row groups whose statistics can hold the code (tests/data/test_ingest.py checks it in DuckDB's profile).
 PRODUCT_LINES_SQL = f"SELECT {', '.join(LINE_COLUMNS)} FROM read_parquet($path) WHERE stockcode = $code"
-
-
-def read_product_lines(transactions: Path, stockcode: str) -> pd.DataFrame:
-    """One product's raw lines from the ingested Parquet (DuckDB skips the other products' row groups)."""
-    con = _connect()
-    try:
-        return con.execute(PRODUCT_LINES_SQL, {"path": str(transactions), "code": stockcode}).df()
-    finally:
-        con.close()
 
 
 def run_etl(transactions: Path, stockcode: str, rules: CleaningRules) -> tuple[pd.DataFrame, pd.DataFrame,

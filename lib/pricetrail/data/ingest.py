@@ -13,8 +13,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -45,6 +47,26 @@ _TOTAL_ORDER = "stockcode, invoice_date, invoice_no, quantity, unit_price, custo
 
 class IngestError(ValueError):
     """The raw input cannot be read as UCI Online Retail transactions."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """``params.yaml: ingest``: the raw input (a file or folder, relative to the project) and, for a folder of CSV
+    files, which of them to read."""
+
+    input: Path
+    csv_glob: str
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> IngestSettings:
+        from pricetrail.project.config import settings_from_params
+
+        raw = settings_from_params(cls, "ingest", values, error=IngestError)
+        for name in ("input", "csv_glob"):
+            value = getattr(raw, name)
+            if not isinstance(value, str) or not value.strip():
+                raise IngestError(f"ingest.{name}={value!r} is not accepted: a non-empty path text")
+        return cls(input=Path(str(raw.input)), csv_glob=str(raw.csv_glob))
 
 
 @dataclass(frozen=True)
@@ -138,7 +160,7 @@ def _raw_relation(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
                           for name in relation.columns)
         con.execute(f"CREATE VIEW raw AS SELECT {casts} FROM read_parquet({_sql_list(names)}, union_by_name = true)")
     else:
-        # DuckDB's excel extension is not bundled (PLATFORM-FACTS): read the workbook with pandas.
+        # DuckDB's excel extension is not bundled with its wheel: read the workbook with pandas.
         frames = [pd.read_excel(path, dtype=str) for path in files]
         con.register("raw_frame", pd.concat(frames, ignore_index=True))
         con.execute("CREATE VIEW raw AS SELECT * FROM raw_frame")

@@ -25,7 +25,6 @@ from pricetrail.project.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
 
 
 class PreprocessError(ValueError):

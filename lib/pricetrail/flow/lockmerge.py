@@ -26,6 +26,7 @@ from typing import Any
 
 from pricetrail.flow.workspace import JobResult
 from pricetrail.project import locking
+from pricetrail.project.dvc import checked_dvc
 from pricetrail.project.dvc_lock import LOCK_FILE
 from pricetrail.project.files import ConfigError, atomic_path, remove_stale_temporaries, write_json
 
@@ -87,7 +88,7 @@ def land(root: Path, results: Iterable[JobResult], *, move_outputs: bool, promot
         if stages is not None:
             stages.update(entries)
         if pull and entries:
-            _dvc(root, ["pull", "--allow-missing"])  # the outputs the cluster's workers pushed
+            checked_dvc(["pull", "--allow-missing"], root)  # the outputs the cluster's workers pushed
         promote(promote_codes)
         (root / JOURNAL).unlink()
     return entries
@@ -119,12 +120,12 @@ def recover(root: Path, promote: Promote | None = None) -> list[str]:
         if entries:
             targets = sorted(entries)
             # Whatever the move left (old, new or nothing), the outputs become exactly what the lock names.
-            _dvc(root, ["pull", "--allow-missing", *targets] if journal.get("pull") else
-                 ["checkout", "--force", *targets])
+            command = ["pull", "--allow-missing"] if journal.get("pull") else ["checkout", "--force"]
+            checked_dvc([*command, *targets], root, what=" ".join(command))
         if promote is None:
-            from pricetrail import registry
+            from pricetrail.registry import promotion
 
-            registry.promote_all(root, codes)
+            promotion.promote_all(root, codes)
         else:
             promote(codes)
         path.unlink()
@@ -157,9 +158,3 @@ def merge_lock_entries(root: Path, entries: Mapping[str, Any]) -> None:
                 stages[name] = entry
 
 
-def _dvc(root: Path, args: list[str]) -> None:
-    from pricetrail.project.remote import last_error, run_dvc
-
-    result = run_dvc(args, root)
-    if result.returncode != 0:
-        raise ConfigError(f"dvc {' '.join(args[:2])} failed: {last_error(result.stderr + result.stdout)}")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from pricetrail.flow.weekly import FlowError, RunOptions, run
+from pricetrail.flow.preflight import FlowError, RunOptions
+from pricetrail.flow.weekly import run
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from pricetrail.project.dvc import dvc_command, dvc_environment, last_error
 from pricetrail.project.dvc_lock import stages_of
 
 log = logging.getLogger(__name__)
@@ -140,9 +140,8 @@ def _link_tree(source: Path, target: Path) -> None:
 def _environment(workspace: Path) -> dict[str, str]:
     # Stage commands run `python stages/x.py`: the interpreter of this environment, importing the workspace's own
     # copy of pricetrail (the code the stages' deps hash), not whatever version is installed.
-    return {**os.environ, "PYTHONPATH": str(workspace / "lib"), "PYTHONUNBUFFERED": "1",
-            "OMP_WAIT_POLICY": "PASSIVE", "DVC_NO_ANALYTICS": "1",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return dvc_environment({"PYTHONPATH": str(workspace / "lib"), "PYTHONUNBUFFERED": "1",
+                            "OMP_WAIT_POLICY": "PASSIVE", "DVC_NO_ANALYTICS": "1"})
 
 
 class ChainTimedOut(RuntimeError):
@@ -158,7 +157,7 @@ def _dvc(workspace: Path, args: list[str], *, timeout: float, on_line: Callable[
         int, str]:
     """Run a DVC command in the workspace, streaming its output lines; at the deadline its whole process group is
     killed, whether or not it prints anything (a stage that hangs silently is ended too)."""
-    process = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=workspace, env=_environment(workspace),
+    process = subprocess.Popen(dvc_command(args), cwd=workspace, env=_environment(workspace),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     expired = threading.Event()
 
@@ -250,12 +249,12 @@ def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], No
     failed_stage, reason = _failure(output) if exit_code != 0 else (None, None)
     if exit_code != 0 and failed_stage is None:
         if TRANSIENT.search(output):
-            raise TransientJobError(f"{job.code}: dvc repro failed transiently: {_last_error(output)}")
-        failed_stage, reason = "dvc", _last_error(output)
+            raise TransientJobError(f"{job.code}: dvc repro failed transiently: {last_error(output)}")
+        failed_stage, reason = "dvc", last_error(output)
     if job.remote is not None and changed:
         push_code, push_output = dvc(["push", "--run-cache"], "outputs and run-cache to the remote")
         if push_code != 0:
-            raise TransientJobError(f"{job.code}: dvc push to {job.remote.url} failed: {_last_error(push_output)}")
+            raise TransientJobError(f"{job.code}: dvc push to {job.remote.url} failed: {last_error(push_output)}")
     return JobResult(
         code=job.code, ok=exit_code == 0, ran=RUNNING.findall(output), restored=CACHED.findall(output),
         failed_stage=failed_stage, reason=reason, lock_entries=changed,
@@ -298,10 +297,10 @@ def _pull_inputs(job: ProductJob, workspace: Path, dvc: Callable[[list[str], str
         shutil.rmtree(pointers)
         if code != 0:
             raise TransientJobError(f"{job.code}: cannot fetch registry objects from the DVC remote: "
-                                    f"{_last_error(output)}")
+                                    f"{last_error(output)}")
     code, output = dvc(["pull", "--allow-missing", *job.outputs], "the outputs the chain starts from")
     if code != 0:
-        raise TransientJobError(f"{job.code}: dvc pull from the remote failed: {_last_error(output)}")
+        raise TransientJobError(f"{job.code}: dvc pull from the remote failed: {last_error(output)}")
 
 
 def _failure(output: str) -> tuple[str | None, str | None]:
@@ -311,14 +310,8 @@ def _failure(output: str) -> tuple[str | None, str | None]:
             return match.group(2), f"{match.group(1)}: {match.group(3)}"
     match = DVC_FAILED.search(output)
     if match:
-        return match.group(1), _last_error(output)
+        return match.group(1), last_error(output)
     return None, None
-
-
-def _last_error(output: str) -> str:
-    errors = [line.strip() for line in output.splitlines() if line.strip().startswith("ERROR")]
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return (errors or lines or ["no output"])[-1][:500]
 
 
 def _uncached_outputs(workspace: Path, code: str, failed_stage: str | None) -> dict[str, bytes]:

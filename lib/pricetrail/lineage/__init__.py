@@ -23,7 +23,7 @@ from pricetrail.lineage.errors import LineageError
 from pricetrail.lineage.query import run, statements
 from pricetrail.lineage.snapshot import LOCK, WORKSPACE, Revision, read_snapshots, resolve_revisions
 from pricetrail.lineage.tables import collect
-from pricetrail.registry_artifacts import dvc_cache_dir
+from pricetrail.registry.artifacts import dvc_cache_dir
 
 __all__ = ["LineageError", "Revision", "WORKSPACE", "connect", "resolve_revisions", "run", "statements",
            "view_docs"]
@@ -47,7 +47,7 @@ def connect(root: Path, revisions: str | Sequence[str] | None = None) -> duckdb.
         raise LineageError(f"no dvc.lock in {labels}: nothing had run when {subject} committed (git log --oneline "
                            "-- dvc.lock lists the commits that have one)")
     # Millions of small tuples and dicts, none of them in a reference cycle: the cyclic collector would walk them
-    # again and again as they pile up (a 1,000-product load took 1.7x as long with it).
+    # again and again as they pile up.
     collecting = gc.isenabled()
     gc.disable()
     try:

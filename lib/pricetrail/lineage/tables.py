@@ -18,12 +18,12 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from pricetrail import registry
 from pricetrail.lineage.errors import LineageError
 from pricetrail.lineage.lockfile import read_lock
 from pricetrail.lineage.snapshot import LOCK, WORKSPACE, Blobs, Snapshot
 from pricetrail.project.config import STOCKCODE_PATTERN
 from pricetrail.project.paths import ProductPaths
+from pricetrail.registry import drift_reference, records
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -277,23 +277,24 @@ def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code
     revision = snapshot.revision.revision
     directory = f"registry/{code}"
     files = snapshot.files
-    history_path = f"{directory}/{registry.HISTORY}"
-    served_path = f"{directory}/{registry.SERVED}"
-    reference_path = f"{directory}/{registry.DRIFT_REFERENCE}"
+    history_path = f"{directory}/{records.HISTORY}"
+    served_path = f"{directory}/{records.SERVED}"
+    reference_path = f"{directory}/{records.DRIFT_REFERENCE}"
 
     def parse(path: str, parser: Any, *extra: str) -> Any:
         where = snapshot.where(path)
         return parser(blobs.text(files[path], where), where, *extra)
 
     if revision == WORKSPACE:
-        entries = registry.history(root, code)
-        served = registry.served_model(root, code)
+        entries = records.history(root, code)
+        served = records.served_model(root, code)
         served_record = served.record if served else None
-        reference = registry.read_drift_reference(root, code) if reference_path in files else None
+        reference = drift_reference.read_drift_reference(root, code) if reference_path in files else None
     else:
-        entries = parse(history_path, registry.parse_history) if history_path in files else []
-        served_record = parse(served_path, registry.parse_record, code) if served_path in files else None
-        reference = parse(reference_path, registry.parse_drift_reference, code) if reference_path in files else None
+        entries = parse(history_path, records.parse_history) if history_path in files else []
+        served_record = parse(served_path, records.parse_record, code) if served_path in files else None
+        reference = (parse(reference_path, drift_reference.parse_drift_reference, code)
+                     if reference_path in files else None)
     if history_path in files:
         blob = files[history_path]
         tables.add("files", revision, history_path, blob, "history", code, None)
@@ -305,8 +306,8 @@ def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code
         if tables.first(blob):
             _record(tables, blob, code, served_record, None)
         tables.dir_hashes.update(tables.record_dirs.get(blob, ()))
-    for version in registry.served_versions(entries):
-        path = f"{directory}/{registry.VERSIONS}/{version}.json"
+    for version in records.served_versions(entries):
+        path = f"{directory}/{records.VERSIONS}/{version}.json"
         if path not in files:
             where = "the workspace" if revision == WORKSPACE else f"commit {snapshot.revision.label}"
             raise LineageError(f"{snapshot.where(history_path)} names version {version} of {code}, but {path} is "
@@ -314,7 +315,7 @@ def _registry(tables: Tables, root: Path, snapshot: Snapshot, blobs: Blobs, code
         blob = files[path]
         tables.add("files", revision, path, blob, "version", code, None)
         if tables.first(blob):
-            record = parse(path, registry.parse_record, code)
+            record = parse(path, records.parse_record, code)
             _record(tables, blob, code, record, blobs.text(blob, snapshot.where(path)))
             tables.stage_dirs[blob] = _stage_dirs(record)
         if served_record is not None and version == served_record["version"]:
@@ -382,7 +383,7 @@ def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any], tex
                verdict.get("promoted") if isinstance(verdict.get("promoted"), bool) else None,
                _text(record.get("drift")))
     artifacts = record["artifacts"]  # as registry.parse_record checked them: every serving artifact, by md5
-    for name in registry.SERVING_ARTIFACTS:
+    for name in records.SERVING_ARTIFACTS:
         artifact = artifacts[name]
         if artifact.get("out_md5"):
             tables.record_dirs.setdefault(blob, []).append(str(artifact["out_md5"]))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from pricetrail.modeling.training import predict
 logger = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("auto", "deep", "permutation")
-# Module types DeepExplainer handles exactly (PLATFORM-FACTS "SHAP with torch").
+# Module types DeepExplainer handles exactly (it hooks each module; others break its attribution).
 _DEEP_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout)
 # Largest accepted |sum(SHAP) + base_value - prediction| on the log1p scale (shap's own tolerance).
 ADDITIVITY_TOLERANCE = 1e-2
@@ -28,6 +29,35 @@ ADDITIVITY_TOLERANCE = 1e-2
 _PERMUTATION_MAX_EVALS = 500
 # Seed of the permutation order, so a fallback explanation is reproducible.
 _PERMUTATION_SEED = 0
+
+
+class InferenceSettingsError(ValueError):
+    """``params.yaml: inference_primary_model`` holds a value that is not accepted."""
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """``params.yaml: inference_primary_model``: how many rows SHAP uses as its background and explains."""
+
+    shap_background_rows: int
+    shap_explain_rows: int
+    shap_method: str
+
+    def __post_init__(self) -> None:
+        for name in ("shap_background_rows", "shap_explain_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InferenceSettingsError(f"inference_primary_model.{name}={value!r} is not accepted: a whole "
+                                             "number >= 1")
+        if self.shap_method not in METHODS:
+            raise InferenceSettingsError(f"inference_primary_model.shap_method={self.shap_method!r} is not "
+                                         f"accepted; use one of {list(METHODS)}")
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> InferenceSettings:
+        from pricetrail.project.config import settings_from_params
+
+        return settings_from_params(cls, "inference_primary_model", values, error=InferenceSettingsError)
 
 
 @dataclass(frozen=True)
@@ -155,7 +185,7 @@ def explain(
         raise ValueError(f"feature_names has {len(names)} names but the network takes {input_dim} features")
     background = _features(X_background, "X_background", len(names))
     rows = _features(X_explain, "X_explain", len(names))
-    # One torch thread: see PLATFORM-FACTS "torch" (2 threads are 5-10x slower on a busy 2-core box).
+    # One torch thread: on a busy machine more threads spin-wait for each other instead of working.
     torch.set_num_threads(1)
 
     used = "permutation"

@@ -198,7 +198,7 @@ def build_network(input_dim: int, config: Mapping[str, Any]) -> nn.Module:
     Without ``price_columns`` in the config: the plain MLP, per hidden layer Linear -> (BatchNorm1d) -> ReLU ->
     (Dropout), then Linear(., 1). With it: a :class:`PriceResponseNetwork` whose demand is non-increasing in those
     columns, the same MLP on the other columns. Each ReLU is its own non-inplace module: shap.DeepExplainer
-    attaches hooks per module and breaks on shared or in-place activations (PLATFORM-FACTS "SHAP with torch").
+    attaches hooks per module and breaks on shared or in-place activations.
     """
     if not is_whole_number(input_dim) or input_dim < 1:
         raise ValueError(f"input_dim={input_dim!r} is invalid; expected an int >= 1")

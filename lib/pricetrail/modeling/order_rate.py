@@ -12,7 +12,7 @@ lines:
   day without lines leaves no row: the product's own lines cannot say that the shop was open.
 
 One product's year rarely identifies ``a``: a markdown of 20% for two weeks moves a Poisson count of ~7 a day
-too little (measured on the synthetic products: standard errors of 0.24-1.08 for true values of 0.1-0.3). So the
+too little for its slope to be read (the standard error is several times the value). So the
 data estimate is combined with a prior (``tune_primary_model.order_rate_prior``: the retailer's belief, e.g.
 from earlier price tests) as two normal measurements; the posterior is what the recommendation uses, its
 spread widens the price band, and a recommendation says when the prior dominates.

@@ -50,9 +50,8 @@ def refit_output_layer(network: PriceResponseNetwork, X: np.ndarray, y: np.ndarr
 
     For rows the hidden layers were not trained on (the validation rows): there their output is out-of-sample,
     its misfit follows the calendar, and so do the markdowns, so a price weight solved on them would absorb
-    misfit as price response (measured: refitting the weights on training + validation rows took the median
-    elasticity error from 8.5% to 13.2% on the pricing benchmark). The level and the context weights are what
-    the newest rows should update. Same ridge penalty as :func:`refit_price_response`.
+    misfit as price response (the pricing benchmark's elasticity error grows when they are). The level and the
+    context weights are what the newest rows should update. Same ridge penalty as :func:`refit_price_response`.
     """
     hidden, price, target = _refit_inputs(network, X, y, ridge, "refit_output_layer")
     price_term = price @ network.beta.detach().double()

@@ -41,8 +41,8 @@ class TrainResult:
 
 
 def _use_one_thread() -> None:
-    # On the 2-core CI/worker machines the default 2 intra-op threads make a small MLP 5-10x slower
-    # when the machine is busy (OpenMP spin-wait, see PLATFORM-FACTS "torch"); one thread per process.
+    # On a small, busy machine several intra-op threads make a small MLP several times slower (OpenMP threads
+    # spin-wait for each other); one thread per process.
     torch.set_num_threads(1)
 
 

@@ -22,6 +22,7 @@ from pricetrail.modeling.network import (
     is_whole_number,
     pool_price_responses,
 )
+from pricetrail.modeling.order_rate import OrderRatePrior
 from pricetrail.modeling.refit import refit_output_layer, refit_price_response
 from pricetrail.modeling.training import (
     OPTIMIZERS,
@@ -50,6 +51,74 @@ PRUNER_STARTUP_TRIALS = 5
 PRICE_WEIGHTS_ATTR = "price_weights"
 # Which rows the served price-response network's output layer is solved on at the end (tune).
 FINAL_FIT_ROWS = ("train", "train_and_validation")
+
+
+# monotone: demand non-increasing in the price by construction (network.PriceResponseNetwork); free: the plain MLP
+# over every feature, kept to compare against.
+PRICE_RESPONSES = ("monotone", "free")
+
+
+class TuningSettingsError(ValueError):
+    """``params.yaml: tune_primary_model`` holds a value that is not accepted."""
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """``params.yaml: tune_primary_model``: every key is required there (the one place defaults live)."""
+
+    n_trials: int
+    max_epochs: int
+    patience: int
+    timeout_seconds: float | None
+    price_response: str
+    pool_trials: int
+    final_fit_rows: str
+    order_rate_prior: OrderRatePrior
+    search_space: Mapping[str, list[Any]]
+
+    def __post_init__(self) -> None:
+        for name in ("n_trials", "max_epochs", "patience", "pool_trials"):
+            value = getattr(self, name)
+            if not is_whole_number(value) or value < 1:
+                raise TuningSettingsError(f"tune_primary_model.{name}={value!r} is not accepted: a whole number >= 1")
+        if self.timeout_seconds is not None and not (is_real_number(self.timeout_seconds)
+                                                     and self.timeout_seconds > 0):
+            raise TuningSettingsError(f"tune_primary_model.timeout_seconds={self.timeout_seconds!r} is not "
+                                      "accepted: a number of seconds > 0, or null for no limit")
+        for name, accepted in (("price_response", PRICE_RESPONSES), ("final_fit_rows", FINAL_FIT_ROWS)):
+            if getattr(self, name) not in accepted:
+                raise TuningSettingsError(f"tune_primary_model.{name}={getattr(self, name)!r} is not accepted; "
+                                          f"use one of {list(accepted)}")
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> TuneSettings:
+        from pricetrail.project.config import settings_from_params
+
+        raw = settings_from_params(_RawTuneSettings, "tune_primary_model", values, error=TuningSettingsError)
+        try:
+            prior = OrderRatePrior.from_params(raw.order_rate_prior)
+            space = validate_search_space(raw.search_space)
+        except ValueError as error:
+            raise TuningSettingsError(f"tune_primary_model: {error}") from error
+        return cls(n_trials=raw.n_trials, max_epochs=raw.max_epochs, patience=raw.patience,
+                   timeout_seconds=raw.timeout_seconds, price_response=raw.price_response,
+                   pool_trials=raw.pool_trials, final_fit_rows=raw.final_fit_rows, order_rate_prior=prior,
+                   search_space=space)
+
+
+@dataclass(frozen=True)
+class _RawTuneSettings:
+    """The section as written, before its two nested values are parsed (the keys :class:`TuneSettings` takes)."""
+
+    n_trials: Any
+    max_epochs: Any
+    patience: Any
+    timeout_seconds: Any
+    price_response: Any
+    pool_trials: Any
+    final_fit_rows: Any
+    order_rate_prior: Any
+    search_space: Any
 
 
 class TuningTimeout(ValueError):

@@ -27,8 +27,7 @@ from pricetrail.modeling.price_response import ResponseFamily, optimal_price_ban
 CUSTOMERS = ("registered", "guest")
 TEST_DAYS = (7, 14, 21, 28, 42, 56)  # per test price; a plan longer than 8 weeks a price is not a plan
 # The test prices rotate week by week (a switchback): run one after the other, each would see another part of the
-# season, and the season's change of demand would pass for the price's (measured in the closed loop: a model that
-# learned from consecutive 8-week blocks moved 90003's price the wrong way, +3.5 points of regret).
+# season, and the season's change of demand would pass for the price's.
 BLOCK_DAYS = 7
 MAX_TEST_STEP = 0.25  # test prices at most this far from the status quo
 

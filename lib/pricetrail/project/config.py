@@ -121,14 +121,43 @@ def section(params: Mapping[str, Any], name: str) -> dict[str, Any]:
 def settings_from_params(cls: type[T], name: str, values: Mapping[str, Any], *, error: type[ValueError],
                          list_fields: tuple[str, ...] = ()) -> T:
     """Build the settings dataclass of params section ``name``; unknown keys are an error, not silently ignored."""
-    known = {item.name for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if not isinstance(values, Mapping):
+        raise error(f"params.yaml {name} is {values!r}: a mapping of settings is required")
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    known = {item.name for item in fields}
     unknown = sorted(set(values) - known)
     if unknown:
         raise error(f"params.yaml {name} has unknown keys {unknown}; accepted: {sorted(known)}")
+    required = {item.name for item in fields
+                if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+                and item.name not in list_fields}  # an absent list is an empty one
+    missing = sorted(required - set(values))
+    if missing:
+        raise error(f"params.yaml {name} lacks keys {missing}; every one of {sorted(required)} must be set")
     data = dict(values)
     for key in list_fields:  # YAML lists become tuples: settings are frozen and hashable
         data[key] = tuple(str(item) for item in (data.get(key) or ()))
     return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseSettings:
+    """``params.yaml: base``: what every seeded stage shares."""
+
+    seed: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"base.seed={self.seed!r} is not accepted: a whole number from 0 to 2**32 - 1")
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> BaseSettings:
+        return settings_from_params(cls, "base", values, error=ConfigError)
+
+
+def seed_of(params: Mapping[str, Any]) -> int:
+    """``base.seed`` of a params mapping, checked."""
+    return BaseSettings.from_params(section(params, "base")).seed
 
 
 def load_stockcodes(root: Path) -> dict[str, dict[str, Any]]:

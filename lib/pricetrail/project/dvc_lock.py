@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from pricetrail.project.files import ConfigError
+from pricetrail.project.files import ConfigError, file_md5
 
 LOCK_FILE = "dvc.lock"
 
@@ -60,3 +60,20 @@ def out_hashes(stages: dict[str, dict[str, Any]]) -> dict[str, str]:
             if isinstance(out, dict) and "path" in out and "md5" in out:
                 hashes[str(out["path"])] = str(out["md5"])
     return hashes
+
+
+def dvc_hash(path: Path) -> str:
+    """The hash dvc.lock records for a dependency: a file's md5, or a folder's ``<md5>.dir``, built by DVC's own
+    tree code from its files' md5s (so it is the hash DVC computes, whatever DVC version serialises it)."""
+    if path.is_file():
+        return file_md5(path)
+    # DVC's data layer is imported here, not at the top: the router's image reads dvc.lock hashes without DVC.
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.meta import Meta
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        tree.add(file.relative_to(path).parts, Meta(), HashInfo("md5", file_md5(file)))
+    tree.digest()
+    return str(tree.hash_info.value)

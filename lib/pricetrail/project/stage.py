@@ -26,10 +26,18 @@ class GateFailed(Exception):
     """A gate decided the product's chain must stop here (not a bug: the outputs explain why)."""
 
 
-def stockcode_argument(description: str) -> str:
+def stockcode_argument(description: str, argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--stockcode", required=True, help="the product's stockcode, as in stockcodes.yaml")
-    return validate_stockcode(parser.parse_args().stockcode)
+    return validate_stockcode(parser.parse_args(argv).stockcode)
+
+
+def run_product_stage(name: str, description: str | None, step: Callable[[Path, str], None],
+                      argv: list[str] | None = None) -> None:
+    """A per-product stage script's whole body: ``step(project_root, stockcode)`` for ``--stockcode``, as
+    ``name@<stockcode>``."""
+    code = stockcode_argument(description or name, argv)
+    run(f"{name}@{code}", lambda root: step(root, code))
 
 
 def debug_enabled() -> bool:

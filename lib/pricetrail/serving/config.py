@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from pricetrail.pricing.decision import DecisionError, DecisionSettings
+from pricetrail.pricing.request import POINTS_LIMIT, RecommendSettings
 from pricetrail.project.config import read_yaml, validate_stockcode
 from pricetrail.project.files import ConfigError
 
 ENV_PREFIX = "PRICETRAIL_"
-# The largest grid a request may ask for: 2,001 points score in a few milliseconds; 100,000 would hold a worker.
-POINTS_LIMIT = 2001
 
 
 @dataclass(frozen=True)
@@ -165,12 +164,15 @@ def from_environment(environ: Mapping[str, str] | None = None) -> ServeConfig:
 
 def from_project(root: Path, cache_dir: Path, **overrides: Any) -> ServeConfig:
     """The config ``pricetrail serve`` uses: the project's registry, stockcodes.yaml and DVC cache, and the
-    decision settings of its params.yaml."""
-    from pricetrail.project.config import load_params
+    ``decision`` and ``recommend`` settings of its params.yaml (as ``pricetrail recommend`` answers)."""
+    from pricetrail.project.config import load_params, section
 
     config = from_mapping({"registry_dir": str(root / "registry"), "stockcodes_file": str(root / "stockcodes.yaml"),
                            "cache_dirs": [str(cache_dir)]}, base=root)
     params = load_params(root)
-    if "decision" in params:
-        overrides.setdefault("decision", DecisionSettings.from_params(params["decision"] or {}))
+    grid = RecommendSettings.from_params(section(params, "recommend"))
+    overrides.setdefault("decision", DecisionSettings.from_params(section(params, "decision")))
+    overrides.setdefault("default_points", grid.grid_size)
+    overrides.setdefault("max_points", max(config.max_points, grid.grid_size))
+    overrides.setdefault("range_widening", grid.range_widening)
     return replace(config, **overrides)

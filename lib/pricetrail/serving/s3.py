@@ -1,7 +1,7 @@
 """A DVC remote on S3 as an artifact source: objects fetched by md5 from ``files/md5/<2>/<30>``, no DVC needed.
 
 A fetched object is hashed while it streams and installed under a local cache directory (DVC's layout, so
-:class:`pricetrail.registry_artifacts.LocalCache` would find it too) only when its md5 is the one asked for.
+:class:`pricetrail.registry.artifacts.LocalCache` would find it too) only when its md5 is the one asked for.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pricetrail.registry_artifacts import ArtifactError, object_relpath
+from pricetrail.registry.artifacts import ArtifactError, object_relpath
 from pricetrail.serving.config import S3Settings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,90 @@
+"""A product's model ready to price: the loaded bundle, its grid encoder and its daily history's state features."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from pricetrail.data.etl import state_features
+from pricetrail.modeling.bundle import BundleError, ModelBundle
+from pricetrail.pricing.grid import GridEncoder
+from pricetrail.pricing.request import PriceRequest, RequestError
+from pricetrail.registry import records
+from pricetrail.registry.product_record import ProductRecord
+
+
+@dataclass
+class ServedProduct:
+    """A product's promoted model, loaded from verified artifacts, ready to price."""
+
+    product: ProductRecord
+    bundle: ModelBundle
+    encoder: GridEncoder
+    state_source: str
+    daily_md5: str
+    nbytes: int
+    _states: OrderedDict[pd.Timestamp, dict[str, float]] = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def stockcode(self) -> str:
+        return self.product.stockcode
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @functools.cached_property
+    def first_day(self) -> pd.Timestamp:
+        assert self.bundle.daily is not None
+        return pd.Timestamp(self.bundle.daily["day"].min()).normalize()
+
+    @functools.cached_property
+    def last_day(self) -> pd.Timestamp:
+        assert self.bundle.daily is not None
+        return pd.Timestamp(self.bundle.daily["day"].max()).normalize()
+
+    def state_day(self, request: PriceRequest) -> pd.Timestamp:
+        """The day state features (and the status quo) are taken as of: the requested day, or the day after the
+        history when the request is later: the previous-month features of a far future date would read as "no
+        sales", which the model never saw. A date before the history is refused."""
+        requested = pd.Timestamp(request.date).normalize()
+        if requested < self.first_day:
+            raise RequestError("date", f"date {request.date} is before {self.stockcode}'s sales history, which "
+                                       f"starts on {self.first_day.date()}: there is no state to price from; ask for "
+                                       f"a date from {self.first_day.date()} on")
+        return min(requested, self.last_day + pd.Timedelta(days=1))
+
+    def state_on(self, day: pd.Timestamp) -> dict[str, float]:
+        """State features at the start of ``day`` (the pipeline's own definition), cached per day."""
+        with self._lock:
+            cached = self._states.get(day)
+            if cached is not None:
+                self._states.move_to_end(day)
+                return cached
+        row = state_features(self.bundle.daily, [day]).iloc[0]
+        state = {column: float(value) for column, value in row.items() if column != "day"}
+        with self._lock:
+            self._states[day] = state
+            while len(self._states) > 64:
+                self._states.popitem(last=False)
+        return state
+
+
+def served_from_bundle(bundle: ModelBundle, price_range: dict[str, list[float]],
+                       verdict: dict[str, Any] | None = None) -> ServedProduct:
+    """The candidate model of a pipeline run as the router would hold it once promoted (the risk gate's price
+    checks and its decision plot price through :func:`recommend`, exactly what will be served)."""
+    if bundle.daily is None:
+        raise BundleError(f"the bundle of {bundle.stockcode} has no daily history to take state from")
+    record = {"schema": records.SCHEMA, "stockcode": bundle.stockcode, "version": bundle.version,
+              "price_range": price_range, "verdict": verdict or {"promoted": True, "checks": []}}
+    product = ProductRecord(stockcode=bundle.stockcode, record=record, state=None, latest=None)
+    bundle.network.eval()
+    return ServedProduct(product=product, bundle=bundle, encoder=GridEncoder.from_preprocessor(bundle.preprocessor),
+                         state_source="the run's own daily history", daily_md5="", nbytes=0)
