@@ -12,15 +12,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /var/task
 
-# Dependencies first: this layer is rebuilt only when the requirements or the library change.
+# The library and the serve package (the app and its handler) are installed, then their sources removed.
 COPY pyproject.toml README.md ./
 COPY lib lib
-COPY serve/requirements.txt serve/requirements.txt
-COPY serve/image/install.sh serve/image/install.sh
-RUN TORCH_INDEX=https://download.pytorch.org/whl/cpu sh serve/image/install.sh python /var/task \
-    && rm -rf lib
-
 COPY serve serve
+RUN TORCH_INDEX=https://download.pytorch.org/whl/cpu sh serve/image/install.sh python /var/task \
+    && rm -rf lib serve pyproject.toml README.md
+
 # The registry is small text (pointers by md5); the artifacts come from the DVC remote by hash into /tmp.
 COPY registry registry
 COPY stockcodes.yaml stockcodes.yaml
