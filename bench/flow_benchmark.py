@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,18 +39,15 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import yaml
+from common import BIN, free_port, path_with_bin
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT / "tests" / "integration"))
+from pricetrail.project.copies import make_copy, run, set_params
 
-from smoke_project import make_copy, run, set_params  # noqa: E402
-
-BIN = Path(sys.executable).parent
 RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
 def env(api: str | None = None) -> dict[str, str]:
-    values = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    values = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PATH": path_with_bin()}
     values.pop("PREFECT_API_URL", None)
     if api:
         values["PREFECT_API_URL"] = api
@@ -112,9 +108,7 @@ def change_one_product(root: Path, code: str) -> None:
 
 
 def prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     environment = {**env(), "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

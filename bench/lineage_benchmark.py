@@ -32,13 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import print_table, timed
+from dvc.utils.serialize import dumps_yaml
+
+from pricetrail.lineage import connect, reports, run
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "lib"))
-
-from dvc.utils.serialize import dumps_yaml  # noqa: E402
-
-from pricetrail.lineage import connect, reports, run  # noqa: E402
 
 CODES_PER_CHAIN = ("etl", "drift", "preprocess", "validation", "test", "verdict")
 
@@ -260,12 +259,6 @@ class Fixture:
 # --------------------------------------------------------------------------------------------- measurements
 
 
-def timed(function: Any) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = function()
-    return time.perf_counter() - start, result
-
-
 def naive_metrics_loop(root: Path) -> int:
     """What a script would do without the views: read every metrics file and pick the fields by hand."""
     rows = 0
@@ -369,9 +362,7 @@ def main() -> None:
                                         dvc_history=products <= 100 and not args.skip_dvc_history)
         for products, figures in results.items():
             print(f"\n{products} products, {args.revisions} revisions")
-            print("| | time | note |\n|---|---|---|")
-            for name, value, note in figures:
-                print(f"| {name} | {value} | {note} |")
+            print_table(["", "time", "note"], figures)
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)

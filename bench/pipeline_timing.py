@@ -14,25 +14,19 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT / "tests" / "integration"))
+from common import timed
 
-from smoke_project import make_copy, run  # noqa: E402
+from pricetrail.project.copies import make_copy, run
 
 TARGETS = {"smoke": 4 * 60, "default": 15 * 60}
 
 
 def measure(profile: str, base: Path) -> dict[str, object]:
     root = make_copy(base / profile, profile=None if profile == "default" else profile)
-    started = time.perf_counter()
-    result = run([sys.executable, "-m", "pricetrail.cli", "run"], root, check=False, timeout=3600)
-    elapsed = time.perf_counter() - started
-    started = time.perf_counter()
-    noop = run([sys.executable, "-m", "dvc", "repro"], root, check=False)
-    noop_elapsed = time.perf_counter() - started
+    elapsed, result = timed(run, [sys.executable, "-m", "pricetrail.cli", "run"], root, check=False, timeout=3600)
+    noop_elapsed, noop = timed(run, [sys.executable, "-m", "dvc", "repro"], root, check=False)
     promoted = result.stdout.count("promoted: passed the drift gate")  # decision column of the summary table
     products = len([line for line in (root / "stockcodes.yaml").read_text().splitlines() if line.startswith("  ")])
     return {"profile": profile, "products": products, "exit": result.returncode, "run_s": round(elapsed),

@@ -39,11 +39,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.stats import norm
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT / "lib"))
-
-from pricetrail import synthetic  # noqa: E402
-from pricetrail.synthetic import _clipped_lognormal_mean  # noqa: E402
+from pricetrail.data.synthetic import truth as synthetic
+from pricetrail.data.synthetic.truth import clipped_lognormal_mean
 
 STEP = 1e-3
 GRID = 201  # the router's default grid
@@ -92,7 +89,7 @@ def quantity_curves(X: np.ndarray, q: np.ndarray) -> dict:
     beta = poisson(X, q)
     curves["poisson"] = lambda rows, b=beta: np.exp(rows @ b)
     beta, sd = tobit(X, q)
-    curves["tobit"] = lambda rows, b=beta, s=sd: _clipped_lognormal_mean(np.exp(rows @ b + s**2 / 2), s, 1e9)
+    curves["tobit"] = lambda rows, b=beta, s=sd: clipped_lognormal_mean(np.exp(rows @ b + s**2 / 2), s, 1e9)
     return curves
 
 

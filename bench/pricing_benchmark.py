@@ -40,18 +40,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from common import path_with_bin
+
+from pricetrail.data.etl import state_features
+from pricetrail.data.synthetic import truth as synthetic
+from pricetrail.pricing import keep, recommend, request
+from pricetrail.pricing.decision import BLOCK_DAYS
+from pricetrail.project.config import load_stockcodes
+from pricetrail.project.copies import PROJECT_FILES, init_copy, make_copy, run, set_params
+from pricetrail.registry import product_record
+from pricetrail.registry.artifacts import local_sources
+from pricetrail.serving import loading
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT / "tests" / "integration"))
-sys.path.insert(0, str(PROJECT_ROOT / "bench"))
-
-from smoke_project import PROJECT_FILES, init_copy, make_copy, run, set_params  # noqa: E402
-
-from pricetrail import service, synthetic  # noqa: E402
-from pricetrail.data.etl import state_features  # noqa: E402
-from pricetrail.pricing.decision import BLOCK_DAYS  # noqa: E402
-from pricetrail.project.config import load_stockcodes  # noqa: E402
-from pricetrail.registry_artifacts import local_sources  # noqa: E402
 
 MISPRICED = {"90001": 0.3, "90002": 0.2, "90003": -0.25}
 GROUPS = (("registered", True), ("guest", False))
@@ -80,7 +81,7 @@ def copy_at_revision(revision: str, target: Path) -> Path:
 def run_pipeline(root: Path) -> float:
     """`pricetrail run` with the copy's own library first on the path (the installed one may be another version)."""
     env = {**os.environ, "PYTHONPATH": str(root / "lib"), "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": path_with_bin()}
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "pricetrail.cli", "run"], cwd=root, env=env, capture_output=True,
                             text=True, timeout=7200, check=False)
@@ -131,17 +132,17 @@ def score_decisions(root: Path, seed: int, settings_from: Path | None = None) ->
     rows: list[dict[str, Any]] = []
     for code in load_stockcodes(root):
         product = truth["products"][code]
-        record = service.read_product_record(registry_dir, code)
+        record = product_record.read_product_record(registry_dir, code)
         if record.record is None:
             rows.append({"seed": seed, "stockcode": code, "group": "-", "note": "no promoted model"})
             continue
-        served = service.load_served(registry_dir, record, sources)
+        served = loading.load_served(registry_dir, record, sources)
         train = pd.read_parquet(root / f"data/preprocessed/{code}/train.parquet")
         daily = pd.read_parquet(root / f"data/features/{code}/daily.parquet")
         last_day = pd.to_datetime(daily["day"]).max()
         date = str((last_day + pd.Timedelta(days=3)).date())
         for group, registered in GROUPS:
-            ours = service.recommend(served, service.PriceRequest(date=date, customer=group, points=POINTS), sources,
+            ours = recommend.recommend(served, request.PriceRequest(date=date, customer=group, points=POINTS), sources,
                                      settings)
             decision = ours["decision"]
             if decision["status_quo"] is None or ours["band"] is None:
@@ -358,17 +359,17 @@ def real_recommendations(root: Path) -> pd.DataFrame:
     sources = local_sources(root)
     rows = []
     for code in load_stockcodes(root):
-        record = service.read_product_record(root / "registry", code)
+        record = product_record.read_product_record(root / "registry", code)
         for group, _ in GROUPS:
             if record.record is None:
                 date = str((pd.Timestamp(record.state.last_day) + pd.Timedelta(days=3)).date()) if record.state \
                     else "2011-12-12"
-                ours = service.unmodelled_answer(record, service.PriceRequest(date=date, customer=group), sources,
+                ours = keep.unmodelled_answer(record, request.PriceRequest(date=date, customer=group), sources,
                                                  settings)
             else:
-                served = service.load_served(root / "registry", record, sources)
+                served = loading.load_served(root / "registry", record, sources)
                 date = str((served.last_day + pd.Timedelta(days=3)).date())
-                ours = service.recommend(served, service.PriceRequest(date=date, customer=group, points=POINTS),
+                ours = recommend.recommend(served, request.PriceRequest(date=date, customer=group, points=POINTS),
                                          sources, settings)
             decision = ours["decision"]
             plan = decision.get("test_plan") or {}

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from common import path_with_bin
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHANGED = "47566"
@@ -62,7 +63,7 @@ def measure(label: str, revision: str, workdir: Path) -> dict:
             shutil.rmtree(stale)
     # The copy's own library, not the editable install of this checkout, runs its stages.
     env = {**os.environ, "PYTHONPATH": str(root / "lib"), "OMP_WAIT_POLICY": "PASSIVE",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": path_with_bin()}
     python = sys.executable
     for args in (["git", "init", "-q"], ["git", "config", "user.email", "bench@example.invalid"],
                  ["git", "config", "user.name", "bench"], [python, "-m", "dvc", "init", "-q", "-f"],

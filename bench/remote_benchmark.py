@@ -21,17 +21,15 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import BIN, built_project, free_port, path_with_bin, print_table, timed
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
 BUCKET = "pricetrail-bench"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 QUERY = "points=100&date=2011-11-15"
@@ -39,27 +37,15 @@ RECORDS = ("dvc.lock", "params.yaml", "stockcodes.yaml", "metrics", "plots", "re
 
 
 def environment() -> dict[str, str]:
-    return {**os.environ, **CREDENTIALS, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return {**os.environ, **CREDENTIALS, "PATH": path_with_bin()}
 
 
-def sh(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=cwd, env=environment(), capture_output=True, text=True, check=False,
+def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, cwd=cwd, env=env or environment(), capture_output=True, text=True, check=False,
                             timeout=3600)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed in {cwd}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return result
-
-
-def timed(args: list[str], cwd: Path) -> tuple[float, str]:
-    started = time.perf_counter()
-    result = sh(args, cwd)
-    return time.perf_counter() - started, result.stdout + result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Moto:
@@ -128,11 +114,11 @@ def cache_usage(root: Path) -> tuple[int, int]:
 def measure_transfers(name: str, project: Path, moto: Moto, work: Path) -> list[tuple[str, str, str]]:
     rows = []
     ours = borrowing_clone(project, work / f"{name}-push", moto, f"{name}/pricetrail")
-    seconds, _ = timed([sys.executable, "-m", "pricetrail.cli", "push"], ours)
+    seconds, _ = timed(sh, [sys.executable, "-m", "pricetrail.cli", "push"], ours)
     objects, size = moto.usage(f"{name}/pricetrail")
-    again, _ = timed([sys.executable, "-m", "pricetrail.cli", "push"], ours)
+    again, _ = timed(sh, [sys.executable, "-m", "pricetrail.cli", "push"], ours)
     naive = borrowing_clone(project, work / f"{name}-naive", moto, f"{name}/dvc")
-    naive_seconds, _ = timed([sys.executable, "-m", "dvc", "push"], naive)
+    naive_seconds, _ = timed(sh, [sys.executable, "-m", "dvc", "push"], naive)
     naive_objects, naive_size = moto.usage(f"{name}/dvc")
     rows.append((f"{name}: push", f"{seconds:.1f} s, {objects} objects, {mib(size)}",
                  f"`dvc push` {naive_seconds:.1f} s, {naive_objects} objects, {mib(naive_size)} (no run-cache, no "
@@ -142,7 +128,7 @@ def measure_transfers(name: str, project: Path, moto: Moto, work: Path) -> list[
                                    ("dvc pull", ["dvc", "pull"], naive)):
         clone = work / f"{name}-{command[0]}-pull"
         sh(["git", "clone", "-q", str(source), str(clone)], work)
-        pull_seconds, _ = timed([sys.executable, "-m", *command], clone)
+        pull_seconds, _ = timed(sh, [sys.executable, "-m", *command], clone)
         files, size = cache_usage(clone)
         rows.append((f"{name}: {label} into a fresh clone", f"{pull_seconds:.1f} s, {files} objects, {mib(size)}",
                      "empty cache before"))
@@ -152,13 +138,13 @@ def measure_transfers(name: str, project: Path, moto: Moto, work: Path) -> list[
 def router_child(project: Path, mode: str, endpoint: str, prefix: str, cache_dir: Path) -> None:
     """One fresh process: build the app, then time the first and a second /price of every served product."""
     started = time.perf_counter()
-    from pricetrail import registry
     from pricetrail.project.config import load_stockcodes
-    from pricetrail.registry_artifacts import dvc_cache_dir
+    from pricetrail.registry import records
+    from pricetrail.registry.artifacts import dvc_cache_dir
     from pricetrail.serving.config import S3Settings, ServeConfig
     from serve.app import create_app
 
-    codes = tuple(code for code in load_stockcodes(project) if registry.served_model(project, code) is not None)
+    codes = tuple(code for code in load_stockcodes(project) if records.served_model(project, code) is not None)
     if mode == "local":
         config = ServeConfig(registry_dir=project / "registry", stockcodes=codes,
                              cache_dirs=(dvc_cache_dir(project),))
@@ -184,7 +170,8 @@ def measure_router(name: str, project: Path, moto: Moto, work: Path) -> list[tup
     for mode in ("local", "s3"):
         cache_dir = work / f"{name}-router-objects-{mode}"
         output = sh([sys.executable, __file__, "--router-child", mode, "--project", str(project), "--endpoint",
-                     moto.endpoint, "--prefix", f"{name}/pricetrail", "--cache-dir", str(cache_dir)], ROOT)
+                     moto.endpoint, "--prefix", f"{name}/pricetrail", "--cache-dir", str(cache_dir)], ROOT,
+                    env=environment())
         results[mode] = json.loads(output.stdout.strip().splitlines()[-1])
 
     def ms(values: list[float]) -> str:
@@ -200,12 +187,7 @@ def measure_router(name: str, project: Path, moto: Moto, work: Path) -> list[tup
 
 
 def build(kind: str, work: Path) -> Path:
-    from smoke_project import make_copy, pricetrail
-
-    project = make_copy(work / f"built-{kind}" / "project", profile="smoke" if kind == "smoke" else None)
-    print(f"building a {kind} run in {project} (pricetrail run) ...", flush=True)
-    pricetrail("run", cwd=project)
-    return project
+    return built_project(work / f"built-{kind}" / "project", "smoke" if kind == "smoke" else None, f"a {kind} run")
 
 
 def main() -> int:
@@ -239,10 +221,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\nmoto_server on 127.0.0.1, projects: {', '.join(f'{k} {v}' for k, v in projects.items())}\n")
-    print("| | pricetrail | beside it |")
-    print("|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(["", "pricetrail", "beside it"], rows)
     return 0
 
 

@@ -5,8 +5,9 @@
 Without --project a throwaway smoke project is built first (`pricetrail run`, a few minutes). Measured:
 process start to ready; the first /price of a product after start (its model load); warm /price with 100 points,
 one client (p50/p99); 8 concurrent clients (requests/s, errors); memory per loaded model (the server's RSS and the
-router's own estimate). The naive design loads the bundle per request, as `pricetrail recommend` did, and scores
-the grid through pandas and the ColumnTransformer (pricetrail.recommend.recommend_price).
+router's own estimate). The naive design loads the bundle per request, as `pricetrail recommend` did, and prices
+through the one pricing function (pricetrail.pricing.served.served_from_bundle, then
+pricetrail.pricing.recommend.recommend); the router loads each model once and keeps it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-sys.path.insert(0, str(ROOT))
+from common import built_project, print_table
 
 QUERY = "points=100&date=2011-11-15"
 
@@ -108,15 +107,19 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> flo
 
 
 def naive_app(project: Path) -> Callable:
-    """A WSGI app that does per request what `pricetrail recommend` did: load the bundle, score through pandas."""
-    from pricetrail.recommend import PriceContext, recommend_price
-    from pricetrail.service import load_served_bundle
+    """A WSGI app that does per request what `pricetrail recommend` did: load the bundle, then price it."""
+    from pricetrail.data.price_ranges import observed_price_ranges
+    from pricetrail.pricing.recommend import recommend
+    from pricetrail.pricing.request import PriceRequest
+    from pricetrail.pricing.served import served_from_bundle
+    from pricetrail.serving.loading import load_served_bundle
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
         code = environ["PATH_INFO"].split("/")[3]
         bundle = load_served_bundle(project, code)
-        result = recommend_price(bundle, PriceContext(date="2011-11-15"), grid_size=100)
-        body = json.dumps(result.to_dict()).encode()
+        served = served_from_bundle(bundle, observed_price_ranges(bundle.reference), verdict=None)
+        answer = recommend(served, PriceRequest(date="2011-11-15", customer="registered", points=100))
+        body = json.dumps(answer).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -131,15 +134,12 @@ def main() -> int:
     args = parser.parse_args()
     project = args.project
     if project is None:
-        from smoke_project import make_copy, pricetrail
-
-        project = make_copy(Path(tempfile.mkdtemp(prefix="router-bench-")) / "project")
-        print(f"building a smoke project in {project} (pricetrail run) ...", flush=True)
-        pricetrail("run", cwd=project)
-    from pricetrail import registry
+        project = built_project(Path(tempfile.mkdtemp(prefix="router-bench-")) / "project", "smoke",
+                                "a smoke project")
     from pricetrail.project.config import load_stockcodes
+    from pricetrail.registry import records
 
-    codes = [c for c in load_stockcodes(project) if registry.served_model(project, c) is not None]
+    codes = [c for c in load_stockcodes(project) if records.served_model(project, c) is not None]
     if len(codes) < 2:
         raise SystemExit(f"{project} serves {codes}; the benchmark needs two promoted products")
     first, second = codes[:2]
@@ -191,10 +191,7 @@ def main() -> int:
                  f"{one_loaded_rss - idle_rss:.1f} MiB with one-time allocations); router estimate "
                  f"{stats['loaded_bytes'] / max(stats['loaded_models'], 1) / 1024:.0f} KiB", "-", "-"))
     print(f"\nproject {project}, products {first} and {second}, {args.requests} warm requests\n")
-    print("| | router | naive (bundle loaded per request) | target / reference |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(["", "router", "naive (bundle loaded per request)", "target / reference"], rows)
     print(f"\nrouter stats: {json.dumps(stats)}")
     return 0
 
