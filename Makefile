@@ -27,7 +27,8 @@ run: $(STAMP)  ## the main job: every product's chain on the default (synthetic)
 # Test processes (pytest-xdist); each test file runs whole in one of them, so a module's fixtures are built once.
 TEST_WORKERS ?= 2
 
-test: $(STAMP)  ## the whole test suite (unit, integration with real dvc repro, real-data tests when ../shared exists)
+test: $(STAMP)  ## lint, then the whole test suite (unit, integration with real dvc repro, real data when ../shared exists)
+	$(BIN)/ruff check lib stages tests bench serve
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)  ## ruff
