@@ -37,8 +37,8 @@ lint: $(STAMP)  ## ruff
 bench-etl: $(STAMP)  ## DuckDB vs pandas ETL on the real data (needs ../shared)
 	$(BIN)/python bench/etl_benchmark.py
 
-bench-pricing: $(STAMP)  ## pricing against known curves: regret vs naive policies and a regression, elasticity, bands, uplift; time vs d669a3d
-	$(BIN)/python bench/pricing_benchmark.py --time-against d669a3d --part both
+bench-pricing: $(STAMP)  ## pricing against known curves: regret vs naive policies and a regression, elasticity, bands, uplift; time vs ad80da7
+	$(BIN)/python bench/pricing_benchmark.py --time-against ad80da7 --part both
 
 bench-quality: $(STAMP)  ## price regret on synthetic data, model vs baselines on real data
 	$(BIN)/python bench/quality_benchmark.py
