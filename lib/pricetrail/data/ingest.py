@@ -285,7 +285,6 @@ def input_description(source: Path) -> str:
     return os.path.normpath(str(source))
 
 
-
 def split_by_product(transactions: Path, output_dir: Path, codes: list[str]) -> dict[str, int]:
     """Write each listed product's lines to ``output_dir/<code>.parquet``; return the row count per product.
 

@@ -26,7 +26,6 @@ from pricetrail.project.files import atomic_path
 log = logging.getLogger(__name__)
 
 
-
 class PreprocessError(ValueError):
     """Splits or the preprocessor cannot be built or loaded as asked."""
 

@@ -31,7 +31,6 @@ def expected_quantity(y_pred_log: np.ndarray, smearing: float = 1.0) -> np.ndarr
     return np.clip(np.exp(np.asarray(y_pred_log, dtype=np.float64)) * smearing - 1.0, 0.0, None)
 
 
-
 def regression_metrics(y_true_log: np.ndarray, y_pred_log: np.ndarray) -> dict[str, float]:
     """Score predictions of ``log1p(quantity)``.
 
