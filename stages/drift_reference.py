@@ -2,7 +2,7 @@
 pricetrail.steps.drift.drift_reference)."""
 
 from pricetrail.project.stage import run_product_stage
-from pricetrail.steps.drift import drift_reference
+from pricetrail.steps.drift_reference import drift_reference
 
 if __name__ == "__main__":
     run_product_stage("drift_reference", __doc__, drift_reference)

@@ -85,11 +85,13 @@ def served_candidate(bundle: ModelBundle, seen: pd.DataFrame, verdict_record: di
     return served_from_bundle(bundle, observed_price_ranges(seen), verdict_record)
 
 
-def price_curves(served: ServedProduct, seen: pd.DataFrame, day: str) -> dict[str, PriceCurve]:
-    """Each customer group's expected demand over the prices it paid, as the router answers ``day`` (the day after
-    the history: the state a served model prices from), and its elasticity at the group's median training price."""
+def priced_groups(served: ServedProduct, seen: pd.DataFrame, day: str,
+                  settings: DecisionSettings) -> dict[str, dict[str, Any]]:
+    """The router's answer for each customer group that paid more than one price, ``day`` (the day after the
+    history: the state a served model prices from), on the gate's grid: what the price checks judge and the
+    decision plot shows."""
     record = served.product.record or {}
-    curves = {}
+    answers = {}
     for group, registered in (("registered", True), ("guest", False)):
         if int((seen["is_registered"] == registered).sum()) < 2:
             continue
@@ -98,7 +100,14 @@ def price_curves(served: ServedProduct, seen: pd.DataFrame, day: str) -> dict[st
             logger.info("%s: %s customers paid one price (%g); no price-response curve to check", served.stockcode,
                         group, low)
             continue
-        answer = recommend(served, PriceRequest(date=day, customer=group, points=GATE_GRID))
+        answers[group] = recommend(served, PriceRequest(date=day, customer=group, points=GATE_GRID), (), settings)
+    return answers
+
+
+def price_curves(answers: Mapping[str, dict[str, Any]]) -> dict[str, PriceCurve]:
+    """Each group's expected demand over the prices it paid, and its elasticity at its median training price."""
+    curves = {}
+    for group, answer in answers.items():
         curve = pd.DataFrame(answer["curve"])
         curves[group] = PriceCurve(prices=curve["price"].to_numpy(), quantity=curve["expected_quantity"].to_numpy(),
                                    elasticity=answer["elasticity"].get("value"),
@@ -106,15 +115,15 @@ def price_curves(served: ServedProduct, seen: pd.DataFrame, day: str) -> dict[st
     return curves
 
 
-def decision_curves(served: ServedProduct, day: str, settings: DecisionSettings) -> pd.DataFrame:
+def decision_curves(answers: Mapping[str, dict[str, Any]], groups: Mapping[str, Any]) -> pd.DataFrame:
     """Each servable customer group's revenue (or profit) per day over its prices, with the plausible curves' 90%
-    band, the status quo and the decided price, as the router answers ``day`` (the decision plot)."""
-    groups = ((served.product.record or {}).get("verdict") or {}).get("customer_groups") or {}
+    band, the status quo and the decided price (the decision plot). ``groups``: the verdict's customer groups (a
+    group the gate refused is not priced by the model)."""
     frames = []
     for group in ("registered", "guest"):
-        if groups and not (groups.get(group) or {}).get("servable"):
+        if group not in answers or (groups and not (groups.get(group) or {}).get("servable")):
             continue
-        answer = recommend(served, PriceRequest(date=day, customer=group, points=101), (), settings)
+        answer = answers[group]
         curve = pd.DataFrame(answer["curve"])
         if "expected_revenue_per_day_p05" not in curve.columns:
             continue
@@ -141,10 +150,14 @@ class Assessment:
     risk_metrics: dict[str, float | None]
     baseline_quantity: float
     groups: pd.DataFrame
+    answers: dict[str, dict[str, Any]]  # the router's answer per customer group, as the price checks judged it
+
+    def decision_plot(self) -> pd.DataFrame:
+        return decision_curves(self.answers, self.outcome.get("groups", {}))
 
 
 def assess(predictions: pd.DataFrame, train_quantity: np.ndarray, bundle: ModelBundle, seen: pd.DataFrame,
-           settings: RiskSettings) -> Assessment:
+           settings: RiskSettings, decision: DecisionSettings) -> Assessment:
     """Every check of the gate on a candidate: risk against the median baseline, per-group baselines, fairness
     between the sensitive feature's groups, and the served price response."""
     baseline = baseline_prediction(train_quantity)
@@ -163,8 +176,8 @@ def assess(predictions: pd.DataFrame, train_quantity: np.ndarray, bundle: ModelB
                                      min_improvement=settings.min_group_improvement) if names else []
     served = served_candidate(bundle, seen, {"promoted": True, "checks": [],
                                              "params": {"assess_model_risk": settings.as_params()}})
-    response = price_response_checks(price_curves(served, seen, day_after_history(bundle)),
-                                     min_elasticity=settings.min_elasticity,
+    answers = priced_groups(served, seen, day_after_history(bundle), decision)
+    response = price_response_checks(price_curves(answers), min_elasticity=settings.min_elasticity,
                                      max_elasticity=settings.max_elasticity)
     return Assessment(outcome=verdict([*risk, *by_group, *fairness, *response]), risk_metrics=risk_metrics,
-                      baseline_quantity=baseline, groups=groups)
+                      baseline_quantity=baseline, groups=groups, answers=answers)

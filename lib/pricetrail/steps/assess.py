@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pricetrail.gates.assessment import RiskSettings, assess, day_after_history, decision_curves, served_candidate
+from pricetrail.gates.assessment import RiskSettings, assess
 from pricetrail.modeling.bundle import load_bundle
 from pricetrail.pricing.decision import DecisionSettings
 from pricetrail.project.config import load_params, section
@@ -32,7 +32,8 @@ def assess_model_risk(root: Path, code: str) -> None:
     seen = pd.concat([pd.read_parquet(root / paths.split(name), columns=["unit_price", "is_registered"])
                       for name in ("train", "validation", "test")], ignore_index=True)
     bundle = dataclasses.replace(bundle, reference=seen)
-    result = assess(predictions, train["quantity"].to_numpy(dtype="float64"), bundle, seen, settings)
+    result = assess(predictions, train["quantity"].to_numpy(dtype="float64"), bundle, seen, settings,
+                    decision_settings)
     outcome = result.outcome
     model_version = str(read_json(root / paths.test_metrics)["model_version"])
     write_json(root / paths.verdict, {
@@ -63,10 +64,8 @@ def assess_model_risk(root: Path, code: str) -> None:
         # their own dvc.lock entries, which the registry records beside this verdict.
         "params": {"assess_model_risk": settings.as_params()},
     })
-    served = served_candidate(bundle, seen, {"promoted": True, "checks": [],
-                                             "customer_groups": outcome.get("groups", {})})
     with atomic_path(root / paths.decision_plot) as tmp:
-        decision_curves(served, day_after_history(bundle), decision_settings).to_csv(tmp, index=False)
+        result.decision_plot().to_csv(tmp, index=False)
     if outcome["passed"]:
         logger.info("%s: model %s passed every check", code, model_version)
     else:

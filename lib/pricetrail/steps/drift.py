@@ -1,4 +1,4 @@
-"""Stages ``drift_reference@<code>`` and ``data_drift_check@<code>``: the drift gate and the record it reads.
+"""Stage ``data_drift_check@<code>``: the drift gate, against the record ``drift_reference@<code>`` keeps.
 
 The gate always writes its report and metrics. On drift, with ``on_drift: block`` it fails without writing the
 gate file, so the product's chain stops there; with ``on_drift: retrain`` it records the drift and lets the chain
@@ -18,14 +18,6 @@ from pricetrail.project.files import file_md5, write_json
 from pricetrail.project.paths import ProductPaths
 from pricetrail.project.stage import GateFailed
 from pricetrail.registry import drift_reference as references
-
-
-def drift_reference(root: Path, code: str) -> None:
-    """The "nothing served yet" record for a product that has none (a fresh clone, a product just added), so plain
-    ``dvc repro`` needs no pricetrail command first. Promotion, rollback and accepted drift write the record
-    outside DVC (a cycle otherwise); the stage's output is ``persist``, so DVC never deletes it or restores an old
-    one, and runs this no-op again, then the gate, when a promotion changes it."""
-    references.ensure_records(root, [code])
 
 
 def data_drift_check(root: Path, code: str) -> None:
