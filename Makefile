@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@# test -x, not test -d: a half-made venv (an interrupted first install) is made again
 	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[pipeline,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install pricetrail with its dependencies

@@ -6,6 +6,7 @@ silently ignored would change the price a caller acts on). Path stockcodes are v
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from pricetrail.pricing.keep import unmodelled_answer
 from pricetrail.pricing.recommend import AnswerError, recommend
 from pricetrail.pricing.request import PriceRequest, RequestError
 from pricetrail.project.config import STOCKCODE_PATTERN
+from pricetrail.registry.artifacts import public_reason
 from pricetrail.serving.config import ServeConfig
 from pricetrail.serving.loading import NotServable
 from pricetrail.serving.status import lineage, status
@@ -31,6 +33,8 @@ PRICE_PARAMETERS = {"min_price", "max_price", "points", "country", "customer", "
                     "current_price"}
 # The reference's names on its route, mapped to ours.
 ALIAS_PARAMETERS = {"unitprice_min": "min_price", "unitprice_max": "max_price", "num_price_bins": "points"}
+
+log = logging.getLogger(__name__)
 
 
 def _config() -> ServeConfig:
@@ -135,8 +139,8 @@ def _price(code: str, values: dict[str, str]) -> dict[str, Any]:
     except NotServable:
         # No model may set this product's price: the answer is to keep today's, and why (never a bare "no model").
         return _keep_without_model(code, price_request, sources)
-    except LoadFailed as error:
-        raise Problem(503, "model-unavailable", "Model unavailable", str(error), stockcode=code) from None
+    except LoadFailed as error:  # the full message is in the log (ModelRouter.get)
+        raise Problem(503, "model-unavailable", "Model unavailable", error.public, stockcode=code) from None
     try:
         return recommend(served, price_request, sources, _config().decision)
     except RequestError as error:
@@ -154,7 +158,16 @@ def _keep_without_model(code: str, price_request: PriceRequest, sources: Any) ->
         raise Problem(400, "invalid-parameter", "Invalid query parameter", str(error),
                       parameter=error.parameter) from None
     except (ValueError, OSError) as error:  # a damaged record or history: this product only
-        raise Problem(503, "model-unavailable", "Registry record unreadable", str(error), stockcode=code) from None
+        raise _unreadable(code, error) from None
+
+
+def _unreadable(code: str, error: BaseException) -> Problem:
+    """A 503 for a record or history that cannot be read: the caller learns what, the log where and why."""
+    log.warning("%s: registry record or history unreadable: %s", code, error)
+    return Problem(503, "model-unavailable", "Registry record unreadable",
+                   f"the registry record of {code} or a file it names cannot be read: "
+                   f"{public_reason(error, 'the server log has the cause')}",
+                   stockcode=code)
 
 
 @api.get("/v1/products")
@@ -168,7 +181,9 @@ def products() -> dict[str, Any]:
         try:
             entry = status(router.record(code), config.descriptions.get(code, ""))
         except (ValueError, OSError) as error:  # a damaged record: reported for this product, the rest listed
-            entry = {"stockcode": code, "servable": False, "reason": f"registry record unreadable: {error}"}
+            log.warning("%s: registry record unreadable: %s", code, error)
+            entry = {"stockcode": code, "servable": False,
+                     "reason": f"registry record unreadable: {public_reason(error, 'the server log has the cause')}"}
         entry["loaded"] = code in loaded
         listing.append(entry)
     return {"products": listing}
@@ -196,7 +211,7 @@ def product_lineage(stockcode: str) -> dict[str, Any]:
     except NotServable as error:
         raise Problem(404, "no-served-model", "No model served", str(error), stockcode=code) from None
     except (ValueError, OSError) as error:
-        raise Problem(503, "model-unavailable", "Registry record unreadable", str(error), stockcode=code) from None
+        raise _unreadable(code, error) from None
 
 
 @api.get("/v1/stats")

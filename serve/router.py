@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pricetrail.pricing.served import ServedProduct
 from pricetrail.registry import records
-from pricetrail.registry.artifacts import ArtifactSource
+from pricetrail.registry.artifacts import ArtifactSource, public_reason
 from pricetrail.registry.product_record import ProductRecord, read_product_record
 from pricetrail.serving.loading import NotServable, load_served, servable
 
@@ -35,13 +35,20 @@ Signature = tuple[tuple[int, int, int] | None, ...]
 Loader = Callable[[Path, ProductRecord, Sequence[ArtifactSource]], ServedProduct]
 
 
-class LoadFailed(RuntimeError):
-    """A product's model could not be loaded (damaged or missing artifact, inconsistent bundle)."""
+RECORD_UNREADABLE = "its registry record could not be read (the server log has the cause)"
 
-    def __init__(self, stockcode: str, cause: str) -> None:
+
+class LoadFailed(RuntimeError):
+    """A product's model could not be loaded (damaged or missing artifact, inconsistent bundle).
+
+    The message names paths, URLs and keys for the log; ``public`` is what a caller is told (never those).
+    """
+
+    def __init__(self, stockcode: str, cause: str, public: str) -> None:
         super().__init__(f"the model of {stockcode} cannot be served: {cause}")
         self.stockcode = stockcode
         self.cause = cause
+        self.public = f"the model of {stockcode} cannot be served: {public}"
 
 
 @dataclass
@@ -50,7 +57,7 @@ class _Slot:
     signature: Signature | None = None  # of the registry files when ``record`` was read
     record: ProductRecord | None = None
     loaded_signature: Signature | None = None  # of the record the loaded model was last checked against
-    failure: tuple[Signature, float, str] | None = None  # signature, when, message (damaged artifacts only)
+    failure: tuple[Signature, float, str, str] | None = None  # signature, when, message, public (damaged only)
 
 
 @dataclass
@@ -126,7 +133,8 @@ class ModelRouter:
                     slot.record = read_product_record(self.registry_dir, code)
                 except (ValueError, OSError) as error:  # a damaged record: this product only
                     self._drop(code, slot)
-                    raise LoadFailed(code, str(error)) from error
+                    log.warning("%s: registry record unreadable: %s", code, error)
+                    raise LoadFailed(code, str(error), RECORD_UNREADABLE) from error
                 slot.signature = signature
             product = slot.record
             try:
@@ -144,9 +152,9 @@ class ModelRouter:
                     self.stats.hits += 1
                 return loaded
             if slot.failure is not None:
-                failed_signature, when, message = slot.failure
+                failed_signature, when, message, public = slot.failure
                 if failed_signature == signature and time.monotonic() - when < self.failure_retry_seconds:
-                    raise LoadFailed(code, message)
+                    raise LoadFailed(code, message, public)
             started = time.perf_counter()
             try:
                 served = self._loader(self.registry_dir, product, self.sources)
@@ -154,14 +162,16 @@ class ModelRouter:
                 self._drop(code, slot)
                 raise
             except (ValueError, OSError, RuntimeError) as error:  # damaged artifacts or bundles, unreadable files
-                slot.failure = (signature, time.monotonic(), str(error))
+                public = public_reason(error)
+                slot.failure = (signature, time.monotonic(), str(error), public)
                 self._drop(code, slot)  # never keep serving a model the record no longer names
                 with self._lock:
                     self.stats.failures += 1
                 log.warning("%s: load failed: %s", code, error)
-                raise LoadFailed(code, str(error)) from error
+                raise LoadFailed(code, str(error), public) from error
             if served.stockcode != code:
-                raise LoadFailed(code, f"the loader returned the model of {served.stockcode}")
+                raise LoadFailed(code, f"the loader returned the model of {served.stockcode}",
+                                 "the loader returned another product's model")
             slot.failure = None
             slot.loaded_signature = signature
             seconds = time.perf_counter() - started

@@ -389,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The top-level modules of the `pipeline` extra (pyproject.toml).
+PIPELINE_MODULES = {"dvc", "dvc_data", "dvc_s3", "optuna", "evidently", "shap", "prefect", "prefect_dask", "dask",
+                    "distributed", "openpyxl"}
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -407,6 +412,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, project_root()))
     except ValueError as error:  # our errors: one clear line, no traceback
         sys.stderr.write(f"pricetrail {args.command}: {error}\n")
+        return 2
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in PIPELINE_MODULES:
+            raise
+        # The base install is the serving stack (what the Lambda image holds); the pipeline is an extra.
+        sys.stderr.write(f"pricetrail {args.command}: needs {error.name}, part of the pipeline's dependencies: "
+                         "pip install 'pricetrail[pipeline]' (make install does)\n")
         return 2
 
 

@@ -13,11 +13,12 @@ else
     "$PYTHON" -m pip install --quiet torch==2.13.0
 fi
 "$PYTHON" -m pip install --quiet -r "$PROJECT/serve/requirements.txt"
-# The library and the serve package without the pipeline dependencies (DVC, Prefect, Optuna, Evidently, SHAP stay
-# out of the image), built from a copy: setuptools writes build/ beside the sources it builds.
+# The library and the serve package with their base dependencies, which are the serving stack (the pipeline's are
+# the `pipeline` extra: DVC, Prefect, Optuna, Evidently and SHAP stay out of the image; `pip check` holds), built
+# from a copy: setuptools writes build/ beside the sources it builds.
 SOURCE=$(mktemp -d)
 trap 'rm -rf "$SOURCE"' EXIT
 cp -R "$PROJECT/pyproject.toml" "$PROJECT/README.md" "$PROJECT/lib" "$PROJECT/serve" "$SOURCE/"
 rm -rf "$SOURCE"/serve/__pycache__
 rm -rf "$SOURCE"/lib/*.egg-info
-"$PYTHON" -m pip install --quiet --no-deps "$SOURCE"
+"$PYTHON" -m pip install --quiet "$SOURCE"

@@ -177,3 +177,20 @@ def test_nothing_promoted_is_no_served_model_on_every_request_not_a_remembered_f
         with pytest.raises(NotServable, match="serves no model"):
             models.get("Z9")
     assert models.snapshot()["failures"] == 0
+
+
+def test_a_failed_load_tells_the_caller_the_artifact_by_role_and_hash_and_the_log_where(tmp_path: Path) -> None:
+    from pricetrail.registry.artifacts import Artifact, ArtifactError, public_reason
+
+    artifact = Artifact(name="model.pt", path="models/85123A/model.pt", md5="0" * 32, size=10)
+    cause = ArtifactError("cannot reach s3://bucket/prefix: timeout at files/md5/00/000", artifact=artifact,
+                          problem="could not be read from the artifact store")
+    try:
+        try:
+            raise cause
+        except ArtifactError as error:
+            raise ValueError("the bundle of 85123A could not be loaded") from error
+    except ValueError as wrapped:
+        public = public_reason(wrapped)
+    assert public == f"the model.pt artifact (md5 {'0' * 32}) could not be read from the artifact store"
+    assert public_reason(OSError("/var/task/registry/85123A/served.json: denied"), "see the log") == "see the log"

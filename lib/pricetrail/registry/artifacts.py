@@ -21,7 +21,34 @@ MD5_HEX_DIGITS = 32
 
 
 class ArtifactError(ValueError):
-    """An artifact cannot be found, or its bytes are not the ones recorded."""
+    """An artifact cannot be found, or its bytes are not the ones recorded.
+
+    The message is for the operator (it may name paths, URLs and keys); ``public`` says the same to a caller of the
+    server without them: the artifact's role and hash, and what went wrong.
+    """
+
+    def __init__(self, message: str, *, artifact: Artifact | None = None, problem: str = "") -> None:
+        super().__init__(message)
+        self.artifact = artifact
+        self.problem = problem
+
+    @property
+    def public(self) -> str:
+        if self.artifact is None:
+            return "an artifact could not be read"
+        return f"the {self.artifact.name} artifact (md5 {self.artifact.md5}) {self.problem or 'could not be read'}"
+
+
+def public_reason(error: BaseException,
+                  otherwise: str = "its files could not be loaded (the server log has the cause)") -> str:
+    """What a caller may be told about ``error``: the public text of the first :class:`ArtifactError` in its chain
+    of causes, else ``otherwise`` (the server log holds the full message)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ArtifactError):
+            return seen.public
+        seen = seen.__cause__ or seen.__context__
+    return otherwise
 
 
 @dataclass(frozen=True)
@@ -134,14 +161,19 @@ def resolve(artifact: Artifact, sources: Iterable[ArtifactSource], *, owner: str
     tried = []
     for source in sources:
         tried.append(source.description)
-        path = source.locate(artifact.md5)
+        try:
+            path = source.locate(artifact.md5)
+        except ArtifactError as error:
+            raise ArtifactError(f"{owner}: {artifact.name} (md5 {artifact.md5}): {error}", artifact=artifact,
+                                problem="could not be read from the artifact store") from error
         if path is None:
             continue
         verify(path, artifact, owner=owner)
         return path
     raise ArtifactError(
         f"{owner}: {artifact.name} (md5 {artifact.md5}, from {artifact.path}) is in none of: {', '.join(tried)}; "
-        "run `dvc pull` (or `dvc fetch`) to bring it from the DVC remote")
+        "run `dvc pull` (or `dvc fetch`) to bring it from the DVC remote", artifact=artifact,
+        problem="is in none of the server's artifact sources")
 
 
 def verify(path: Path, artifact: Artifact, *, owner: str) -> None:
@@ -151,7 +183,8 @@ def verify(path: Path, artifact: Artifact, *, owner: str) -> None:
     if actual != artifact.md5:
         found = f"md5 {actual}" if actual else f"{size} bytes instead of {artifact.size}"
         raise ArtifactError(f"{owner}: {artifact.name} at {path} is damaged: expected md5 {artifact.md5}, "
-                            f"found {found}; refusing to use it (restore it with `dvc fetch` or `dvc pull`)")
+                            f"found {found}; refusing to use it (restore it with `dvc fetch` or `dvc pull`)",
+                            artifact=artifact, problem="does not match its recorded md5 (damaged); refused")
 
 
 def describe_file(root: Path, name: str, relpath: Path, outs: Mapping[str, str]) -> Artifact:

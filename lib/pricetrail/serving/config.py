@@ -19,6 +19,8 @@ from pricetrail.project.config import read_yaml, validate_stockcode
 from pricetrail.project.files import ConfigError
 
 ENV_PREFIX = "PRICETRAIL_"
+# API Gateway ends a request at 29 s; a remote read must end well before it.
+MAX_DEADLINE_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,14 @@ class S3Settings:
     cache_dir: Path  # on Lambda only /tmp is writable
     endpoint_url: str | None = None  # an S3-compatible server (moto on loopback in the tests)
     region: str | None = None
+    # Every read of the remote ends by this many seconds, answered or not: below API Gateway's 29 s and a Lambda
+    # function's timeout, so a stalled remote is a 503 for that product, not a timed-out invocation.
+    deadline_seconds: float = 8.0
 
     def __post_init__(self) -> None:
         if not self.url.startswith("s3://") or len(self.url) <= len("s3://"):
             raise ConfigError(f"s3_url={self.url!r} is not accepted: use s3://bucket/prefix (the DVC remote's URL)")
+        _bounded("s3_deadline_seconds", self.deadline_seconds, 0.5, MAX_DEADLINE_SECONDS)
 
     @property
     def bucket(self) -> str:
@@ -87,11 +93,11 @@ def _bounded(name: str, value: object, low: float, high: float) -> None:
 # Keys of the JSON file; each is also PRICETRAIL_<KEY> in the environment (the environment wins).
 _DECISION_KEYS = {"delta", "min_gain", "status_quo_days", "max_band_share", "max_step"}
 _KEYS = {"registry_dir", "stockcodes", "stockcodes_file", "cache_dirs", "s3_url", "s3_endpoint_url", "s3_region",
-         "s3_cache_dir", "max_models", "max_memory_mb", "default_points", "max_points", "range_widening",
-         "failure_retry_seconds", "max_request_bytes", *_DECISION_KEYS}
+         "s3_cache_dir", "s3_deadline_seconds", "max_models", "max_memory_mb", "default_points", "max_points",
+         "range_widening", "failure_retry_seconds", "max_request_bytes", *_DECISION_KEYS}
 _INTS = {"max_models", "default_points", "max_points", "max_request_bytes", "status_quo_days"}
-_FLOATS = {"max_memory_mb", "range_widening", "failure_retry_seconds", "delta", "min_gain", "max_band_share",
-           "max_step"}
+_FLOATS = {"max_memory_mb", "s3_deadline_seconds", "range_widening", "failure_retry_seconds", "delta", "min_gain",
+           "max_band_share", "max_step"}
 
 
 def from_mapping(values: Mapping[str, Any], *, base: Path | None = None) -> ServeConfig:
@@ -120,10 +126,6 @@ def from_mapping(values: Mapping[str, Any], *, base: Path | None = None) -> Serv
     raw_caches = values.get("cache_dirs", ())
     caches = raw_caches.split(os.pathsep) if isinstance(raw_caches, str) else list(raw_caches)
     s3 = None
-    if values.get("s3_url"):
-        s3 = S3Settings(url=str(values["s3_url"]), cache_dir=path(str(values.get("s3_cache_dir",
-                                                                                  "/tmp/pricetrail-cache"))),
-                        endpoint_url=values.get("s3_endpoint_url") or None, region=values.get("s3_region") or None)
     numbers: dict[str, Any] = {}
     for key in _INTS | _FLOATS:
         if key in values:
@@ -131,6 +133,12 @@ def from_mapping(values: Mapping[str, Any], *, base: Path | None = None) -> Serv
                 numbers[key] = int(values[key]) if key in _INTS else float(values[key])
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"{key}={values[key]!r} is not a number") from error
+    deadline = numbers.pop("s3_deadline_seconds", None)
+    if values.get("s3_url"):
+        s3 = S3Settings(url=str(values["s3_url"]), cache_dir=path(str(values.get("s3_cache_dir",
+                                                                                  "/tmp/pricetrail-cache"))),
+                        endpoint_url=values.get("s3_endpoint_url") or None, region=values.get("s3_region") or None,
+                        **({} if deadline is None else {"deadline_seconds": deadline}))
     decision = {key: numbers.pop(key) for key in _DECISION_KEYS if key in numbers}
     try:
         settings = DecisionSettings(**decision)

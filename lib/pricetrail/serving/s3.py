@@ -11,9 +11,10 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pricetrail.registry.artifacts import ArtifactError, object_relpath
 from pricetrail.serving.config import S3Settings
@@ -21,6 +22,31 @@ from pricetrail.serving.config import S3Settings
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+T = TypeVar("T")
+
+
+def within(seconds: float, work: Callable[[], T], what: str) -> T:
+    """``work()``, or an :class:`ArtifactError` once ``seconds`` have passed without its answer. The work goes on
+    in a daemon thread until its own timeouts end it; its late result is dropped (a fetched object is installed
+    only when whole and verified, so a late one is harmless)."""
+    outcome: list[Any] = []
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, work()))
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            outcome.append((False, error))
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name="pricetrail-remote-read", daemon=True).start()
+    if not finished.wait(seconds):
+        raise ArtifactError(f"no answer for {what} within {seconds:g} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 @dataclass
@@ -46,11 +72,27 @@ class S3Remote:
                 # A session of its own: boto3's default session resolves credentials once per process and keeps
                 # them, so a source created after they changed (rotated keys, another app) would sign with old ones.
                 session = boto3.session.Session()
+                deadline = self.settings.deadline_seconds
                 self._client = session.client("s3", endpoint_url=self.settings.endpoint_url,
                                               region_name=self.settings.region,
-                                              config=Config(connect_timeout=5, read_timeout=30,
-                                                            retries={"max_attempts": 3, "mode": "standard"}))
+                                              config=Config(connect_timeout=min(2.0, deadline), read_timeout=deadline,
+                                                            retries={"max_attempts": 2, "mode": "standard"}))
             return self._client
+
+    def reachable(self, deadline: float) -> bool:
+        """The bucket answers within ``deadline`` seconds (the readiness probe); why not goes to the log."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        # One key listed below the prefix: what a role limited to the remote's prefix may do (HeadBucket is not).
+        prefix = f"{self.settings.prefix}/" if self.settings.prefix else ""
+        try:
+            within(deadline, lambda: self.client().list_objects_v2(Bucket=self.settings.bucket, Prefix=prefix,
+                                                                   MaxKeys=1),
+                   f"the remote {self.settings.url}")
+        except (BotoCoreError, ClientError, ArtifactError) as error:
+            log.warning("%s is not reachable: %s", self.settings.url, error)
+            return False
+        return True
 
     def key(self, md5: str) -> str:
         relpath = object_relpath(md5).as_posix()
@@ -60,6 +102,12 @@ class S3Remote:
         target = self.settings.cache_dir / object_relpath(md5)
         if target.is_file():
             return target
+        # One deadline for the whole read, retries included: botocore's own timeouts are per attempt and per
+        # socket read, so an endpoint that accepts and never answers would otherwise hold the request past it.
+        return within(self.settings.deadline_seconds, lambda: self._fetch(md5, target),
+                      f"{self.key(md5)} from {self.settings.url}")
+
+    def _fetch(self, md5: str, target: Path) -> Path | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
