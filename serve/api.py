@@ -207,7 +207,7 @@ def product_lineage(stockcode: str) -> dict[str, Any]:
     code = _stockcode(stockcode)
     _query(set())
     try:
-        return lineage(_config().registry_dir, _router().record(code))
+        return lineage(_router().registry_dir, _router().record(code))
     except NotServable as error:
         raise Problem(404, "no-served-model", "No model served", str(error), stockcode=code) from None
     except (ValueError, OSError) as error:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from pricetrail.registry.artifacts import ArtifactSource, LocalCache
 from pricetrail.serving.config import ServeConfig
 from pricetrail.serving.loading import warm_up
+from pricetrail.serving.remote_registry import RemoteRegistry
 from pricetrail.serving.s3 import S3Remote
 from serve.api import api
 from serve.problems import Problem, problem_response
@@ -46,9 +47,19 @@ def create_app(config: ServeConfig, *, router: ModelRouter | None = None, warm: 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     sources = sources_of(config)
     app.extensions["pricetrail.sources"] = sources
+    registry_dir, refresh = config.registry_dir, None
+    remote = next((source for source in sources if isinstance(source, S3Remote)), None)
+    if remote is not None and config.registry_refresh_seconds > 0:
+        # Decisions reach this router from the remote (pricetrail push / promote / rollback publish them); the
+        # baked-in registry seeds the mirror until the remote answers.
+        followed = RemoteRegistry(remote, mirror=remote.settings.cache_dir / "registry",
+                                  refresh_seconds=config.registry_refresh_seconds,
+                                  deadline_seconds=min(READY_DEADLINE_SECONDS, remote.settings.deadline_seconds))
+        followed.seed(config.registry_dir, config.stockcodes)
+        registry_dir, refresh = followed.mirror, followed.refresh
     app.extensions["pricetrail.router"] = router or ModelRouter(
-        config.registry_dir, sources, max_models=config.max_models, max_bytes=int(config.max_memory_mb * 2**20),
-        failure_retry_seconds=config.failure_retry_seconds)
+        registry_dir, sources, max_models=config.max_models, max_bytes=int(config.max_memory_mb * 2**20),
+        failure_retry_seconds=config.failure_retry_seconds, refresh=refresh)
     app.extensions["pricetrail.openapi"] = json.loads(OPENAPI.read_text(encoding="utf-8"))
     app.register_blueprint(api)
 
@@ -68,7 +79,7 @@ def create_app(config: ServeConfig, *, router: ModelRouter | None = None, warm: 
     @app.get("/readyz")
     def readyz() -> tuple[dict[str, Any], int]:
         # Named by role, never by path or URL (a public answer); where each one is goes to the log.
-        checks = {"registry": config.registry_dir.is_dir()}
+        checks = {"registry": current_app.extensions["pricetrail.router"].registry_dir.is_dir()}
         caches = [source for source in sources if isinstance(source, LocalCache)]
         for index, source in enumerate(caches, start=1):
             checks["local_cache" if len(caches) == 1 else f"local_cache_{index}"] = source.directory.is_dir()

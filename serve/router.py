@@ -72,8 +72,11 @@ class RouterStats:
 
 class ModelRouter:
     def __init__(self, registry_dir: Path, sources: Sequence[ArtifactSource], *, max_models: int,
-                 max_bytes: int, failure_retry_seconds: float = 30.0, loader: Loader = load_served) -> None:
+                 max_bytes: int, failure_retry_seconds: float = 30.0, loader: Loader = load_served,
+                 refresh: Callable[[str], None] | None = None) -> None:
         self.registry_dir = registry_dir
+        # Brings a product's records in registry_dir up to date first (the remote registry), rate-limited by it.
+        self._refresh = refresh
         self.sources = list(sources)
         self.max_models = max_models
         self.max_bytes = max_bytes
@@ -89,6 +92,8 @@ class ModelRouter:
             return self._slots.setdefault(code, _Slot())
 
     def signature(self, code: str) -> Signature:
+        if self._refresh is not None:
+            self._refresh(code)
         directory = self.registry_dir / code
         result = []
         for name in (records.SERVED, records.STATE, records.HISTORY):

@@ -76,7 +76,29 @@ def cmd_promote(args: argparse.Namespace, root: Path) -> int:
     drift_reference.ensure_records(root, codes)
     decisions = promotion.promote_all(root, codes)
     _print_decisions(decisions)
+    _publish(root, [d.stockcode for d in decisions if d.action == "promoted"])
     return 1 if any(d.action == "error" for d in decisions) else 0
+
+
+def _publish(root: Path, codes: list[str]) -> None:
+    """With a default DVC remote, send the products' new router records there (a deployed router follows them);
+    a decision stands whether or not this succeeds, and a failure is said with its remedy."""
+    from pricetrail.registry.remote import RemoteError, default_remote_name
+
+    if not codes or default_remote_name(root) is None:
+        return
+    from pricetrail.registry.publish import publish_records
+
+    try:
+        published = publish_records(root, codes)
+    except RemoteError as error:
+        sys.stderr.write(f"warning: the decision is recorded here but not published to the routers: {error}\n")
+        return
+    if published.products:
+        _out(f"published the router records of {', '.join(published.products)} to {published.remote.description}")
+    for held in published.held_back:
+        sys.stderr.write(f"warning: not published, its model's objects are not on the remote yet: {held}; "
+                         "`pricetrail push` sends them and publishes\n")
 
 
 def _print_decisions(decisions: list[decision_log.Decision]) -> None:
@@ -122,6 +144,7 @@ def cmd_rollback(args: argparse.Namespace, root: Path) -> int:
     code = _product(root, args.stockcode)
     decision = operator_actions.rollback(root, code, to=args.to, reason=args.reason or "")
     _print_decisions([decision])
+    _publish(root, [code])
     _out(f"the next run re-checks drift against {decision.served_version}'s training data; "
          "commit registry/ to record it")
     return 0
@@ -178,6 +201,8 @@ def cmd_transfer(args: argparse.Namespace, root: Path) -> int:
     # DVC's count includes the run-cache's records, which it sends again on every push.
     _out(f"{result.files} files {verb} {result.remote.description} (run-cache records included)" if result.files else
          f"{result.remote.description}: everything was already there")
+    if result.published:
+        _out(f"published the router records of {result.published} products")
     for warning in result.warnings:
         sys.stderr.write(f"warning: {warning}\n")
     return 0

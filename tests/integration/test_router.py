@@ -423,7 +423,7 @@ def test_a_stalled_remote_is_503_within_the_deadline_the_loaded_keep_serving_and
             down = client.get(f"/v1/products/{RETRAINED}/price?date=2011-11-15")
             seconds = time.monotonic() - started
             assert down.status_code == 503, down.get_json()
-            assert seconds < settings.deadline_seconds + 1.5, seconds
+            assert seconds < settings.deadline_seconds + 1.5 + 1.0, seconds  # the registry refresh, then the read
             assert_nothing_internal(json.dumps(down.get_json()), endpoint, tmp_path)
             assert client.get(f"/v1/products/{OTHER}/price?date=2011-11-16").status_code == 200  # still loaded
             started = time.monotonic()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,16 +19,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pricetrail.project.copies import clone_project, commit, run
+from pricetrail.project.copies import clone_project, commit, run, set_params
 from pricetrail.registry.artifacts import object_relpath
 from pricetrail.registry.remote import registry_objects
 from pricetrail.serving.config import S3Settings, ServeConfig
 from serve.app import create_app
+from serve.events import make_handler
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -366,3 +369,64 @@ def test_a_user_input_tracked_with_dvc_add_reaches_a_fresh_clone_through_the_rem
     reproduced = dvc_env("repro", "--pull", cwd=again, env=s3.credentials)
     assert reproduced.returncode == 0, reproduced.stdout[-3000:] + reproduced.stderr[-3000:]
     assert "Running stage" not in reproduced.stdout, reproduced.stdout
+
+
+def _version_served(handler: Any, code: str) -> str | None:
+    event = {"version": "2.0", "routeKey": "$default", "rawPath": f"/v1/products/{code}/price",
+             "rawQueryString": "date=2011-11-15&points=5", "headers": {"host": "x"}, "isBase64Encoded": False,
+             "requestContext": {"stage": "$default", "http": {"method": "GET", "path": f"/v1/products/{code}/price",
+                                                               "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4",
+                                                               "userAgent": "t"}}}
+    answer = handler(event, None)
+    assert answer["statusCode"] == 200, answer
+    return json.loads(answer["body"])["model_version"]
+
+
+def _until(handler: Any, code: str, version: str, seconds: float) -> float:
+    started = time.monotonic()
+    while _version_served(handler, code) != version:
+        assert time.monotonic() - started < seconds, f"{code} still not at {version} after {seconds} s"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_a_promotion_and_a_rollback_made_on_another_copy_reach_a_running_router_without_a_restart(
+        s3: S3Server, pushed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code = "22423"
+    for variable, value in s3.credentials.items():
+        monkeypatch.setenv(variable, value)
+    first = json.loads((pushed / "registry" / code / "served.json").read_text())["version"]
+    # The router as the image holds it: the registry baked in at build time, artifacts and decisions from S3.
+    baked = tmp_path / "image" / "registry"
+    shutil.copytree(pushed / "registry", baked)
+    refresh = 1.0
+    settings = S3Settings(url=f"s3://{BUCKET}/cache", cache_dir=tmp_path / "lambda-tmp", endpoint_url=s3.endpoint,
+                          region="us-east-1")
+    handler = make_handler(create_app(ServeConfig(registry_dir=baked, stockcodes=(code, "85123A"), s3=settings,
+                                                  registry_refresh_seconds=refresh)))
+    assert _version_served(handler, code) == first
+    assert f"cache/pricetrail-registry/{code}/served.json" in s3.keys("cache/pricetrail-registry/")
+
+    operator = clone_project(pushed, tmp_path / "operator")  # an operator's machine: another copy of the project
+    set_params(operator, {"tune_primary_model.n_trials": 1, "tune_primary_model.max_epochs": 6})
+    repro = dvc_env("repro", f"assess_model_risk@{code}", cwd=operator, env=s3.credentials)
+    assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
+    promoted = pricetrail_env("promote", "--stockcode", code, cwd=operator, env=s3.credentials)
+    second = json.loads((operator / "registry" / code / "served.json").read_text())["version"]
+    assert second != first, promoted.stdout
+    # Its objects are not on the remote yet: the record is held back, so no router is told to serve it.
+    assert "not published" in promoted.stderr, promoted.stderr
+    time.sleep(refresh + 0.5)
+    assert _version_served(handler, code) == first
+    pricetrail_env("push", cwd=operator, env=s3.credentials)  # objects first, then the records
+    assert _until(handler, code, second, refresh + 5) <= refresh + 5
+
+    rolled = pricetrail_env("rollback", code, "--to", first, "--reason", "emergency", cwd=operator,
+                            env=s3.credentials)
+    assert "published the router records of 22423" in rolled.stdout, rolled.stdout + rolled.stderr
+    seconds = _until(handler, code, first, refresh + 5)
+    assert seconds <= refresh + 5
+    # A damaged record on the remote is never installed: the router keeps serving the last good one.
+    s3.client().put_object(Bucket=BUCKET, Key=f"cache/pricetrail-registry/{code}/served.json", Body=b"{not json")
+    time.sleep(refresh + 0.5)
+    assert _version_served(handler, code) == first

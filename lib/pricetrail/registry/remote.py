@@ -66,6 +66,7 @@ class Transfer:
     remote: Remote
     files: int  # objects DVC reported as transferred (0 when everything was already there)
     warnings: tuple[str, ...] = ()  # what the remote cannot hold, said after a push that otherwise worked
+    published: int = 0  # products whose router records a push published (registry.publish)
 
 
 # DVC's error output -> the cause in a user's words. First match wins; checked on the whole output.
@@ -214,9 +215,17 @@ def transfer(root: Path, direction: str, *, name: str | None = None, run_cache: 
                           f"The transfer is incomplete; `pricetrail {direction}` again {retry} only what is missing")
     counted = [int(value) for value in _PUSHED.findall(output)]
     registry_files = transfer_registry_objects(root, direction, remote) if include_registry else 0
-    unheld = untracked_input(root) if direction == "push" else None
+    warnings = [message for message in [untracked_input(root) if direction == "push" else None] if message]
+    published = 0
+    if direction == "push" and include_registry:
+        # The objects first, then the records that name them: a router never reads a record it cannot serve.
+        from pricetrail.registry.publish import publish_records
+
+        records_pushed = publish_records(root, name=remote.name)
+        published = len(records_pushed.products)
+        warnings += [f"router records not published: {held}" for held in records_pushed.held_back]
     return Transfer(direction=direction, remote=remote, files=sum(counted) + registry_files,
-                    warnings=(unheld,) if unheld else ())
+                    warnings=tuple(warnings), published=published)
 
 
 def untracked_input(root: Path) -> str | None:

@@ -64,6 +64,9 @@ class ServeConfig:
     max_points: int = 501
     range_widening: float = 0.0
     failure_retry_seconds: float = 30.0  # a product whose load failed is retried after this (or a new record)
+    # With an S3 remote: how stale a product's registry records may get before the router asks the remote again
+    # (serving.remote_registry); 0 reads only registry_dir (the image's baked-in records).
+    registry_refresh_seconds: float = 30.0
     max_request_bytes: int = 4096  # GET only: no request needs a body
     descriptions: Mapping[str, str] = field(default_factory=dict)
     # How a price decision is taken (params.yaml decision; the server's own copy, as every setting here)
@@ -82,6 +85,7 @@ class ServeConfig:
         _bounded("default_points", self.default_points, 3, self.max_points)
         _bounded("range_widening", self.range_widening, 0, 1)
         _bounded("failure_retry_seconds", self.failure_retry_seconds, 0, 86_400)
+        _bounded("registry_refresh_seconds", self.registry_refresh_seconds, 0, 86_400)
         _bounded("max_request_bytes", self.max_request_bytes, 0, 1_000_000)
 
 
@@ -94,10 +98,11 @@ def _bounded(name: str, value: object, low: float, high: float) -> None:
 _DECISION_KEYS = {"delta", "min_gain", "status_quo_days", "max_band_share", "max_step"}
 _KEYS = {"registry_dir", "stockcodes", "stockcodes_file", "cache_dirs", "s3_url", "s3_endpoint_url", "s3_region",
          "s3_cache_dir", "s3_deadline_seconds", "max_models", "max_memory_mb", "default_points", "max_points",
-         "range_widening", "failure_retry_seconds", "max_request_bytes", *_DECISION_KEYS}
+         "range_widening", "failure_retry_seconds", "registry_refresh_seconds", "max_request_bytes",
+         *_DECISION_KEYS}
 _INTS = {"max_models", "default_points", "max_points", "max_request_bytes", "status_quo_days"}
-_FLOATS = {"max_memory_mb", "s3_deadline_seconds", "range_widening", "failure_retry_seconds", "delta", "min_gain",
-           "max_band_share", "max_step"}
+_FLOATS = {"max_memory_mb", "s3_deadline_seconds", "range_widening", "failure_retry_seconds",
+           "registry_refresh_seconds", "delta", "min_gain", "max_band_share", "max_step"}
 
 
 def from_mapping(values: Mapping[str, Any], *, base: Path | None = None) -> ServeConfig:
