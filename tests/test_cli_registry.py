@@ -87,3 +87,21 @@ def test_kill_9_mid_promotion_keeps_the_previous_record_and_the_rerun_promotes_a
     assert records.served_model(project, OTHER).version == "dddd0000"  # type: ignore[union-attr]
     assert not list((project / "registry").rglob("*.tmp"))
     assert [e["action"] for e in records.history(project, CODE)] == ["promoted", "promoted"]
+
+
+def test_the_cli_log_handler_writes_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # main() can run twice in one process (tests, a notebook): a handler bound to the first, since closed, stderr
+    # turned every later log line into "--- Logging error --- Traceback".
+    import io
+    import logging
+
+    from pricetrail.cli import CurrentStderr
+
+    handler = CurrentStderr()
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    handler.emit(logging.makeLogRecord({"msg": "one", "levelno": logging.ERROR}))
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    handler.emit(logging.makeLogRecord({"msg": "two", "levelno": logging.ERROR}))
+    assert second.getvalue() == "two\n"

@@ -9,6 +9,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from pricetrail.project.config import load_params, load_stockcodes, project_root, section
 from pricetrail.project.files import ConfigError, read_json
@@ -419,13 +420,26 @@ PIPELINE_MODULES = {"dvc", "dvc_data", "dvc_s3", "optuna", "evidently", "shap", 
                     "distributed", "openpyxl"}
 
 
+class CurrentStderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not when the handler was made: ``main`` may run
+    again in one process (tests, a notebook) after ``sys.stderr`` was replaced and the old one closed."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; the property ignores it
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # argparse's usage error (its one line is on stderr already), or --help
         return stop.code if isinstance(stop.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s", handlers=[CurrentStderr()])
     if not args.verbose:
         # The flow's services talk a lot at INFO; what a person needs is the progress lines and the summary.
         for handler in logging.getLogger().handlers:
