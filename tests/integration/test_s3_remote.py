@@ -24,13 +24,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from lambda_runtime import LambdaRuntime
 
 from pricetrail.project.copies import clone_project, commit, run, set_params
 from pricetrail.registry.artifacts import object_relpath
 from pricetrail.registry.remote import registry_objects
 from pricetrail.serving.config import S3Settings, ServeConfig
 from serve.app import create_app
-from serve.events import make_handler
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -391,7 +391,8 @@ def _until(handler: Any, code: str, version: str, seconds: float) -> float:
 
 
 def test_a_promotion_and_a_rollback_made_on_another_copy_reach_a_running_router_without_a_restart(
-        s3: S3Server, pushed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        s3: S3Server, pushed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
     code = "22423"
     for variable, value in s3.credentials.items():
         monkeypatch.setenv(variable, value)
@@ -400,10 +401,17 @@ def test_a_promotion_and_a_rollback_made_on_another_copy_reach_a_running_router_
     baked = tmp_path / "image" / "registry"
     shutil.copytree(pushed / "registry", baked)
     refresh = 1.0
-    settings = S3Settings(url=f"s3://{BUCKET}/cache", cache_dir=tmp_path / "lambda-tmp", endpoint_url=s3.endpoint,
-                          region="us-east-1")
-    handler = make_handler(create_app(ServeConfig(registry_dir=baked, stockcodes=(code, "85123A"), s3=settings,
-                                                  registry_refresh_seconds=refresh)))
+    # The real runtime interface client drives the image's handler, configured as the template configures it.
+    runtime = LambdaRuntime({**s3.credentials, "PRICETRAIL_REGISTRY_DIR": str(baked),
+                             "PRICETRAIL_STOCKCODES": f"{code},85123A", "PRICETRAIL_S3_URL": f"s3://{BUCKET}/cache",
+                             "PRICETRAIL_S3_ENDPOINT_URL": s3.endpoint, "PRICETRAIL_S3_REGION": "us-east-1",
+                             "PRICETRAIL_S3_CACHE_DIR": str(tmp_path / "lambda-tmp"),
+                             "PRICETRAIL_REGISTRY_REFRESH_SECONDS": str(refresh)}, cwd=tmp_path / "image")
+    request.addfinalizer(runtime.close)
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        return runtime.invoke(event)
+
     assert _version_served(handler, code) == first
     assert f"cache/pricetrail-registry/{code}/served.json" in s3.keys("cache/pricetrail-registry/")
 
@@ -430,3 +438,7 @@ def test_a_promotion_and_a_rollback_made_on_another_copy_reach_a_running_router_
     s3.client().put_object(Bucket=BUCKET, Key=f"cache/pricetrail-registry/{code}/served.json", Body=b"{not json")
     time.sleep(refresh + 0.5)
     assert _version_served(handler, code) == first
+    # Other events: a warm-up ping is answered, anything else refused in plain JSON (never a stack trace).
+    assert runtime.invoke({"warm-up": True}) == {"status": "warm"}
+    assert runtime.invoke({"key1": "value1"})["error"] == "unsupported-event"
+    assert runtime.process.poll() is None  # one process served every invocation: no restart
