@@ -95,7 +95,7 @@ def test_the_cli_log_handler_writes_to_the_stderr_of_the_moment(monkeypatch: pyt
     import io
     import logging
 
-    from pricetrail.cli import CurrentStderr
+    from pricetrail.project.stage import CurrentStderr
 
     handler = CurrentStderr()
     first, second = io.StringIO(), io.StringIO()

@@ -9,11 +9,11 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from pricetrail.project.config import load_params, load_stockcodes, project_root, section
 from pricetrail.project.files import ConfigError, read_json
 from pricetrail.project.paths import ProductPaths
+from pricetrail.project.stage import CurrentStderr
 from pricetrail.registry import decision_log, drift_reference, migration, operator_actions, promotion, records
 
 log = logging.getLogger("pricetrail")
@@ -418,19 +418,6 @@ def build_parser() -> argparse.ArgumentParser:
 # The top-level modules of the `pipeline` extra (pyproject.toml).
 PIPELINE_MODULES = {"dvc", "dvc_data", "dvc_s3", "optuna", "evidently", "shap", "prefect", "prefect_dask", "dask",
                     "distributed", "openpyxl"}
-
-
-class CurrentStderr(logging.StreamHandler):
-    """Writes to ``sys.stderr`` as it is when a record is emitted, not when the handler was made: ``main`` may run
-    again in one process (tests, a notebook) after ``sys.stderr`` was replaced and the old one closed."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; the property ignores it
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

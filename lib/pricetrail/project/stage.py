@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pricetrail.project.config import validate_stockcode
 
@@ -24,6 +24,19 @@ DEBUG_ENV = "PRICETRAIL_DEBUG"
 
 class GateFailed(Exception):
     """A gate decided the product's chain must stop here (not a bug: the outputs explain why)."""
+
+
+class CurrentStderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not when the handler was made: ``main`` may run
+    again in one process (tests, a notebook) after ``sys.stderr`` was replaced and the old one closed."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; the property ignores it
+        pass
 
 
 def stockcode_argument(description: str, argv: list[str] | None = None) -> str:
@@ -55,7 +68,7 @@ def one_line(error: BaseException) -> str:
 def run(stage: str, main: Callable[[Path], None]) -> None:
     """Run ``main(project_root)``; turn any error into one line naming the stage, and exit 1."""
     logging.basicConfig(level=logging.DEBUG if debug_enabled() else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+                        format="%(levelname)s %(name)s: %(message)s", handlers=[CurrentStderr()])
     try:
         main(Path.cwd())
     except GateFailed as gate:
