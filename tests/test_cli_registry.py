@@ -105,3 +105,27 @@ def test_the_cli_log_handler_writes_to_the_stderr_of_the_moment(monkeypatch: pyt
     monkeypatch.setattr(sys, "stderr", second)
     handler.emit(logging.makeLogRecord({"msg": "two", "levelno": logging.ERROR}))
     assert second.getvalue() == "two\n"
+
+
+def test_a_root_handler_left_on_a_closed_stream_is_dropped_before_the_cli_logs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prefect's console handler sits on the root logger, bound to the stderr of the moment it was set up.
+    import io
+    import logging
+
+    from pricetrail.project.stage import log_to_stderr
+
+    root = logging.getLogger()
+    stale = io.StringIO()
+    left = logging.StreamHandler(stale)
+    root.addHandler(left)
+    stale.close()
+    current = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", current)
+    try:
+        log_to_stderr(logging.INFO)
+        assert left not in root.handlers
+        logging.getLogger("pricetrail.test").error("damaged record")
+    finally:
+        root.removeHandler(left)
+    assert "Logging error" not in current.getvalue()

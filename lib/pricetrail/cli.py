@@ -13,7 +13,7 @@ from pathlib import Path
 from pricetrail.project.config import load_params, load_stockcodes, project_root, section
 from pricetrail.project.files import ConfigError, read_json
 from pricetrail.project.paths import ProductPaths
-from pricetrail.project.stage import CurrentStderr
+from pricetrail.project.stage import log_to_stderr
 from pricetrail.registry import decision_log, drift_reference, migration, operator_actions, promotion, records
 
 log = logging.getLogger("pricetrail")
@@ -425,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # argparse's usage error (its one line is on stderr already), or --help
         return stop.code if isinstance(stop.code, int) else 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", handlers=[CurrentStderr()])
+    log_to_stderr(logging.DEBUG if args.verbose else logging.INFO)
     if not args.verbose:
         # The flow's services talk a lot at INFO; what a person needs is the progress lines and the summary.
         for handler in logging.getLogger().handlers:

@@ -39,6 +39,17 @@ class CurrentStderr(logging.StreamHandler):
         pass
 
 
+def log_to_stderr(level: int) -> None:
+    """Log records to stderr, one line each. A handler left on the root logger that writes to a closed stream (bound
+    to an earlier stderr: a library's console handler, a previous caller's) is dropped first: it could only turn
+    every record into '--- Logging error --- Traceback'."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+            root.removeHandler(handler)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", handlers=[CurrentStderr()])
+
+
 def stockcode_argument(description: str, argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--stockcode", required=True, help="the product's stockcode, as in stockcodes.yaml")
@@ -67,8 +78,7 @@ def one_line(error: BaseException) -> str:
 
 def run(stage: str, main: Callable[[Path], None]) -> None:
     """Run ``main(project_root)``; turn any error into one line naming the stage, and exit 1."""
-    logging.basicConfig(level=logging.DEBUG if debug_enabled() else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", handlers=[CurrentStderr()])
+    log_to_stderr(logging.DEBUG if debug_enabled() else logging.INFO)
     try:
         main(Path.cwd())
     except GateFailed as gate:
