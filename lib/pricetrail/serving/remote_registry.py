@@ -69,7 +69,7 @@ class RemoteRegistry:
 
     def _get(self, code: str, name: str) -> tuple[bytes | None, str | None]:
         """(the file's new bytes and ETag), or (None, None) when it is unchanged since the last read or absent."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         key = self._key(code, name)
         etag = self._etags.get((code, name))
@@ -81,7 +81,12 @@ class RemoteRegistry:
             if status in (304, 404) or error.response.get("Error", {}).get("Code") in ("304", "NoSuchKey", "404"):
                 return None, None  # not modified, or never published: the mirror stands
             raise ArtifactError(f"cannot read {key}: {error}") from error
-        return response["Body"].read(), response.get("ETag")
+        except BotoCoreError as error:  # the endpoint refused, dropped or timed out: the mirror stands
+            raise ArtifactError(f"cannot reach the remote for {key}: {error}") from error
+        try:
+            return response["Body"].read(), response.get("ETag")
+        except BotoCoreError as error:
+            raise ArtifactError(f"cannot read {key}: {error}") from error
 
     def _sync(self, code: str) -> None:
         # served.json first: the publisher writes it last, so everything read after it is at least as new.
