@@ -1,4 +1,4 @@
-# The price router as an AWS Lambda container image: CPU-only torch, only the serving dependencies,
+# The price router as an AWS Lambda container image: only the serving dependencies (numpy pricing, no torch),
 # the runtime interface client as entrypoint, the handler as CMD. Build: docker build -t pricetrail-router .
 # The same install steps run in the tests (serve/image/install.sh into a fresh venv).
 FROM python:3.11-slim
@@ -16,7 +16,7 @@ WORKDIR /var/task
 COPY pyproject.toml README.md ./
 COPY lib lib
 COPY serve serve
-RUN TORCH_INDEX=https://download.pytorch.org/whl/cpu sh serve/image/install.sh python /var/task \
+RUN sh serve/image/install.sh python /var/task \
     && rm -rf lib serve pyproject.toml README.md
 
 # The registry is small text (pointers by md5); the artifacts come from the DVC remote by hash into /tmp.

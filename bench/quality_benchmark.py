@@ -39,13 +39,12 @@ from pricetrail.data.price_ranges import observed_price_ranges
 from pricetrail.data.synthetic.truth import optimal_price, revenue_regret
 from pricetrail.modeling.bundle import load_bundle
 from pricetrail.modeling.metrics import regression_metrics
+from pricetrail.pricing.candidate import load_served_bundle, served_from_bundle
 from pricetrail.pricing.recommend import recommend
 from pricetrail.pricing.request import PriceRequest
-from pricetrail.pricing.served import served_from_bundle
 from pricetrail.project.config import load_stockcodes
 from pricetrail.project.copies import make_copy, run, set_params
 from pricetrail.registry import records
-from pricetrail.serving.loading import load_served_bundle
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

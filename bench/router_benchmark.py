@@ -109,10 +109,9 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> flo
 def naive_app(project: Path) -> Callable:
     """A WSGI app that does per request what `pricetrail recommend` did: load the bundle, then price it."""
     from pricetrail.data.price_ranges import observed_price_ranges
+    from pricetrail.pricing.candidate import load_served_bundle, served_from_bundle
     from pricetrail.pricing.recommend import recommend
     from pricetrail.pricing.request import PriceRequest
-    from pricetrail.pricing.served import served_from_bundle
-    from pricetrail.serving.loading import load_served_bundle
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
         code = environ["PATH_INFO"].split("/")[3]

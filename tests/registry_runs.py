@@ -55,10 +55,11 @@ def make_run(root: Path, code: str = CODE, *, version: str = "aaaa0000", marker:
     (root / ".dvc").mkdir(exist_ok=True)
     write_daily(root / paths.lines, "2011-01-01", 60, marker)
     write_daily(root / paths.split("train"), "2011-01-01", 40, marker)
-    for path in (paths.daily, paths.checkpoint, paths.preprocessor):
+    for path in (paths.daily, paths.checkpoint, paths.preprocessor, paths.serving_model):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(f"{version} {path.name}".encode())
-    files = [paths.lines, paths.split("train"), paths.daily, paths.checkpoint, paths.preprocessor]
+    files = [paths.lines, paths.split("train"), paths.daily, paths.checkpoint, paths.preprocessor,
+             paths.serving_model]
     for path in files:
         _cache(root, root / path)
     lock_path = root / "dvc.lock"
@@ -88,6 +89,7 @@ def make_run(root: Path, code: str = CODE, *, version: str = "aaaa0000", marker:
         "params": {"assess_model_risk": {"min_group_size": 20}},
         "lineage": {"features_md5": features_md5, "daily_md5": file_md5(root / paths.daily),
                     "checkpoint_md5": file_md5(root / paths.checkpoint),
+                    "serving_md5": file_md5(root / paths.serving_model),
                     "preprocessor_md5": file_md5(root / paths.preprocessor),
                     "train_md5": file_md5(root / paths.split("train"))}})
 

@@ -9,13 +9,15 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "evidently", "shap", "optuna", "prefect", "dvc")
-# step module -> the heavy libraries it runs. preprocess and assess get torch through skops' import (it loads its
-# optional integrations) and the bundle's network; the preprocessor's format is the place to cut that.
+HEAVY = ("torch", "evidently", "shap", "optuna", "prefect", "dvc", "sklearn", "skops")
+# step module -> the heavy libraries it runs. preprocess gets torch through skops' import (it loads its optional
+# integrations); the preprocessor's format is the place to cut that. The risk gate prices the exported numpy
+# model (serving.json), so it imports neither torch nor scikit-learn.
 RUNS = {
     "synthetic": set(), "ingest": set(), "split": set(), "etl": set(), "drift_reference": set(),
-    "drift": {"evidently"}, "preprocess": {"torch"}, "tune": {"torch", "optuna"}, "inference": {"torch", "shap"},
-    "assess": {"torch"},
+    "drift": {"evidently", "sklearn"}, "preprocess": {"torch", "sklearn", "skops"},
+    "tune": {"torch", "optuna", "sklearn", "skops"}, "inference": {"torch", "shap", "sklearn", "skops"},
+    "assess": set(),
 }
 
 

@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The top-level modules of the `pipeline` extra (pyproject.toml).
 PIPELINE_MODULES = {"dvc", "dvc_data", "dvc_s3", "optuna", "evidently", "shap", "prefect", "prefect_dask", "dask",
-                    "distributed", "openpyxl"}
+                    "distributed", "openpyxl", "torch", "sklearn", "skops", "pyarrow"}
 
 
 def main(argv: list[str] | None = None) -> int:

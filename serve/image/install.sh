@@ -2,16 +2,10 @@
 # The Lambda image's install steps, run by the Dockerfile and, into a fresh venv, by
 # tests/integration/test_router.py (so the recipe cannot rot without a Docker engine).
 #   serve/image/install.sh PYTHON PROJECT_DIR
-# TORCH_INDEX (the Dockerfile sets https://download.pytorch.org/whl/cpu) picks the CPU-only torch wheel; without it
-# pip takes torch==2.13.0 from its usual index (on the CI machines a CPU wheel on disk).
+# No torch, scikit-learn or pyarrow: the router prices with each model's exported numbers (serving.json) in numpy.
 set -eu
 PYTHON=${1:-python}
 PROJECT=${2:-.}
-if [ -n "${TORCH_INDEX:-}" ]; then
-    "$PYTHON" -m pip install --quiet --index-url "$TORCH_INDEX" torch==2.13.0
-else
-    "$PYTHON" -m pip install --quiet torch==2.13.0
-fi
 "$PYTHON" -m pip install --quiet -r "$PROJECT/serve/requirements.txt"
 # The library and the serve package with their base dependencies, which are the serving stack (the pipeline's are
 # the `pipeline` extra: DVC, Prefect, Optuna, Evidently and SHAP stay out of the image; `pip check` holds), built

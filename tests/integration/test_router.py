@@ -552,7 +552,7 @@ def test_the_real_runtime_interface_client_posts_the_response(project: Path) -> 
 
 # --------------------------------------------------------------------------------------------- the image recipe
 
-FORBIDDEN = ("dvc", "prefect", "optuna", "evidently", "shap", "dask")
+FORBIDDEN = ("dvc", "prefect", "optuna", "evidently", "shap", "dask", "torch", "sklearn", "skops", "scipy", "pyarrow")
 
 
 def test_the_image_install_steps_give_a_working_handler_without_the_pipeline_stack(project: Path,
@@ -594,6 +594,10 @@ def test_the_image_install_steps_give_a_working_handler_without_the_pipeline_sta
     assert json.loads(report["body"])["stockcode"] == OTHER
     assert report["leaked"] == [], f"the serving import path pulled in {report['leaked']}"
     assert report["handler_file"].startswith(str(venv)), report  # the installed package, not a source folder
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    for heavy in ("torch", "sklearn", "skops", "scipy", "pyarrow"):
+        assert not (Path(site) / heavy).exists(), f"{heavy} is installed in the image"
     size = sum(p.stat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink())
     sys.stderr.write(f"image venv: installed in {install_seconds:.0f} s, {size / 2**20:.0f} MiB, handler import "
                      f"{report['import_seconds']:.2f} s\n")

@@ -39,10 +39,10 @@ from pricetrail.modeling.network import build_network
 from pricetrail.modeling.product_model import fit_product_model
 from pricetrail.modeling.training import predict, train_network
 from pricetrail.modeling.tuning import TuneSettings
+from pricetrail.pricing.candidate import served_from_bundle
 from pricetrail.pricing.decision import DecisionSettings
 from pricetrail.pricing.recommend import recommend
 from pricetrail.pricing.request import PriceRequest
-from pricetrail.pricing.served import served_from_bundle
 from pricetrail.project.config import load_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

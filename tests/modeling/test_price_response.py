@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from pricetrail.modeling.export import export_network
+from pricetrail.modeling.exported import ExportedNetwork
 from pricetrail.modeling.network import PriceResponseNetwork
 from pricetrail.modeling.price_response import (
     PriceResponseError,
@@ -19,14 +21,15 @@ ARCH = {"n_layers": 1, "units": [4], "dropout": [0.0], "batch_norm": False}
 MEDIAN = 3.0
 
 
-def network(beta: tuple[float, float]) -> PriceResponseNetwork:
+def network(beta: tuple[float, float]) -> ExportedNetwork:
+    """The torch network as it is served (its numpy export)."""
     net = PriceResponseNetwork(3, [0, 1], ARCH)
     with torch.no_grad():
         net.price_weight.copy_(torch.log(torch.expm1(torch.tensor(beta))))  # softplus(raw) = beta
         output = net.demand[-1]
         output.weight.zero_()
         output.bias.fill_(3.0)  # log1p demand of about 19 at every context
-    return net.eval()
+    return export_network(net.eval())
 
 
 def rows(prices: np.ndarray) -> np.ndarray:
@@ -74,4 +77,4 @@ def test_a_fit_with_no_uncertainty_gives_members_equal_to_the_point_model() -> N
 ])
 def test_a_malformed_price_response_record_is_refused_naming_what_is_wrong(record: object, message: str) -> None:
     with pytest.raises(PriceResponseError, match=message):
-        check_recorded_response(network((0.1, 0.2)), {"price_response": record})
+        check_recorded_response((0, 1), {"price_response": record})

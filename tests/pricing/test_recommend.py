@@ -19,9 +19,9 @@ from pricetrail.data.price_ranges import observed_price_ranges
 from pricetrail.modeling.bundle import ModelBundle
 from pricetrail.modeling.order_rate import OrderRateFit, OrderRatePrior
 from pricetrail.modeling.price_response import group_prices
+from pricetrail.pricing.candidate import served_from_bundle
 from pricetrail.pricing.recommend import grid_inputs, recommend
 from pricetrail.pricing.request import PriceRequest, RequestError
-from pricetrail.pricing.served import served_from_bundle
 
 PRICE_COLUMNS = ["unit_price", "log_price", "price_squared", "reference_max_price", "price_to_max",
                  "reference_mean_price", "price_to_prev_month_mean"]

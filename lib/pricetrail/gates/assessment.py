@@ -21,11 +21,11 @@ from pricetrail.gates.checks import verdict
 from pricetrail.gates.fairness import fairness_checks, group_baseline_checks
 from pricetrail.gates.price_checks import PriceCurve, price_response_checks
 from pricetrail.gates.risk import baseline_prediction, risk_checks
-from pricetrail.modeling.bundle import ModelBundle
+from pricetrail.modeling.exported import ServingModel
 from pricetrail.pricing.decision import DecisionSettings
 from pricetrail.pricing.recommend import recommend
 from pricetrail.pricing.request import PriceRequest
-from pricetrail.pricing.served import ServedProduct, served_from_bundle
+from pricetrail.pricing.served import ServedProduct, served_from_model
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +79,12 @@ class RiskSettings:
         return dataclasses.asdict(self)
 
 
-def served_candidate(bundle: ModelBundle, seen: pd.DataFrame, verdict_record: dict[str, Any]) -> ServedProduct:
-    """The candidate as the router would hold it once promoted: its price range is every price the product sold at
-    up to the data's end (``seen``: every split), as promotion records it."""
-    return served_from_bundle(bundle, observed_price_ranges(seen), verdict_record)
+def served_candidate(model: ServingModel, daily: pd.DataFrame, seen: pd.DataFrame,
+                     verdict_record: dict[str, Any]) -> ServedProduct:
+    """The candidate as the router would hold it once promoted: the exported model the router will load, and its
+    price range is every price the product sold at up to the data's end (``seen``: every split), as promotion
+    records it."""
+    return served_from_model(model, daily, observed_price_ranges(seen), verdict_record)
 
 
 def priced_groups(served: ServedProduct, seen: pd.DataFrame, day: str,
@@ -137,9 +139,8 @@ def decision_curves(answers: Mapping[str, dict[str, Any]], groups: Mapping[str, 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DECISION_PLOT_COLUMNS)
 
 
-def day_after_history(bundle: ModelBundle) -> str:
-    assert bundle.daily is not None
-    return str((pd.to_datetime(bundle.daily["day"]).max() + pd.Timedelta(days=1)).date())
+def day_after_history(daily: pd.DataFrame) -> str:
+    return str((pd.to_datetime(daily["day"]).max() + pd.Timedelta(days=1)).date())
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,8 @@ class Assessment:
         return decision_curves(self.answers, self.outcome.get("groups", {}))
 
 
-def assess(predictions: pd.DataFrame, train_quantity: np.ndarray, bundle: ModelBundle, seen: pd.DataFrame,
-           settings: RiskSettings, decision: DecisionSettings) -> Assessment:
+def assess(predictions: pd.DataFrame, train_quantity: np.ndarray, model: ServingModel, daily: pd.DataFrame,
+           seen: pd.DataFrame, settings: RiskSettings, decision: DecisionSettings) -> Assessment:
     """Every check of the gate on a candidate: risk against the median baseline, per-group baselines, fairness
     between the sensitive feature's groups, and the served price response."""
     baseline = baseline_prediction(train_quantity)
@@ -174,9 +175,9 @@ def assess(predictions: pd.DataFrame, train_quantity: np.ndarray, bundle: ModelB
                                        names=names)
     by_group = group_baseline_checks(predictions, baseline_quantity=baseline, sensitive=sensitive, names=names,
                                      min_improvement=settings.min_group_improvement) if names else []
-    served = served_candidate(bundle, seen, {"promoted": True, "checks": [],
-                                             "params": {"assess_model_risk": settings.as_params()}})
-    answers = priced_groups(served, seen, day_after_history(bundle), decision)
+    served = served_candidate(model, daily, seen, {"promoted": True, "checks": [],
+                                                   "params": {"assess_model_risk": settings.as_params()}})
+    answers = priced_groups(served, seen, day_after_history(daily), decision)
     response = price_response_checks(price_curves(answers), min_elasticity=settings.min_elasticity,
                                      max_elasticity=settings.max_elasticity)
     return Assessment(outcome=verdict([*risk, *by_group, *fairness, *response]), risk_metrics=risk_metrics,

@@ -384,6 +384,8 @@ def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any], tex
                _text(record.get("drift")))
     artifacts = record["artifacts"]  # as registry.parse_record checked them: every serving artifact, by md5
     for name in records.SERVING_ARTIFACTS:
+        if name not in artifacts:  # a record from before that artifact existed (records.LEGACY_OPTIONAL)
+            continue
         artifact = artifacts[name]
         if artifact.get("out_md5"):
             tables.record_dirs.setdefault(blob, []).append(str(artifact["out_md5"]))

@@ -70,7 +70,7 @@ def load_bundle(checkpoint: Path, preprocessor: Path, *, daily: Path | None = No
         raise BundleError(f"preprocessor {preprocessor} produces {len(names)} features that differ from the "
                           f"{len(record.get('feature_names', []))} model {checkpoint} was trained on")
     try:
-        check_recorded_response(network, metadata)
+        check_recorded_response(tuple(getattr(network, "price_columns", ())), metadata)
     except ValueError as error:
         raise BundleError(f"model {checkpoint}: {error}") from error
     return ModelBundle(

@@ -22,15 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-from torch import nn
 
 from pricetrail.modeling.metrics import expected_quantity
-from pricetrail.modeling.network import PriceResponseNetwork
 from pricetrail.modeling.order_rate import OrderRateFit, rate_factor
-from pricetrail.modeling.training import predict
 
 DRAWS = 200
 DRAW_SEED = 20111209
@@ -43,6 +40,17 @@ MIN_DISTINCT_PRICES = 4
 MAX_BAND_SHARE = 0.15
 # The recommendation minimises this quantile of its regret over the plausible curves.
 ROBUST_QUANTILE = 0.9
+
+
+class PriceModel(Protocol):
+    """What the curves need of a demand model: ``log1p(quantity)`` per row of a model-input matrix, and which
+    columns its non-negative price weights read (empty for a model without a price term). The served
+    :class:`pricetrail.modeling.exported.ServingModel` is one; so is :func:`pricetrail.modeling.export.export_network`
+    of a torch network."""
+
+    price_columns: tuple[int, ...]
+
+    def predict_log(self, matrix: np.ndarray) -> np.ndarray: ...
 
 
 class PriceResponseError(ValueError):
@@ -115,7 +123,7 @@ def _beta_draws(fit: Mapping[str, Any], k: int, n_draws: int, seed: int) -> tupl
     return beta, beta + rng.standard_normal((n_draws, k)) @ root.T
 
 
-def check_recorded_response(network: nn.Module, metadata: Mapping[str, Any]) -> None:
+def check_recorded_response(price_columns: tuple[int, ...], metadata: Mapping[str, Any]) -> None:
     """Read every record an answer uses (smearing factor, group prices, price weights and their covariance, order
     rate), so a malformed checkpoint fails when it is loaded, not at its first request. Raises PriceResponseError
     or OrderRateError (both ValueError) naming the record."""
@@ -131,8 +139,8 @@ def check_recorded_response(network: nn.Module, metadata: Mapping[str, Any]) -> 
                                      f"{error!r}") from error
     order_rate(metadata)
     fit = metadata.get("price_response")
-    if isinstance(network, PriceResponseNetwork) and fit:
-        _beta_draws(fit, len(network.price_columns), 1, DRAW_SEED)
+    if price_columns and fit:
+        _beta_draws(fit, len(price_columns), 1, DRAW_SEED)
 
 
 def order_rate(metadata: Mapping[str, Any]) -> OrderRateFit | None:
@@ -179,7 +187,7 @@ class ResponseFamily:
         return members if self.rate_members is None else members * self.rate_members
 
 
-def response_family(network: nn.Module, metadata: Mapping[str, Any], grid_matrix: np.ndarray,
+def response_family(network: PriceModel, metadata: Mapping[str, Any], grid_matrix: np.ndarray,
                     pivot_matrix: np.ndarray, *, prices: np.ndarray | None = None, median_price: float | None = None,
                     n_draws: int = DRAWS, seed: int = DRAW_SEED) -> ResponseFamily:
     """Expected quantities of the point model and of ``n_draws`` plausible price responses.
@@ -190,8 +198,8 @@ def response_family(network: nn.Module, metadata: Mapping[str, Any], grid_matrix
     ``prices`` and the group's ``median_price``, a recorded order-rate fit adds the lines-per-day factors.
     """
     smearing = float(metadata.get("smearing_factor", 1.0))
-    grid_log = predict(network, grid_matrix)
-    pivot_log = predict(network, pivot_matrix)
+    grid_log = network.predict_log(grid_matrix)
+    pivot_log = network.predict_log(pivot_matrix)
     point = expected_quantity(grid_log, smearing)
     pivot_point = expected_quantity(pivot_log, smearing)
     rate = order_rate(metadata)
@@ -202,7 +210,7 @@ def response_family(network: nn.Module, metadata: Mapping[str, Any], grid_matrix
         rate_fields = {"rate": rate, "rate_point": rate_factor(prices, median_price, max(rate.elasticity, 0.0)),
                        "rate_members": rate_factor(prices, median_price, draws), "rate_draws": draws}
     fit = metadata.get("price_response")
-    if not isinstance(network, PriceResponseNetwork) or not fit:
+    if not network.price_columns or not fit:
         return ResponseFamily(point, None, pivot_point, None, **rate_fields)
     columns = list(network.price_columns)
     beta, draws = _beta_draws(fit, len(columns), n_draws, seed)

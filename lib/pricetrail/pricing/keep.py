@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from pricetrail.data.frames import read_parquet
 from pricetrail.pricing.decision import (
     Decision,
     DecisionSettings,
@@ -81,7 +83,7 @@ def unmodelled_answer(product: ProductRecord, request: PriceRequest, sources: It
 
 @functools.lru_cache(maxsize=64)
 def _daily_frame(path: str, md5: str) -> pd.DataFrame:
-    return pd.read_parquet(path)
+    return read_parquet(Path(path))
 
 
 def daily_history(artifact: artifacts.Artifact, sources: list[ArtifactSource], code: str) -> pd.DataFrame:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import pandas as pd
-
+from pricetrail.data.frames import read_parquet
 from pricetrail.data.price_ranges import observed_price_ranges
 from pricetrail.registry import records
 from pricetrail.registry.artifacts import ArtifactSource, resolve
@@ -21,5 +20,5 @@ def observed_range(record: dict[str, Any], customer: str, sources: Iterable[Arti
         low, high = ranges[customer]
         return float(low), float(high)
     path = resolve(records.artifacts_of(record)["reference.parquet"], sources, owner=owner)
-    train = pd.read_parquet(path, columns=["unit_price", "is_registered"])
+    train = read_parquet(path, columns=["unit_price", "is_registered"])
     return tuple(observed_price_ranges(train)[customer])  # type: ignore[return-value]

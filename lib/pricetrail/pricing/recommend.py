@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from pricetrail.data.etl import calendar_features
-from pricetrail.modeling.network import PriceResponseNetwork
 from pricetrail.modeling.price_response import (
     MAX_BAND_SHARE,
     MIN_DISTINCT_PRICES,
@@ -98,7 +97,7 @@ def recommend(served: ServedProduct, request: PriceRequest, sources: Iterable[Ar
                                         f"[{low:g}, {high:g}]: every price loses money; check the cost or the range")
     prices = np.linspace(low, high, request.points)
     state_day = served.state_day(request)
-    quo = status_quo_for(served.bundle.daily, request, state_day, settings)
+    quo = status_quo_for(served.daily, request, state_day, settings)
     refusal = group_refusal(record, request.customer)
     if refusal is not None:
         return refused_group_answer(served, request, quo, refusal, settings, (low, high), observed)
@@ -107,14 +106,14 @@ def recommend(served: ServedProduct, request: PriceRequest, sources: Iterable[Ar
     n = len(prices)
     numerical, categorical, state_as_of = grid_inputs(served, request, evaluated)
     matrix = served.encoder.matrix(numerical, categorical, len(evaluated))
-    metadata = served.bundle.metadata
+    metadata = served.model.metadata
     reference = price_reference(metadata, request.customer)
     # A checkpoint from before the price reference was recorded: the middle of the observed range stands in.
     median = reference.median if reference is not None else (observed[0] + observed[1]) / 2
     pivot = pivot_prices(median)
     pivot_numerical, pivot_categorical, _ = grid_inputs(served, request, pivot)
     pivot_matrix = served.encoder.matrix(pivot_numerical, pivot_categorical, len(pivot))
-    whole = response_family(served.bundle.network, metadata, matrix, pivot_matrix, prices=evaluated,
+    whole = response_family(served.model, metadata, matrix, pivot_matrix, prices=evaluated,
                             median_price=median)
     family = whole.take(slice(0, n))
     cost = 0.0 if request.unit_cost is None else request.unit_cost
@@ -217,10 +216,10 @@ def _test_plan(served: ServedProduct, request: PriceRequest, decision: Decision,
                settings: DecisionSettings, evaluated: np.ndarray, matrix: np.ndarray, pivot_matrix: np.ndarray,
                median: float, whole: ResponseFamily, price_range: tuple[float, float]) -> PriceTest | None:
     """The price test that would settle a keep for lack of evidence (:func:`pricetrail.pricing.decision.plan_test`)."""
-    network, metadata = served.bundle.network, served.bundle.metadata
+    network, metadata = served.model, served.model.metadata
     fit = metadata.get("price_response") or {}
     quo = decision.status_quo
-    if quo is None or not isinstance(network, PriceResponseNetwork) or not fit or whole.rate is None:
+    if quo is None or not network.price_columns or not fit or whole.rate is None:
         return None
     n = len(evaluated) - 1  # the status quo is the last evaluated price
     design = design_prices(quo.price, band, *price_range)

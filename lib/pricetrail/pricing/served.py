@@ -1,4 +1,5 @@
-"""A product's model ready to price: the loaded bundle, its grid encoder and its daily history's state features."""
+"""A product's model ready to price: the served model's numbers, its grid encoder and its daily history's state
+features. Nothing here needs torch or scikit-learn."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from pricetrail.data.etl import state_features
-from pricetrail.modeling.bundle import BundleError, ModelBundle
+from pricetrail.modeling.exported import ServingModel
 from pricetrail.pricing.grid import GridEncoder
 from pricetrail.pricing.request import PriceRequest, RequestError
 from pricetrail.registry import records
@@ -23,7 +24,8 @@ class ServedProduct:
     """A product's promoted model, loaded from verified artifacts, ready to price."""
 
     product: ProductRecord
-    bundle: ModelBundle
+    model: ServingModel
+    daily: pd.DataFrame
     encoder: GridEncoder
     state_source: str
     daily_md5: str
@@ -37,17 +39,15 @@ class ServedProduct:
 
     @property
     def version(self) -> str:
-        return self.bundle.version
+        return self.model.version
 
     @functools.cached_property
     def first_day(self) -> pd.Timestamp:
-        assert self.bundle.daily is not None
-        return pd.Timestamp(self.bundle.daily["day"].min()).normalize()
+        return pd.Timestamp(self.daily["day"].min()).normalize()
 
     @functools.cached_property
     def last_day(self) -> pd.Timestamp:
-        assert self.bundle.daily is not None
-        return pd.Timestamp(self.bundle.daily["day"].max()).normalize()
+        return pd.Timestamp(self.daily["day"].max()).normalize()
 
     def state_day(self, request: PriceRequest) -> pd.Timestamp:
         """The day state features (and the status quo) are taken as of: the requested day, or the day after the
@@ -67,7 +67,7 @@ class ServedProduct:
             if cached is not None:
                 self._states.move_to_end(day)
                 return cached
-        row = state_features(self.bundle.daily, [day]).iloc[0]
+        row = state_features(self.daily, [day]).iloc[0]
         state = {column: float(value) for column, value in row.items() if column != "day"}
         with self._lock:
             self._states[day] = state
@@ -76,15 +76,13 @@ class ServedProduct:
         return state
 
 
-def served_from_bundle(bundle: ModelBundle, price_range: dict[str, list[float]],
-                       verdict: dict[str, Any] | None = None) -> ServedProduct:
-    """The candidate model of a pipeline run as the router would hold it once promoted (the risk gate's price
-    checks and its decision plot price through :func:`recommend`, exactly what will be served)."""
-    if bundle.daily is None:
-        raise BundleError(f"the bundle of {bundle.stockcode} has no daily history to take state from")
-    record = {"schema": records.SCHEMA, "stockcode": bundle.stockcode, "version": bundle.version,
+def served_from_model(model: ServingModel, daily: pd.DataFrame, price_range: dict[str, list[float]],
+                      verdict: dict[str, Any] | None = None, state_source: str = "the run's own daily history"
+                      ) -> ServedProduct:
+    """A model of a pipeline run as the router would hold it once promoted (the risk gate's price checks and its
+    decision plot price through :func:`pricetrail.pricing.recommend.recommend`, exactly what will be served)."""
+    record = {"schema": records.SCHEMA, "stockcode": model.stockcode, "version": model.version,
               "price_range": price_range, "verdict": verdict or {"promoted": True, "checks": []}}
-    product = ProductRecord(stockcode=bundle.stockcode, record=record, state=None, latest=None)
-    bundle.network.eval()
-    return ServedProduct(product=product, bundle=bundle, encoder=GridEncoder.from_preprocessor(bundle.preprocessor),
-                         state_source="the run's own daily history", daily_md5="", nbytes=0)
+    product = ProductRecord(stockcode=model.stockcode, record=record, state=None, latest=None)
+    return ServedProduct(product=product, model=model, daily=daily, encoder=GridEncoder(model.encoding),
+                         state_source=state_source, daily_md5="", nbytes=0)

@@ -84,6 +84,11 @@ class ProductPaths:
         return self.model_dir / "model.pt"
 
     @property
+    def serving_model(self) -> Path:
+        """The checkpoint's numbers as the router loads them (:mod:`pricetrail.modeling.exported`)."""
+        return self.model_dir / "serving.json"
+
+    @property
     def tuning_record(self) -> Path:
         return self.model_dir / "tuning.json"
 

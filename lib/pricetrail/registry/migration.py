@@ -23,6 +23,7 @@ from pricetrail.registry.promotion import workspace_paths
 from pricetrail.registry.records import (
     DRIFT_REFERENCE,
     HISTORY,
+    LEGACY_OPTIONAL,
     SCHEMA,
     SERVED,
     VERSIONS,
@@ -88,6 +89,8 @@ def _migrate_version(root: Path, code: str, folder: Path, cache: Path) -> dict[s
     verdict = read_json(folder / "verdict.json") if (folder / "verdict.json").is_file() else {}
     artifacts = {}
     for name, relpath in workspace_paths(code).items():
+        if name in LEGACY_OPTIONAL:  # the old layout predates it
+            continue
         source = folder / name
         if not source.is_file():
             raise RegistryError(f"{folder} lacks {name}; cannot migrate version {version} of {code} without it")

@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 def workspace_paths(code: str) -> dict[str, Path]:
     paths = ProductPaths(code)
     return {"model.pt": paths.checkpoint, "preprocessor.skops": paths.preprocessor, "daily.parquet": paths.daily,
-            "reference.parquet": paths.split("train")}
+            "reference.parquet": paths.split("train"), "serving.json": paths.serving_model}
 
 
 def _drift_state(root: Path, paths: ProductPaths, features_md5: str) -> tuple[bool, str]:

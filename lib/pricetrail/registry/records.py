@@ -60,7 +60,11 @@ SERVING_ARTIFACTS = {
     "preprocessor.skops": "preprocessor_md5",
     "daily.parquet": "daily_md5",  # the product's daily history: state features at serving time
     "reference.parquet": "train_md5",  # the training rows: price range, and the drift gate's reference
+    "serving.json": "serving_md5",  # the checkpoint's numbers as the router prices with them (numpy only)
 }
+# Records promoted before the served export (and versions migrated from the old layout) have no serving.json: a
+# router with torch installed converts their checkpoint when it loads them (pricetrail.serving.loading).
+LEGACY_OPTIONAL = frozenset({"serving.json"})
 
 ACTIONS = ("promoted", "kept", "none", "rollback", "accepted_drift")
 
@@ -219,10 +223,10 @@ def artifacts_of(record: Mapping[str, Any]) -> dict[str, Artifact]:
     recorded = record.get("artifacts")
     if not isinstance(recorded, Mapping):
         raise ArtifactError("no 'artifacts' mapping")
-    missing = sorted(set(SERVING_ARTIFACTS) - set(recorded))
+    missing = sorted(set(SERVING_ARTIFACTS) - set(recorded) - LEGACY_OPTIONAL)
     if missing:
         raise ArtifactError(f"artifacts {missing} are not recorded")
-    return {name: Artifact.from_dict(name, recorded[name]) for name in SERVING_ARTIFACTS}
+    return {name: Artifact.from_dict(name, recorded[name]) for name in SERVING_ARTIFACTS if name in recorded}
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,13 @@ verdict fails is never promoted (``pricetrail promote`` reads the verdict)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
 import pandas as pd
 
 from pricetrail.gates.assessment import RiskSettings, assess
-from pricetrail.modeling.bundle import load_bundle
+from pricetrail.modeling.exported import load_serving_model
 from pricetrail.pricing.decision import DecisionSettings
 from pricetrail.project.config import load_params, section
 from pricetrail.project.dvc_lock import dvc_hash
@@ -27,15 +26,19 @@ def assess_model_risk(root: Path, code: str) -> None:
     decision_settings = DecisionSettings.from_params(section(params, "decision"))
     predictions = pd.read_parquet(root / paths.predictions)
     train = pd.read_parquet(root / paths.split("train"))
-    bundle = load_bundle(root / paths.checkpoint, root / paths.preprocessor, daily=root / paths.daily)
+    # The gate prices the exported model the router will load (serving.json), not the torch checkpoint.
+    model = load_serving_model(root / paths.serving_model)
+    daily = pd.read_parquet(root / paths.daily)
     # Every price the product sold at up to the data's end: the grid the router will serve (promotion records it).
     seen = pd.concat([pd.read_parquet(root / paths.split(name), columns=["unit_price", "is_registered"])
                       for name in ("train", "validation", "test")], ignore_index=True)
-    bundle = dataclasses.replace(bundle, reference=seen)
-    result = assess(predictions, train["quantity"].to_numpy(dtype="float64"), bundle, seen, settings,
+    result = assess(predictions, train["quantity"].to_numpy(dtype="float64"), model, daily, seen, settings,
                     decision_settings)
     outcome = result.outcome
     model_version = str(read_json(root / paths.test_metrics)["model_version"])
+    if model.version != model_version:
+        raise ValueError(f"{paths.serving_model} is version {model.version}, the tested model {model_version}: "
+                         f"rerun tune_primary_model@{code}")
     write_json(root / paths.verdict, {
         "stockcode": code,
         "promoted": outcome["passed"],
@@ -52,6 +55,7 @@ def assess_model_risk(root: Path, code: str) -> None:
             "daily_md5": file_md5(root / paths.daily),
             "preprocessor_md5": file_md5(root / paths.preprocessor),
             "checkpoint_md5": file_md5(root / paths.checkpoint),
+            "serving_md5": file_md5(root / paths.serving_model),
             "train_md5": file_md5(root / paths.split("train")),
             "predictions_md5": file_md5(root / paths.predictions),
             # The same inputs as this stage's dvc.lock entry records them (path: md5, a folder as <md5>.dir), so

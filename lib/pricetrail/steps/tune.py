@@ -1,7 +1,9 @@
 """Stage ``tune_primary_model@<code>``: Optuna tunes the feed-forward demand model; the best config is retrained
 with early stopping (best weights restored), its price response refit by least squares, and saved as a
 weights-only checkpoint with its smearing factor, the training prices of each customer group and the order-rate
-elasticity (how the price moves the number of lines per day: :mod:`pricetrail.modeling.order_rate`)."""
+elasticity (how the price moves the number of lines per day: :mod:`pricetrail.modeling.order_rate`); and exported
+as the numbers the router serves (``serving.json``: :mod:`pricetrail.modeling.export`), checked against torch and
+the fitted transformer on a probe of the training rows."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import pandas as pd
 
 from pricetrail.data.etl import TARGET
 from pricetrail.data.preprocess import feature_names, load_preprocessor
+from pricetrail.modeling.bundle import load_bundle
 from pricetrail.modeling.checkpoint import model_version, save_checkpoint
+from pricetrail.modeling.export import export_serving_model
 from pricetrail.modeling.metrics import regression_metrics
 from pricetrail.modeling.product_model import fit_product_model
 from pricetrail.modeling.tuning import TuneSettings
@@ -44,6 +48,9 @@ def tune_primary_model(root: Path, code: str) -> None:
                         "seed": seed,
                         **records,
                     })
+    # Read back as every later stage reads it, then exported: the served numbers are proven from the saved file.
+    export_serving_model(load_bundle(root / paths.checkpoint, root / paths.preprocessor), train).save(
+        root / paths.serving_model)
     # Out-of-sample: the selected network before any final refit on the validation rows.
     metrics = regression_metrics(validation[TARGET].to_numpy(dtype="float32"), result.validation_prediction)
     write_json(root / paths.tuning_record, {"best_params": result.best_params, "trials": result.trials,
