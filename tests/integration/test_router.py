@@ -32,11 +32,13 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from router_project import CODES, NEVER_RUN, RETRAINED, build, config, copy_objects, free_port, waitress_server
 
+from pricetrail.modeling.exported import ExportError, load_serving_model
 from pricetrail.project.copies import dvc, pricetrail, set_params
 from pricetrail.project.files import file_md5
 from pricetrail.project.paths import ProductPaths
 from pricetrail.registry import records
-from pricetrail.registry.artifacts import dvc_cache_dir, object_relpath
+from pricetrail.registry.artifacts import dvc_cache_dir, local_sources, object_relpath, resolve
+from pricetrail.serving import loading
 from pricetrail.serving.config import S3Settings
 from serve.app import create_app
 from serve.events import make_handler
@@ -296,10 +298,23 @@ def test_rollback_and_a_failed_gate_are_picked_up_without_a_restart(project: Pat
     assert stats["reloads"] == 3 and stats["loads"] == 4, stats
 
 
+def test_a_record_from_before_the_export_is_converted_where_torch_is_installed_and_refused_where_not(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = records.served_model(project, OTHER)
+    sources = local_sources(project)
+    legacy = {name: artifact for name, artifact in served.artifacts.items() if name != "serving.json"}
+    exported = load_serving_model(resolve(served.artifacts["serving.json"], sources, owner=OTHER))
+    converted = loading._serving_model(legacy, sources, OTHER)
+    assert converted.to_dict() == exported.to_dict()  # the same numbers the tuning stage wrote
+    monkeypatch.setitem(sys.modules, "pricetrail.modeling.export", None)  # an image without torch
+    with pytest.raises(ExportError, match="promoted before models were exported .* no torch"):
+        loading._serving_model(legacy, sources, OTHER)
+
+
 def test_a_corrupted_artifact_is_503_for_that_product_only(project: Path, tmp_path: Path) -> None:
     cache = copy_objects(project, CODES, tmp_path / "cache")
     served = records.served_model(project, OTHER)
-    damaged = cache / object_relpath(served.artifacts["model.pt"].md5)
+    damaged = cache / object_relpath(served.artifacts["serving.json"].md5)
     damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
     client = create_app(config(project, cache_dirs=(cache,))).test_client()
     response = client.get(f"/v1/products/{OTHER}/price?date=2011-11-15")
@@ -378,9 +393,11 @@ def test_the_dvc_remote_on_s3_by_content_hash(project: Path, tmp_path: Path) -> 
         assert response.status_code == 200, response.get_json()
         assert client.get(f"/v1/products/{RETRAINED}/price").status_code == 503  # not on the remote
     served = records.served_model(project, OTHER)
-    for name in ("model.pt", "preprocessor.skops", "daily.parquet"):
+    for name in ("serving.json", "daily.parquet"):
         assert (settings.cache_dir / object_relpath(served.artifacts[name].md5)).is_file()
-    assert not (settings.cache_dir / object_relpath(served.artifacts["reference.parquet"].md5)).exists()
+    # The router prices the exported numbers: the torch checkpoint and the skops file never leave the remote.
+    for name in ("model.pt", "preprocessor.skops", "reference.parquet"):
+        assert not (settings.cache_dir / object_relpath(served.artifacts[name].md5)).exists(), name
 
 
 def test_the_remote_down_is_503_for_a_product_not_loaded_and_the_loaded_keep_serving(project: Path,

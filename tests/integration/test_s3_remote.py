@@ -331,7 +331,7 @@ def test_the_router_serves_a_price_from_the_pushed_remote_with_an_empty_cache(s3
         body = response.get_json()
         assert body["model_version"] == record["version"] and body["price"] > 0, body
         # fetched by content hash, verified, kept under the writable directory
-        assert (objects / object_relpath(record["artifacts"]["model.pt"]["md5"])).is_file()
+        assert (objects / object_relpath(record["artifacts"]["serving.json"]["md5"])).is_file()
 
 
 def test_a_user_input_tracked_with_dvc_add_reaches_a_fresh_clone_through_the_remote(s3: S3Server, pushed: Path,

@@ -59,7 +59,9 @@ class ServeConfig:
     cache_dirs: tuple[Path, ...] = ()  # local DVC caches, tried in order
     s3: S3Settings | None = None  # tried after the local caches
     max_models: int = 32
-    max_memory_mb: float = 1024.0
+    # The loaded models' own bytes (numpy arrays and daily histories, ~0.1-1 MiB a product), not the process:
+    # well inside the smallest function the deployment template allows (256 MiB).
+    max_memory_mb: float = 128.0
     default_points: int = 101
     max_points: int = 501
     range_widening: float = 0.0
