@@ -62,4 +62,7 @@ bench-router: $(STAMP)  ## the price router under waitress: warm latency, 8 clie
 bench-remote: $(STAMP)  ## push/pull times and bytes on moto_server, router first request from S3 vs the local cache
 	$(BIN)/python bench/remote_benchmark.py
 
-.PHONY: help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote
+bench-lambda: $(STAMP)  ## the Lambda handler as its image runs it: install size, init, first price from S3, p99, RSS; vs the torch design (4465042)
+	$(BIN)/python bench/lambda_benchmark.py --naive-rev 4465042
+
+.PHONY: help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda

@@ -371,6 +371,28 @@ def test_a_user_input_tracked_with_dvc_add_reaches_a_fresh_clone_through_the_rem
     assert "Running stage" not in reproduced.stdout, reproduced.stdout
 
 
+# Publishes one product's records, SIGKILLing itself just before upload number argv[3] (0-based).
+PUBLISH_KILLED_AT = """
+import os, signal, sys
+from pathlib import Path
+from dvc.fs import FileSystem
+from pricetrail.registry.publish import publish_records
+
+root, code, step = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+calls = []
+original = FileSystem.put_file
+
+def put_file(self, *args, **kwargs):
+    if len(calls) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    calls.append(args)
+    return original(self, *args, **kwargs)
+
+FileSystem.put_file = put_file
+publish_records(root, [code])
+"""
+
+
 def _version_served(handler: Any, code: str) -> str | None:
     event = {"version": "2.0", "routeKey": "$default", "rawPath": f"/v1/products/{code}/price",
              "rawQueryString": "date=2011-11-15&points=5", "headers": {"host": "x"}, "isBase64Encoded": False,
@@ -438,6 +460,35 @@ def test_a_promotion_and_a_rollback_made_on_another_copy_reach_a_running_router_
     s3.client().put_object(Bucket=BUCKET, Key=f"cache/pricetrail-registry/{code}/served.json", Body=b"{not json")
     time.sleep(refresh + 0.5)
     assert _version_served(handler, code) == first
+
+    # kill -9 at each step of a publish: each upload is one atomic PUT and served.json goes last, so until the last
+    # PUT the router keeps the decision it had, and the next push completes the publish.
+    pricetrail_env("push", cwd=operator, env=s3.credentials)  # the remote says `first` again, whole
+    prefix = f"cache/pricetrail-registry/{code}/"
+    before = {key: s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in s3.keys(prefix)}
+    forward = pricetrail_env("rollback", code, "--to", second, "--reason", "forward again", cwd=operator,
+                             env=s3.credentials)
+    assert "published the router records of 22423" in forward.stdout, forward.stdout + forward.stderr
+    puts = 4  # history.jsonl, state.json, the version's record, served.json
+    for step in range(puts):
+        for key in s3.keys(prefix):
+            s3.client().delete_object(Bucket=BUCKET, Key=key)
+        for key, body in before.items():
+            s3.client().put_object(Bucket=BUCKET, Key=key, Body=body)
+        killed = subprocess.run([sys.executable, "-c", PUBLISH_KILLED_AT, str(operator), code, str(step)],
+                                env={**os.environ, **s3.credentials}, capture_output=True, text=True, timeout=300)
+        assert killed.returncode == -9, (step, killed.stdout[-2000:], killed.stderr[-2000:])
+        time.sleep(refresh + 0.5)
+        assert _version_served(handler, code) == first, f"killed before upload {step + 1} of {puts}"
+    # Two pushes at once (a weekly job's and an operator's on one machine): both succeed, the remote ends whole.
+    racing = [subprocess.Popen([sys.executable, "-m", "pricetrail.cli", "push"], cwd=operator,
+                               env={**os.environ, **s3.credentials}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(2)]
+    for process in racing:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, out[-2000:] + err[-2000:]
+    assert _until(handler, code, second, refresh + 5) <= refresh + 5
+
     # Other events: a warm-up ping is answered, anything else refused in plain JSON (never a stack trace).
     assert runtime.invoke({"warm-up": True}) == {"status": "warm"}
     assert runtime.invoke({"key1": "value1"})["error"] == "unsupported-event"
