@@ -230,15 +230,18 @@ def _other_products_state(root: Path) -> None:
     mine.write_text(json.dumps(other))
 
 
-def _corrupt_cached_model(root: Path) -> None:
-    from pricetrail.registry import artifacts, records
+def _corrupt_cached(name: str) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        from pricetrail.registry import artifacts, records
 
-    served = records.served_model(root, CODE)
-    assert served is not None
-    path = artifacts.local_sources(root)[0].locate(served.artifacts["model.pt"].md5)
-    assert path is not None
-    path.chmod(0o644)
-    path.write_bytes(b"x" * path.stat().st_size)
+        served = records.served_model(root, CODE)
+        assert served is not None
+        path = artifacts.local_sources(root)[0].locate(served.artifacts[name].md5)
+        assert path is not None
+        path.chmod(0o644)
+        path.write_bytes(b"x" * path.stat().st_size)
+
+    return damage
 
 
 def _garbage(relpath: str, text: str) -> Callable[[Path], None]:
@@ -268,7 +271,9 @@ DAMAGES: list[tuple[str, Callable[[Path], None], bool]] = [
                                                                  _set("kind", "whatever")), False),
     ("drift_reference.json artifact md5 missing", lambda root: _edit_json(
         root / "registry" / CODE / "drift_reference.json", _set("artifact/md5", DELETE)), False),
-    ("a cached model.pt corrupted, same size", _corrupt_cached_model, True),
+    ("a cached serving.json corrupted, same size", _corrupt_cached("serving.json"), True),
+    # The router prices the exported numbers: a damaged checkpoint costs the pipeline, never a served price.
+    ("a cached model.pt corrupted, same size", _corrupt_cached("model.pt"), False),
     ("dvc.lock not YAML", _garbage("dvc.lock", "stages: [\n"), False),
     ("stockcodes.yaml not YAML", _garbage("stockcodes.yaml", "stockcodes: {\n"), True),
     ("params.yaml not YAML", _garbage("params.yaml", "recommend: [\n"), False),  # the server reads no params
