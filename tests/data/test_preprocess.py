@@ -9,18 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
+from conftest import PROJECT_ROOT
 
 from pricetrail.data.preprocess import (
     PreprocessError,
     PreprocessSettings,
+    check_thresholds_agree,
     chronological_split,
     feature_names,
     fit_preprocessor,
     load_preprocessor,
     price_columns,
+    rows_needed,
     save_preprocessor,
+    split_sizes,
     transform,
 )
+from pricetrail.project.config import load_params, section
 
 SETTINGS = PreprocessSettings(numerical_features=("unit_price", "is_registered"),
                               categorical_features=("country",), min_split_rows=5, category_min_frequency=2)
@@ -171,3 +176,21 @@ def test_price_columns_are_the_scaled_price_features() -> None:
                                                                      categorical_features=("country",)))
     with pytest.raises(PreprocessError, match="no price feature"):
         price_columns(no_price)
+
+
+def test_the_etl_threshold_and_the_split_sizes_must_agree() -> None:
+    settings = PreprocessSettings(numerical_features=("unit_price",), categorical_features=(), min_split_rows=50)
+    assert rows_needed(settings) == 334  # 50 / 0.15
+    with pytest.raises(PreprocessError, match=r"etl.min_rows=200 admits products too small to split.*raise "
+                                              r"etl.min_rows to 334 or lower preprocess.min_split_rows to 30"):
+        check_thresholds_agree(200, settings)
+    check_thresholds_agree(334, settings)
+    check_thresholds_agree(200, PreprocessSettings.from_params(section(load_params(PROJECT_ROOT), "preprocess")))
+
+
+def test_split_sizes_are_the_splits_chronological_split_makes() -> None:
+    features = frame(300)
+    settings = PreprocessSettings(numerical_features=("unit_price",), categorical_features=(), min_split_rows=5)
+    days = np.sort(pd.to_datetime(features["invoice_date"]).dt.normalize().to_numpy())
+    splits = chronological_split(features, settings)
+    assert split_sizes(days, settings) == {name: len(part) for name, part in splits.items()}

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import PROJECT_ROOT
 
 from pricetrail import cli
 
@@ -88,3 +90,14 @@ def test_stage_times_come_from_dvcs_own_lines() -> None:
 def test_bad_command_line_numbers_are_one_usage_error(project: Path, capsys: pytest.CaptureFixture[str],
                                                       argv: list[str], message: str) -> None:
     refused(capsys, argv, message)
+
+
+def test_params_whose_etl_and_split_thresholds_contradict_are_refused_once_before_any_chain(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["preprocess"]["min_split_rows"] = 50  # the old default: 200 lines at 15% hold 30
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "add", "params.yaml"], cwd=project, check=True, capture_output=True)
+    subprocess.run(["git", "commit", "-qm", "params"], cwd=project, check=True, capture_output=True)
+    refused(capsys, ["run"], "params.yaml: etl.min_rows=200 admits products too small to split")
+    assert not (project / ".dvc" / "tmp").exists()  # no lock taken, no workspace made

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import runpy
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -116,3 +118,40 @@ def test_real_stage_script_on_a_damaged_input(monkeypatch, tmp_path: Path, capsy
     errors = [line for line in err.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and errors[0].startswith("ERROR etl_pipeline@85123A: unexpected "), err
     assert not (tmp_path / "data" / "features").exists() or not os.listdir(tmp_path / "data" / "features")
+
+
+def test_a_finished_stage_logs_its_start_up_and_its_work_time(tmp_path: Path) -> None:
+    script = ("import time\nfrom pricetrail.project.stage import run\n"
+              "run('demo@85123A', lambda root: time.sleep(0.3))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=True)
+    line = next(line for line in result.stderr.splitlines() if "demo@85123A: start-up" in line)
+    startup, work = re.search(r"start-up ([0-9.]+) s, work ([0-9.]+) s", line).groups()
+    assert 0 < float(startup) < 30 and 0.3 <= float(work) < 30, line
+
+
+def test_the_etl_refuses_a_product_its_splits_could_not_hold_naming_what_it_lacks(monkeypatch, tmp_path: Path,
+                                                                                  capsys) -> None:
+    """240 clean lines (over etl.min_rows) on 3 trading days of 20, 200 and 20 lines: whole-day splits leave
+    the validation split no line and the test split 20."""
+    from conftest import lines
+
+    from pricetrail.project.paths import ProductPaths
+
+    shutil.copy(PROJECT_ROOT / "params.yaml", tmp_path / "params.yaml")
+    days = ["2011-03-01"] * 20 + ["2011-03-02"] * 200 + ["2011-03-03"] * 20
+    rows = [{"invoice_no": str(600000 + i), "invoice_date": f"{day} 10:00:00", "customer_id": 17850.0 + i % 7}
+            for i, day in enumerate(days)]
+    path = tmp_path / ProductPaths("85123A").interim_lines
+    path.parent.mkdir(parents=True)
+    lines(rows).to_parquet(path, index=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["etl_pipeline.py", "--stockcode", "85123A"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(PROJECT_ROOT / "stages" / "etl_pipeline.py"), run_name="__main__")
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert ("ERROR etl_pipeline@85123A: stockcode 85123A has 240 clean lines over 3 trading days: its validation "
+            "split would hold 0 and test split would hold 20 lines") in err, err
+    assert "fewer than preprocess.min_split_rows=30" in err and "about 200 lines" in err, err
+    assert not (tmp_path / ProductPaths("85123A").lines).exists()  # nothing half-written

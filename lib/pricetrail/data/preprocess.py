@@ -11,17 +11,20 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
-from sklearn.compose import ColumnTransformer
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pricetrail.data.etl import PRICE_FEATURES, TARGET
 from pricetrail.project.config import settings_from_params
 from pricetrail.project.files import atomic_path
+
+if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer
+
+# scikit-learn and skops are imported by the functions that fit, save or load a transformer, not by this module:
+# the ETL stage runs the split arithmetic here and must not pay their ~2 s (skops also pulls in torch).
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class PreprocessSettings:
     categorical_features: tuple[str, ...]
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
-    min_split_rows: int = 50
+    min_split_rows: int = 30
     category_min_frequency: int = 10
 
     def __post_init__(self) -> None:
@@ -70,6 +73,41 @@ class PreprocessSettings:
         return [*self.numerical_features, *self.categorical_features]
 
 
+def split_sizes(days: np.ndarray, settings: PreprocessSettings) -> dict[str, int]:
+    """Rows of each split for lines on ``days`` (one date per line, sorted): the arithmetic of
+    :func:`chronological_split`, which the ETL also runs to refuse a product its splits could not hold."""
+    n = len(days)
+    # Row positions where a new day starts, and the end: the only places a split may begin or end.
+    boundaries = np.r_[np.flatnonzero(np.r_[True, days[1:] != days[:-1]]), n] if n else np.array([0])
+
+    def nearest_boundary(position: int) -> int:
+        return int(boundaries[np.argmin(np.abs(boundaries - position))])
+
+    n_test = math.ceil(n * settings.test_fraction)
+    n_validation = math.ceil(n * settings.validation_fraction)
+    validation_start = nearest_boundary(n - n_test - n_validation)
+    test_start = max(validation_start, nearest_boundary(n - n_test))
+    return {"train": validation_start, "validation": test_start - validation_start, "test": n - test_start}
+
+
+def rows_needed(settings: PreprocessSettings) -> int:
+    """The fewest lines whose smallest split share reaches ``min_split_rows`` (before whole-day rounding)."""
+    return math.ceil(settings.min_split_rows / min(settings.validation_fraction, settings.test_fraction) - 1e-9)
+
+
+def check_thresholds_agree(min_rows: int, settings: PreprocessSettings) -> None:
+    """Refuse an ``etl.min_rows`` that admits products whose splits cannot reach ``preprocess.min_split_rows``: the
+    two defaults once contradicted each other, and products passed the ETL only to fail in preprocess."""
+    needed = rows_needed(settings)
+    if min_rows < needed:
+        share = min(settings.validation_fraction, settings.test_fraction)
+        raise PreprocessError(
+            f"etl.min_rows={min_rows} admits products too small to split: with preprocess.validation_fraction="
+            f"{settings.validation_fraction:g} and test_fraction={settings.test_fraction:g} each split reaches "
+            f"preprocess.min_split_rows={settings.min_split_rows} only from {needed} lines; raise etl.min_rows to "
+            f"{needed} or lower preprocess.min_split_rows to {math.floor(min_rows * share + 1e-9)}")
+
+
 def chronological_split(features: pd.DataFrame, settings: PreprocessSettings) -> dict[str, pd.DataFrame]:
     """Oldest days train, the next validate, the newest test: the model is always scored on its future.
 
@@ -82,24 +120,16 @@ def chronological_split(features: pd.DataFrame, settings: PreprocessSettings) ->
         raise PreprocessError(f"feature table lacks columns {missing}; it has {list(features.columns)}")
     ordered = features.sort_values("invoice_date", kind="stable")
     ordered = ordered.reset_index(drop=True)
-    n = len(ordered)
-    day = pd.to_datetime(ordered["invoice_date"]).dt.normalize().to_numpy()
-    # Row positions where a new day starts, and the end: the only places a split may begin or end.
-    boundaries = np.r_[np.flatnonzero(np.r_[True, day[1:] != day[:-1]]), n] if n else np.array([0])
-
-    def nearest_boundary(position: int) -> int:
-        return int(boundaries[np.argmin(np.abs(boundaries - position))])
-
-    n_test = math.ceil(n * settings.test_fraction)
-    n_validation = math.ceil(n * settings.validation_fraction)
-    validation_start = nearest_boundary(n - n_test - n_validation)
-    test_start = max(validation_start, nearest_boundary(n - n_test))
-    sizes = {"train": validation_start, "validation": test_start - validation_start, "test": n - test_start}
+    days = pd.to_datetime(ordered["invoice_date"]).dt.normalize().to_numpy()
+    sizes = split_sizes(days, settings)
     small = {name: size for name, size in sizes.items() if size < settings.min_split_rows}
     if small:
-        raise PreprocessError(f"splits {small} of {n} rows over {len(boundaries) - 1} trading days are smaller than "
-                              f"preprocess.min_split_rows={settings.min_split_rows} (splits hold whole trading "
+        trading_days = int(np.unique(days).size)
+        raise PreprocessError(f"splits {small} of {len(ordered)} rows over {trading_days} trading days are smaller "
+                              f"than preprocess.min_split_rows={settings.min_split_rows} (splits hold whole trading "
                               "days); lower the fractions' effect or add data")
+    validation_start = sizes["train"]
+    test_start = validation_start + sizes["validation"]
     return {
         "train": ordered.iloc[:validation_start],
         "validation": ordered.iloc[validation_start:test_start],
@@ -108,6 +138,9 @@ def chronological_split(features: pd.DataFrame, settings: PreprocessSettings) ->
 
 
 def fit_preprocessor(train: pd.DataFrame, settings: PreprocessSettings) -> ColumnTransformer:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     transformer = ColumnTransformer(
         [
             ("num", StandardScaler(), list(settings.numerical_features)),
@@ -167,12 +200,17 @@ def price_columns(preprocessor: ColumnTransformer) -> list[int]:
 
 
 def save_preprocessor(preprocessor: ColumnTransformer, path: Path) -> None:
+    import skops.io as sio
+
     with atomic_path(path) as tmp:
         sio.dump(preprocessor, tmp)
 
 
 def load_preprocessor(path: Path) -> ColumnTransformer:
     """Load a preprocessor saved by :func:`save_preprocessor`, refusing any type skops does not trust by default."""
+    import skops.io as sio
+    from sklearn.compose import ColumnTransformer
+
     if not path.is_file():
         raise PreprocessError(f"preprocessor {path} does not exist")
     try:

@@ -7,10 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pricetrail.data.etl import CleaningRules
+from pricetrail.data.preprocess import PreprocessSettings, check_thresholds_agree
 from pricetrail.flow.workspace import (
     RemoteSpec,
 )
-from pricetrail.project.config import load_stockcodes
+from pricetrail.project.config import load_params, load_stockcodes, section
 
 
 class FlowError(ValueError):
@@ -43,6 +45,12 @@ def check_inputs(root: Path, options: RunOptions) -> list[str]:
                             "project has no default remote: `dvc remote add -d NAME URL` first")
         _check_dask_address(options.dask_address)
     _check_prefect_api()
+    params = load_params(root)
+    try:
+        check_thresholds_agree(CleaningRules.from_params(section(params, "etl")).min_rows,
+                               PreprocessSettings.from_params(section(params, "preprocess")))
+    except ValueError as error:  # every chain would fail on it: say it once, before any work
+        raise FlowError(f"params.yaml: {error}") from error
     return list(options.codes) or list(products)
 
 

@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -76,11 +77,27 @@ def one_line(error: BaseException) -> str:
     return "(no message)"
 
 
+def process_age_seconds() -> float | None:
+    """Seconds since this process started (Linux: /proc), None where the system does not say."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run(stage: str, main: Callable[[Path], None]) -> None:
-    """Run ``main(project_root)``; turn any error into one line naming the stage, and exit 1."""
+    """Run ``main(project_root)``; turn any error into one line naming the stage, and exit 1. Logs the stage's
+    start-up (process start to its own work: the interpreter and its imports) and its work time, so a stage that
+    pays for a library it does not run shows up in every run's log."""
     log_to_stderr(logging.DEBUG if debug_enabled() else logging.INFO)
+    startup = process_age_seconds()
+    began = time.perf_counter()
     try:
         main(Path.cwd())
+        log.info("%s: start-up %s, work %.2f s", stage, "unknown" if startup is None else f"{startup:.2f} s",
+                 time.perf_counter() - began)
     except GateFailed as gate:
         _fail(f"GATE FAILED {stage}: {gate}")
     except ValueError as error:  # our error classes are ValueErrors with one clear message each

@@ -1,10 +1,16 @@
-"""Stage ``etl_pipeline@<code>``: one product's cleaned lines and leakage-free features (DuckDB)."""
+"""Stage ``etl_pipeline@<code>``: one product's cleaned lines and leakage-free features (DuckDB). A product whose
+chronological splits could not reach ``preprocess.min_split_rows`` is refused here, the first stage that knows,
+with the number it lacks (and params where the ETL and the splits disagree are refused before any work)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pricetrail.data.etl import CleaningRules, run_etl
+import numpy as np
+import pandas as pd
+
+from pricetrail.data.etl import CleaningRules, ETLError, run_etl
+from pricetrail.data.preprocess import PreprocessSettings, check_thresholds_agree, rows_needed, split_sizes
 from pricetrail.project.config import load_params, section
 from pricetrail.project.files import atomic_path, write_json
 from pricetrail.project.paths import ProductPaths
@@ -12,8 +18,18 @@ from pricetrail.project.paths import ProductPaths
 
 def etl_pipeline(root: Path, code: str) -> None:
     paths = ProductPaths(code)
-    rules = CleaningRules.from_params(section(load_params(root), "etl"))
+    params = load_params(root)
+    rules = CleaningRules.from_params(section(params, "etl"))
+    splitting = PreprocessSettings.from_params(section(params, "preprocess"))
+    check_thresholds_agree(rules.min_rows, splitting)
     features, daily, report = run_etl(root / paths.interim_lines, code, rules)
+    days = np.sort(pd.to_datetime(features["invoice_date"]).dt.normalize().to_numpy())
+    small = {name: rows for name, rows in split_sizes(days, splitting).items() if rows < splitting.min_split_rows}
+    if small:
+        raise ETLError(f"stockcode {code} has {len(features)} clean lines over {len(daily)} trading days: its "
+                       f"{' and '.join(f'{name} split would hold {rows}' for name, rows in small.items())} lines, "
+                       f"fewer than preprocess.min_split_rows={splitting.min_split_rows} (splits hold whole trading "
+                       f"days; about {rows_needed(splitting)} lines spread over more days are needed)")
     with atomic_path(root / paths.lines) as tmp:
         features.to_parquet(tmp, index=False)
     with atomic_path(root / paths.daily) as tmp:
