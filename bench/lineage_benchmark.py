@@ -109,7 +109,7 @@ class Fixture:
             if "." in name:
                 return {"path": path, "hash": "md5", "md5": self.hash(), "size": self.random.randint(200, 90_000)}
             files = {"features": ["lines.parquet", "daily.parquet"],
-                     "preprocessed": ["train.parquet", "validation.parquet", "test.parquet", "preprocessor.skops"],
+                     "preprocessed": ["train.parquet", "validation.parquet", "test.parquet", "preprocessor.json"],
                      "inference": ["predictions.parquet", "shap_values.parquet"]}.get(path.split("/")[1] if
                                                                                         "/" in path else "",
                                                                                         ["model.pt", "tuning.json"])
@@ -195,7 +195,7 @@ class Fixture:
                             "out_md5": outs.get(folder)}
                      for name, folder, file in (
                          ("model.pt", f"models/{code}", "model.pt"),
-                         ("preprocessor.skops", f"data/preprocessed/{code}", "preprocessor.skops"),
+                         ("preprocessor.json", f"data/preprocessed/{code}", "preprocessor.json"),
                          ("daily.parquet", f"data/features/{code}", "daily.parquet"),
                          ("reference.parquet", f"data/preprocessed/{code}", "train.parquet"))}
         compact = {name: {"cmd": entry["cmd"], "deps": {d["path"]: d["md5"] for d in entry["deps"]},

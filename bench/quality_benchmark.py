@@ -98,10 +98,10 @@ def real_part(root: Path) -> list[dict]:
             continue
         train, validation, test = (pd.read_parquet(prefix / f"{name}.parquet")
                                    for name in ("train", "validation", "test"))
-        preprocessor = load_preprocessor(prefix / "preprocessor.skops")
+        preprocessor = load_preprocessor(prefix / "preprocessor.json")
         x_train, x_val, x_test = (transform(preprocessor, frame) for frame in (train, validation, test))
         y_test = test[TARGET].to_numpy()
-        model = load_bundle(root / "models" / code / "model.pt", prefix / "preprocessor.skops")
+        model = load_bundle(root / "models" / code / "model.pt", prefix / "preprocessor.json")
         ours = regression_metrics(y_test, model.predict_log_quantity(test))
         median = float(np.median(train["quantity"]))
         baseline = regression_metrics(y_test, np.full(len(test), np.log1p(median)))

@@ -87,7 +87,7 @@ def measure(label: str, revision: str, workdir: Path) -> dict:
     tree = sh(["git", "ls-tree", "-r", "-l", "HEAD", "registry"], root, env).stdout.splitlines()
     registry_bytes = sum(int(line.split()[3]) for line in tree if line.split()[3].isdigit())
     binary_bytes = sum(int(line.split()[3]) for line in tree if line.split()[3].isdigit()
-                       and line.endswith((".pt", ".skops", ".parquet")))
+                       and line.endswith((".pt", ".skops", "preprocessor.json", "serving.json", ".parquet")))
     promotions = len(re.findall(r"^  \S+\s+promoted\s", first.stdout, flags=re.M))
 
     frame = pd.read_parquet(custom)

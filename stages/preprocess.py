@@ -1,4 +1,4 @@
-"""Stage preprocess@<code>: chronological splits and the fitted column transformer (skops, no pickle)."""
+"""Stage preprocess@<code>: chronological splits and the fitted column transformer, saved as its numbers (JSON)."""
 
 from pricetrail.project.stage import run_product_stage
 from pricetrail.steps.preprocess import preprocess

@@ -10,7 +10,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from pricetrail.data.encoding import EncodingError, FittedEncoding
-from pricetrail.data.preprocess import PreprocessSettings, fit_preprocessor, transform
+from pricetrail.data.preprocess import PreprocessSettings, fit_column_transformer, model_inputs
 
 
 def frame(n: int = 60) -> pd.DataFrame:
@@ -20,17 +20,22 @@ def frame(n: int = 60) -> pd.DataFrame:
                          "country": countries, "day_of_week": rng.integers(0, 6, n).astype(str)})
 
 
+def sklearn_matrix(fitted: ColumnTransformer, frame: pd.DataFrame) -> np.ndarray:
+    numerical, categorical = (list(cols) for name, _, cols in fitted.transformers_ if name in ("num", "cat"))
+    return np.asarray(fitted.transform(model_inputs(frame, numerical, categorical)), dtype="float32")
+
+
 SETTINGS = PreprocessSettings(numerical_features=("unit_price", "is_registered"),
                               categorical_features=("country", "day_of_week"), category_min_frequency=10)
 
 
 def test_the_encoding_gives_the_transformers_matrix_for_seen_infrequent_and_unseen_categories() -> None:
     train = frame()
-    fitted = fit_preprocessor(train, SETTINGS)
+    fitted = fit_column_transformer(train, SETTINGS)
     encoding = FittedEncoding.from_column_transformer(fitted)
     assert encoding.infrequent[0] == ("EIRE", "Japan")  # rarer than 10 lines: one infrequent column
     probe = pd.concat([train, train.head(3).assign(country=["Atlantis", "EIRE", "France"], day_of_week="9")])
-    np.testing.assert_allclose(encoding.transform(probe), transform(fitted, probe), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(encoding.transform(probe), sklearn_matrix(fitted, probe), atol=1e-6, rtol=0)
     assert encoding.feature_names == [str(name) for name in fitted.get_feature_names_out()]
     assert [encoding.category_status("country", c) for c in ("France", "Japan", "Atlantis")] == [
         "seen", "infrequent", "unseen"]
@@ -38,17 +43,17 @@ def test_the_encoding_gives_the_transformers_matrix_for_seen_infrequent_and_unse
 
 def test_an_unseen_category_of_a_column_without_an_infrequent_group_is_all_zeros_as_in_scikit_learn() -> None:
     train = frame()
-    fitted = fit_preprocessor(train, PreprocessSettings(numerical_features=("unit_price",),
+    fitted = fit_column_transformer(train, PreprocessSettings(numerical_features=("unit_price",),
                                                         categorical_features=("country",), category_min_frequency=1))
     encoding = FittedEncoding.from_column_transformer(fitted)
     assert encoding.infrequent == (None,)
     probe = train.head(2).assign(country=["Atlantis", "France"])
-    np.testing.assert_allclose(encoding.transform(probe), transform(fitted, probe), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(encoding.transform(probe), sklearn_matrix(fitted, probe), atol=1e-6, rtol=0)
     assert encoding.transform(probe)[0, 1:].sum() == 0
 
 
 def test_the_encoding_survives_its_json_form_unchanged() -> None:
-    encoding = FittedEncoding.from_column_transformer(fit_preprocessor(frame(), SETTINGS))
+    encoding = FittedEncoding.from_column_transformer(fit_column_transformer(frame(), SETTINGS))
     again = FittedEncoding.from_dict(encoding.to_dict(), "test")
     np.testing.assert_array_equal(again.transform(frame()), encoding.transform(frame()))
     assert again.to_dict() == encoding.to_dict()
@@ -62,7 +67,7 @@ def test_the_encoding_survives_its_json_form_unchanged() -> None:
     ({"numerical": "unit_price"}, "expected a list"),
 ])
 def test_a_malformed_encoding_is_refused_naming_what_is_wrong(change: dict, message: str) -> None:
-    data = {**FittedEncoding.from_column_transformer(fit_preprocessor(frame(), SETTINGS)).to_dict(), **change}
+    data = {**FittedEncoding.from_column_transformer(fit_column_transformer(frame(), SETTINGS)).to_dict(), **change}
     with pytest.raises(EncodingError, match=message):
         FittedEncoding.from_dict(data, "serving.json")
 

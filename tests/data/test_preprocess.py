@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -15,10 +16,14 @@ from pricetrail.data.preprocess import (
     PreprocessError,
     PreprocessSettings,
     check_thresholds_agree,
+    checked_encoding,
     chronological_split,
     feature_names,
+    fit_column_transformer,
     fit_preprocessor,
     load_preprocessor,
+    load_skops_transformer,
+    model_inputs,
     price_columns,
     rows_needed,
     save_preprocessor,
@@ -96,13 +101,23 @@ def test_a_day_too_big_for_its_split_is_a_clear_error() -> None:
 def test_round_trip_without_pickle(tmp_path: Path) -> None:
     splits = chronological_split(frame(), SETTINGS)
     fitted = fit_preprocessor(splits["train"], SETTINGS)
-    path = tmp_path / "preprocessor.skops"
+    path = tmp_path / "preprocessor.json"
     save_preprocessor(fitted, path)
     loaded = load_preprocessor(path)
     np.testing.assert_array_equal(transform(fitted, splits["test"]), transform(loaded, splits["test"]))
     assert feature_names(loaded) == feature_names(fitted)
     assert feature_names(fitted)[:2] == ["num__unit_price", "num__is_registered"]
     assert transform(loaded, splits["test"]).dtype == np.float32
+    assert json.loads(path.read_text())["format"] == "pricetrail-encoding"  # plain numbers and text
+
+
+def test_the_saved_numbers_give_scikit_learns_own_matrix() -> None:
+    splits = chronological_split(frame(), SETTINGS)
+    transformer = fit_column_transformer(splits["train"], SETTINGS)
+    encoding = fit_preprocessor(splits["train"], SETTINGS)
+    for name, split in splits.items():
+        expected = transformer.transform(model_inputs(split, ["unit_price", "is_registered"], ["country"]))
+        np.testing.assert_array_equal(transform(encoding, split), np.asarray(expected, dtype="float32"), name)
 
 
 def test_unknown_country_is_encoded_not_fatal() -> None:
@@ -113,24 +128,48 @@ def test_unknown_country_is_encoded_not_fatal() -> None:
 
 
 def test_load_refuses_damaged_and_foreign_files(tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage.skops"
-    garbage.write_bytes(b"not a zip")
-    with pytest.raises(PreprocessError, match="is not a readable skops file"):
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(b"PK\x03\x04 a zip, not JSON")
+    with pytest.raises(PreprocessError, match="garbage.json is not readable JSON"):
         load_preprocessor(garbage)
     with pytest.raises(PreprocessError, match="does not exist"):
-        load_preprocessor(tmp_path / "missing.skops")
-    other = tmp_path / "other.skops"
-    sio.dump({"a": 1}, other)
-    with pytest.raises(PreprocessError, match="holds a dict, not a ColumnTransformer"):
+        load_preprocessor(tmp_path / "missing.json")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"a": 1}))
+    with pytest.raises(PreprocessError, match="other.json is not a pricetrail-encoding file"):
         load_preprocessor(other)
-    # A truncated file
-    good = tmp_path / "good.skops"
+    good = tmp_path / "good.json"
     save_preprocessor(fit_preprocessor(frame(), SETTINGS), good)
-    truncated = tmp_path / "truncated.skops"
+    truncated = tmp_path / "truncated.json"
     truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(PreprocessError, match="truncated.skops"):
+    with pytest.raises(PreprocessError, match="truncated.json"):
         load_preprocessor(truncated)
-    assert zipfile.is_zipfile(good)
+    nan = tmp_path / "nan.json"
+    nan.write_text(good.read_text().replace('"mean": [', '"mean": [NaN, ', 1))
+    with pytest.raises(PreprocessError, match="NaN is not a number"):
+        load_preprocessor(nan)
+    short = tmp_path / "short.json"
+    data = json.loads(good.read_text())
+    short.write_text(json.dumps({**data, "scale": data["scale"][:1]}))
+    with pytest.raises(PreprocessError, match="short.json: .*2 numerical columns but 2 means and 1 scales"):
+        load_preprocessor(short)
+
+
+def test_a_transformer_saved_with_skops_by_an_earlier_version_is_still_read_and_checked(tmp_path: Path) -> None:
+    splits = chronological_split(frame(), SETTINGS)
+    transformer = fit_column_transformer(splits["train"], SETTINGS)
+    path = tmp_path / "preprocessor.skops"
+    sio.dump(transformer, path)
+    encoding = checked_encoding(load_skops_transformer(path), splits["train"])
+    np.testing.assert_array_equal(transform(encoding, splits["test"]),
+                                  transform(fit_preprocessor(splits["train"], SETTINGS), splits["test"]))
+    sio.dump({"a": 1}, tmp_path / "other.skops")
+    with pytest.raises(PreprocessError, match="holds a dict, not a ColumnTransformer"):
+        load_skops_transformer(tmp_path / "other.skops")
+    (tmp_path / "garbage.skops").write_bytes(b"not a zip")
+    with pytest.raises(PreprocessError, match="is not a readable skops file"):
+        load_skops_transformer(tmp_path / "garbage.skops")
+    assert zipfile.is_zipfile(path)
 
 
 def test_nan_feature_is_named() -> None:

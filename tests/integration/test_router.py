@@ -395,8 +395,8 @@ def test_the_dvc_remote_on_s3_by_content_hash(project: Path, tmp_path: Path) -> 
     served = records.served_model(project, OTHER)
     for name in ("serving.json", "daily.parquet"):
         assert (settings.cache_dir / object_relpath(served.artifacts[name].md5)).is_file()
-    # The router prices the exported numbers: the torch checkpoint and the skops file never leave the remote.
-    for name in ("model.pt", "preprocessor.skops", "reference.parquet"):
+    # The router prices the exported numbers: the torch checkpoint and the preprocessor never leave the remote.
+    for name in ("model.pt", "preprocessor.json", "reference.parquet"):
         assert not (settings.cache_dir / object_relpath(served.artifacts[name].md5)).exists(), name
 
 

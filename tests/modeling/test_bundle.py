@@ -28,7 +28,7 @@ def train_frame(countries: list[str]) -> pd.DataFrame:
 def write_model(folder: Path, countries: list[str], *, with_hash: bool = True,
                 extra_metadata: dict | None = None) -> tuple[Path, Path]:
     preprocessor = fit_preprocessor(train_frame(countries), SETTINGS)
-    pre_path = folder / "preprocessor.skops"
+    pre_path = folder / "preprocessor.json"
     save_preprocessor(preprocessor, pre_path)
     names = feature_names(preprocessor)
     model_path = folder / "model.pt"

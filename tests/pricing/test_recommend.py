@@ -124,9 +124,8 @@ def known_curve_bundle() -> tuple[ModelBundle, Callable[[np.ndarray], np.ndarray
     Revenue p * q(p) then peaks inside the observed range 2.45-2.95, and profit (p - c) * q(p) peaks higher.
     """
     probe = bundle_with_weight_on("unit_price")
-    scaler = probe.preprocessor.named_transformers_["num"]
     index = list(SETTINGS.numerical_features).index("unit_price")
-    mean, scale = float(scaler.mean_[index]), float(scaler.scale_[index])
+    mean, scale = float(probe.preprocessor.mean[index]), float(probe.preprocessor.scale[index])
     bundle = bundle_with_weight_on("unit_price", weight=-SLOPE * scale)
 
     def curve(price: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ MD5 = "0123456789abcdef0123456789abcdef"
 
 def write_record(registry_dir: Path, code: str, version: str, *, passed: bool = True) -> None:
     artifacts = {name: {"path": f"x/{name}", "md5": MD5, "size": 1}
-                 for name in ("model.pt", "preprocessor.skops", "daily.parquet", "reference.parquet")}
+                 for name in ("model.pt", "preprocessor.json", "daily.parquet", "reference.parquet")}
     record = {"schema": 2, "stockcode": code, "version": version, "artifacts": artifacts,
               "verdict": {"promoted": passed, "checks": [{"name": "beats_baseline", "passed": passed, "value": 0.1,
                                                           "threshold": 0.05}]},

@@ -1,9 +1,11 @@
-"""The fitted column transformer as plain numbers: what :func:`pricetrail.data.preprocess.fit_preprocessor` learned
-(the scaler's means and scales, the encoder's categories and which of them are infrequent), applied with numpy.
+"""The fitted column transformer as plain numbers: what scikit-learn learned in
+:func:`pricetrail.data.preprocess.fit_column_transformer` (the scaler's means and scales, the encoder's categories
+and which of them are infrequent), applied with numpy.
 
 Reading it needs neither scikit-learn nor a deserialiser that can run code, so a process that only prices (the
-router, the Lambda handler) starts without them. It is only ever built from a fitted transformer whose own output
-it has reproduced (:func:`pricetrail.modeling.export.export_serving_model` checks that on a probe of real rows)."""
+router, the Lambda handler, every stage after preprocess) starts without them. It is only ever built from a fitted
+transformer whose own output it has reproduced (:func:`pricetrail.data.preprocess.checked_encoding` checks that on
+the training rows and a row of unseen categories)."""
 
 from __future__ import annotations
 

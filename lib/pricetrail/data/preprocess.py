@@ -1,11 +1,15 @@
-"""Chronological splits and the fitted column transformer, persisted without pickle.
+"""Chronological splits and the fitted column transformer, persisted as its numbers.
 
-The preprocessor is saved with skops, whose loader refuses any type outside an allow-list: a served model loads
-it from storage, and unpickling a file from a bucket would run whatever code the file carries.
+scikit-learn fits the transformer; what it learned (means, scales, categories, the infrequent groups) is saved as
+JSON (:mod:`pricetrail.data.encoding`), checked to give scikit-learn's own matrix on the training rows, and applied
+with numpy by every later stage. Reading it runs no code, and no stage but this one imports scikit-learn for it
+(skops' loader, which the earlier format needed, cost ~4 s of imports including torch). Transformers saved with
+skops by earlier versions are still read for records promoted then (:func:`load_skops_transformer`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pricetrail.data.encoding import EncodingError, FittedEncoding
 from pricetrail.data.etl import PRICE_FEATURES, TARGET
 from pricetrail.project.config import settings_from_params
 from pricetrail.project.files import atomic_path
@@ -27,6 +32,10 @@ if TYPE_CHECKING:
 # the ETL stage runs the split arithmetic here and must not pay their ~2 s (skops also pulls in torch).
 
 log = logging.getLogger(__name__)
+
+ENCODING_FORMAT = "pricetrail-encoding"
+# A category no training row had: the probe that checks the exported numbers takes scikit-learn's unknown branch.
+UNSEEN = "__unseen__"
 
 
 class PreprocessError(ValueError):
@@ -137,7 +146,9 @@ def chronological_split(features: pd.DataFrame, settings: PreprocessSettings) ->
     }
 
 
-def fit_preprocessor(train: pd.DataFrame, settings: PreprocessSettings) -> ColumnTransformer:
+def fit_column_transformer(train: pd.DataFrame, settings: PreprocessSettings) -> ColumnTransformer:
+    """scikit-learn's fit of the pipeline's transformer: standardised numerical columns, one-hot categories with
+    rare ones grouped (an unseen category joins that group)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -151,6 +162,27 @@ def fit_preprocessor(train: pd.DataFrame, settings: PreprocessSettings) -> Colum
     )
     transformer.fit(model_inputs(train, settings.numerical_features, settings.categorical_features))
     return transformer
+
+
+def checked_encoding(transformer: ColumnTransformer, rows: pd.DataFrame) -> FittedEncoding:
+    """The fitted transformer's numbers, refused unless they give scikit-learn's own matrix on ``rows`` and on a
+    row of categories it never saw."""
+    encoding = FittedEncoding.from_column_transformer(transformer)
+    numerical, categorical = list(encoding.numerical), list(encoding.categorical)
+    inputs = model_inputs(rows, numerical, categorical)
+    unseen = inputs.head(1).assign(**{column: UNSEEN for column in categorical})
+    probe = pd.concat([inputs, unseen], ignore_index=True)
+    expected = np.asarray(transformer.transform(probe), dtype="float32")
+    actual = encoding.transform(probe)
+    if expected.shape != actual.shape or not np.allclose(expected, actual, rtol=0, atol=1e-6, equal_nan=True):
+        raise PreprocessError("the fitted transformer's numbers do not reproduce its own output; refusing to save them")
+    return encoding
+
+
+def fit_preprocessor(train: pd.DataFrame, settings: PreprocessSettings) -> FittedEncoding:
+    """Fit the transformer on the training rows and keep its numbers (checked against scikit-learn on those rows):
+    every later stage, the gate and the router apply them with numpy, and none imports scikit-learn to do so."""
+    return checked_encoding(fit_column_transformer(train, settings), train)
 
 
 def model_inputs(frame: pd.DataFrame, numerical: tuple[str, ...] | list[str],
@@ -167,27 +199,31 @@ def model_inputs(frame: pd.DataFrame, numerical: tuple[str, ...] | list[str],
     return data
 
 
-def transform(preprocessor: ColumnTransformer, frame: pd.DataFrame) -> np.ndarray:
+def transform(preprocessor: FittedEncoding, frame: pd.DataFrame) -> np.ndarray:
+    """The model's float32 input matrix for ``frame``; raises PreprocessError naming missing columns or the
+    features with missing or infinite values."""
     numerical, categorical = input_columns(preprocessor)
-    matrix = preprocessor.transform(model_inputs(frame, numerical, categorical))
-    matrix = np.asarray(matrix, dtype="float32")
+    inputs = model_inputs(frame, numerical, categorical)
+    with np.errstate(invalid="ignore"):
+        blocks = [preprocessor.scaled(inputs[numerical].to_numpy(dtype=np.float64))]
+    blocks.extend(preprocessor.onehot(column, inputs[column].to_numpy()) for column in categorical)
+    matrix = np.concatenate(blocks, axis=1).astype("float32")
     if not np.all(np.isfinite(matrix)):
-        bad = sorted({str(name) for name, ok in zip(preprocessor.get_feature_names_out(),
-                                                    np.isfinite(matrix).all(axis=0), strict=True) if not ok})
+        bad = sorted({name for name, ok in zip(preprocessor.feature_names, np.isfinite(matrix).all(axis=0),
+                                               strict=True) if not ok})
         raise PreprocessError(f"features {bad} have missing or infinite values after preprocessing")
     return matrix
 
 
-def input_columns(preprocessor: ColumnTransformer) -> tuple[list[str], list[str]]:
-    columns = {name: list(cols) for name, _, cols in preprocessor.transformers_ if name in ("num", "cat")}
-    return columns.get("num", []), columns.get("cat", [])
+def input_columns(preprocessor: FittedEncoding) -> tuple[list[str], list[str]]:
+    return list(preprocessor.numerical), list(preprocessor.categorical)
 
 
-def feature_names(preprocessor: ColumnTransformer) -> list[str]:
-    return [str(name) for name in preprocessor.get_feature_names_out()]
+def feature_names(preprocessor: FittedEncoding) -> list[str]:
+    return preprocessor.feature_names
 
 
-def price_columns(preprocessor: ColumnTransformer) -> list[int]:
+def price_columns(preprocessor: FittedEncoding) -> list[int]:
     """Indices of the transformed columns that depend on the price (scaled price features: each non-decreasing in
     the price, as the scaler's scale is positive). The demand network's price term reads exactly these."""
     numerical, _ = input_columns(preprocessor)
@@ -199,15 +235,33 @@ def price_columns(preprocessor: ColumnTransformer) -> list[int]:
     return columns
 
 
-def save_preprocessor(preprocessor: ColumnTransformer, path: Path) -> None:
-    import skops.io as sio
-
+def save_preprocessor(preprocessor: FittedEncoding, path: Path) -> None:
+    """The fitted numbers as JSON (plain numbers and text: reading it runs no code and needs no scikit-learn)."""
     with atomic_path(path) as tmp:
-        sio.dump(preprocessor, tmp)
+        tmp.write_text(json.dumps({"format": ENCODING_FORMAT, "format_version": 1, **preprocessor.to_dict()},
+                                  allow_nan=False), encoding="utf-8")
 
 
-def load_preprocessor(path: Path) -> ColumnTransformer:
-    """Load a preprocessor saved by :func:`save_preprocessor`, refusing any type skops does not trust by default."""
+def load_preprocessor(path: Path) -> FittedEncoding:
+    """Load a preprocessor saved by :func:`save_preprocessor`; raises PreprocessError naming the file."""
+    if not path.is_file():
+        raise PreprocessError(f"preprocessor {path} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise PreprocessError(f"preprocessor {path} is not readable JSON: {error}") from error
+    if not isinstance(data, dict) or data.get("format") != ENCODING_FORMAT or data.get("format_version") != 1:
+        raise PreprocessError(f"preprocessor {path} is not a {ENCODING_FORMAT} file (format_version 1)")
+    try:
+        return FittedEncoding.from_dict({k: v for k, v in data.items() if k not in ("format", "format_version")},
+                                        f"preprocessor {path}")
+    except EncodingError as error:
+        raise PreprocessError(str(error)) from error
+
+
+def load_skops_transformer(path: Path) -> ColumnTransformer:
+    """A transformer saved with skops by versions before the JSON format (a record promoted then), refusing any type
+    skops does not trust by default. Only a pipeline install reads these."""
     import skops.io as sio
     from sklearn.compose import ColumnTransformer
 
@@ -226,3 +280,7 @@ def load_preprocessor(path: Path) -> ColumnTransformer:
     if not isinstance(loaded, ColumnTransformer):
         raise PreprocessError(f"preprocessor {path} holds a {type(loaded).__name__}, not a ColumnTransformer")
     return loaded
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a preprocessor may hold")

@@ -383,9 +383,7 @@ def _record(tables: Tables, blob: str, code: str, record: Mapping[str, Any], tex
                verdict.get("promoted") if isinstance(verdict.get("promoted"), bool) else None,
                _text(record.get("drift")))
     artifacts = record["artifacts"]  # as registry.parse_record checked them: every serving artifact, by md5
-    for name in records.SERVING_ARTIFACTS:
-        if name not in artifacts:  # a record from before that artifact existed (records.LEGACY_OPTIONAL)
-            continue
+    for name in records.artifacts_of(record):  # older records name fewer, or older, artifacts
         artifact = artifacts[name]
         if artifact.get("out_md5"):
             tables.record_dirs.setdefault(blob, []).append(str(artifact["out_md5"]))

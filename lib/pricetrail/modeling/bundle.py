@@ -2,7 +2,8 @@
 
 The same loader serves the pipeline (inference on the stage outputs) and the registry (a promoted version),
 so a server and the pipeline can never disagree on how a model is read. Nothing here unpickles: the checkpoint
-loads with ``torch.load(weights_only=True)``, the preprocessor with skops' allow-list.
+loads with ``torch.load(weights_only=True)``, the preprocessor is JSON numbers (a record from before that format:
+its skops file, through skops' allow-list, checked against the training rows).
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 from torch import nn
 
-from pricetrail.data.preprocess import feature_names, load_preprocessor, transform
+from pricetrail.data.encoding import FittedEncoding
+from pricetrail.data.preprocess import (
+    checked_encoding,
+    feature_names,
+    load_preprocessor,
+    load_skops_transformer,
+    transform,
+)
 from pricetrail.modeling.checkpoint import load_checkpoint
 from pricetrail.modeling.metrics import expected_quantity
 from pricetrail.modeling.price_response import check_recorded_response
@@ -34,7 +41,7 @@ class ModelBundle:
     version: str
     network: nn.Module
     checkpoint: dict[str, Any]
-    preprocessor: ColumnTransformer
+    preprocessor: FittedEncoding
     daily: pd.DataFrame | None = None
     reference: pd.DataFrame | None = None
 
@@ -59,7 +66,13 @@ def load_bundle(checkpoint: Path, preprocessor: Path, *, daily: Path | None = No
                 reference: Path | None = None) -> ModelBundle:
     """Load and cross-check a model and its preprocessor (and optionally the product's history and training rows)."""
     network, record = load_checkpoint(checkpoint)
-    transformer = load_preprocessor(preprocessor)
+    if preprocessor.suffix == ".skops":  # saved by a version before the JSON format
+        if reference is None:
+            raise BundleError(f"preprocessor {preprocessor} is a skops file: its numbers are checked on the training "
+                              "rows, and none were given")
+        transformer = checked_encoding(load_skops_transformer(preprocessor), pd.read_parquet(reference))
+    else:
+        transformer = load_preprocessor(preprocessor)
     metadata = record.get("metadata", {})
     expected_md5 = metadata.get("preprocessor_md5")
     if expected_md5 and file_md5(preprocessor) != expected_md5:

@@ -8,11 +8,9 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from pricetrail.data.encoding import FittedEncoding
-from pricetrail.data.preprocess import input_columns, model_inputs, transform
+from pricetrail.data.preprocess import UNSEEN, input_columns, model_inputs, transform
 from pricetrail.modeling.bundle import ModelBundle
 from pricetrail.modeling.exported import (
-    ENCODING_TOLERANCE,
     ExportedNetwork,
     ExportError,
     Layer,
@@ -24,7 +22,6 @@ from pricetrail.modeling.training import predict
 
 # Rows of the product's own data in the probe (spread over its history), plus one row of categories never seen.
 PROBE_ROWS = 48
-UNSEEN = "__unseen__"
 
 
 def export_network(network: nn.Module) -> ExportedNetwork:
@@ -67,17 +64,12 @@ def probe_frame(rows: pd.DataFrame, preprocessor: object) -> pd.DataFrame:
 
 
 def export_serving_model(bundle: ModelBundle, rows: pd.DataFrame) -> ServingModel:
-    """The bundle as a :class:`ServingModel`, refused unless its encoding gives the fitted transformer's matrix
-    and its network torch's predictions on a probe of ``rows``."""
-    encoding = FittedEncoding.from_column_transformer(bundle.preprocessor)
+    """The bundle as a :class:`ServingModel`, refused unless its network gives torch's predictions on a probe of
+    ``rows`` (the encoding was checked against scikit-learn when the preprocess stage fitted it)."""
     frame = probe_frame(rows, bundle.preprocessor)
     expected = transform(bundle.preprocessor, frame)
-    matrix = encoding.transform(frame)
-    if matrix.shape != expected.shape or not np.allclose(matrix, expected, rtol=0, atol=ENCODING_TOLERANCE):
-        raise ExportError(f"the exported encoding of {bundle.stockcode} disagrees with the fitted transformer on "
-                          "the probe; refusing to export it")
     model = ServingModel(stockcode=bundle.stockcode, version=bundle.version, network=export_network(bundle.network),
-                         encoding=encoding, metadata=bundle.metadata,
+                         encoding=bundle.preprocessor, metadata=bundle.metadata,
                          probe=Probe(frame=frame, matrix=expected, log_quantity=predict(bundle.network, expected)))
     model.check_probe()
     return model

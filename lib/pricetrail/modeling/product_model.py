@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 
+from pricetrail.data.encoding import FittedEncoding
 from pricetrail.data.etl import TARGET
 from pricetrail.data.preprocess import price_columns, transform
 from pricetrail.modeling.metrics import smearing_factor
@@ -44,7 +44,7 @@ class ProductModel:
         }
 
 
-def fit_product_model(train: pd.DataFrame, validation: pd.DataFrame, preprocessor: ColumnTransformer,
+def fit_product_model(train: pd.DataFrame, validation: pd.DataFrame, preprocessor: FittedEncoding,
                       settings: TuneSettings, seed: int) -> ProductModel:
     """Tune the network on the training rows (validation picks the trial and the stopping epoch), then the records
     the served model needs."""

@@ -31,7 +31,8 @@ def load_served_bundle(root: Path, code: str, sources: list[ArtifactSource] | No
         raise records.RegistryError(f"stockcode {code} serves no model: none has passed its gates "
                                      "(see pricetrail status)")
     files = served.resolve(local_sources(root) if sources is None else sources)
-    bundle = load_bundle(files["model.pt"], files["preprocessor.skops"], daily=files["daily.parquet"],
+    preprocessor = files.get("preprocessor.json") or files["preprocessor.skops"]
+    bundle = load_bundle(files["model.pt"], preprocessor, daily=files["daily.parquet"],
                          reference=files["reference.parquet"])
     if bundle.version != served.version:
         raise BundleError(f"registry record of {code} names version {served.version}, its checkpoint is "

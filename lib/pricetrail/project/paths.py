@@ -66,7 +66,7 @@ class ProductPaths:
 
     @property
     def preprocessor(self) -> Path:
-        return self.preprocessed_dir / "preprocessor.skops"
+        return self.preprocessed_dir / "preprocessor.json"
 
     @property
     def preprocess_metrics(self) -> Path:

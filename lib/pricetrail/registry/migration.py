@@ -23,6 +23,7 @@ from pricetrail.registry.promotion import workspace_paths
 from pricetrail.registry.records import (
     DRIFT_REFERENCE,
     HISTORY,
+    LEGACY_NAMES,
     LEGACY_OPTIONAL,
     SCHEMA,
     SERVED,
@@ -91,6 +92,8 @@ def _migrate_version(root: Path, code: str, folder: Path, cache: Path) -> dict[s
     for name, relpath in workspace_paths(code).items():
         if name in LEGACY_OPTIONAL:  # the old layout predates it
             continue
+        if name in LEGACY_NAMES:  # and saved the preprocessor with skops
+            name, relpath = LEGACY_NAMES[name], relpath.with_name(LEGACY_NAMES[name])
         source = folder / name
         if not source.is_file():
             raise RegistryError(f"{folder} lacks {name}; cannot migrate version {version} of {code} without it")

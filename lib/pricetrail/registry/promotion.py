@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 def workspace_paths(code: str) -> dict[str, Path]:
     paths = ProductPaths(code)
-    return {"model.pt": paths.checkpoint, "preprocessor.skops": paths.preprocessor, "daily.parquet": paths.daily,
+    return {"model.pt": paths.checkpoint, "preprocessor.json": paths.preprocessor, "daily.parquet": paths.daily,
             "reference.parquet": paths.split("train"), "serving.json": paths.serving_model}
 
 

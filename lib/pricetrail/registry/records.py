@@ -57,7 +57,7 @@ VERSION_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
 # The files a server needs, and the verdict key that names the hash the risk gate assessed.
 SERVING_ARTIFACTS = {
     "model.pt": "checkpoint_md5",
-    "preprocessor.skops": "preprocessor_md5",
+    "preprocessor.json": "preprocessor_md5",
     "daily.parquet": "daily_md5",  # the product's daily history: state features at serving time
     "reference.parquet": "train_md5",  # the training rows: price range, and the drift gate's reference
     "serving.json": "serving_md5",  # the checkpoint's numbers as the router prices with them (numpy only)
@@ -65,6 +65,8 @@ SERVING_ARTIFACTS = {
 # Records promoted before the served export (and versions migrated from the old layout) have no serving.json: a
 # router with torch installed converts their checkpoint when it loads them (pricetrail.serving.loading).
 LEGACY_OPTIONAL = frozenset({"serving.json"})
+# Records promoted before the preprocessor was saved as JSON name its skops file instead.
+LEGACY_NAMES = {"preprocessor.json": "preprocessor.skops"}
 
 ACTIONS = ("promoted", "kept", "none", "rollback", "accepted_drift")
 
@@ -223,10 +225,11 @@ def artifacts_of(record: Mapping[str, Any]) -> dict[str, Artifact]:
     recorded = record.get("artifacts")
     if not isinstance(recorded, Mapping):
         raise ArtifactError("no 'artifacts' mapping")
-    missing = sorted(set(SERVING_ARTIFACTS) - set(recorded) - LEGACY_OPTIONAL)
+    names = [name if name in recorded else LEGACY_NAMES.get(name, name) for name in SERVING_ARTIFACTS]
+    missing = sorted(name for name in names if name not in recorded and name not in LEGACY_OPTIONAL)
     if missing:
         raise ArtifactError(f"artifacts {missing} are not recorded")
-    return {name: Artifact.from_dict(name, recorded[name]) for name in SERVING_ARTIFACTS if name in recorded}
+    return {name: Artifact.from_dict(name, recorded[name]) for name in names if name in recorded}
 
 
 @dataclass(frozen=True)

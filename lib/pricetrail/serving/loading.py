@@ -82,9 +82,11 @@ def _serving_model(artifacts: dict[str, records.Artifact], sources: list[Artifac
         raise ExportError(f"{owner} was promoted before models were exported for serving (its record has no "
                           f"serving.json) and this router has no torch to convert its checkpoint ({error.name} is "
                           "not installed): promote a newer version, or serve it from a pipeline install") from error
+    preprocessor = artifacts.get("preprocessor.json") or artifacts["preprocessor.skops"]
+    reference = resolve(artifacts["reference.parquet"], sources, owner=owner)
     bundle = load_bundle(resolve(artifacts["model.pt"], sources, owner=owner),
-                         resolve(artifacts["preprocessor.skops"], sources, owner=owner))
-    return export_serving_model(bundle, read_parquet(resolve(artifacts["reference.parquet"], sources, owner=owner)))
+                         resolve(preprocessor, sources, owner=owner), reference=reference)
+    return export_serving_model(bundle, read_parquet(reference))
 
 
 def warm_up() -> None:

@@ -1,4 +1,5 @@
-"""Stage ``preprocess@<code>``: chronological splits and the fitted column transformer (skops, no pickle)."""
+"""Stage ``preprocess@<code>``: chronological splits and the fitted column transformer, saved as its numbers
+(JSON, checked against scikit-learn's own output on the training rows)."""
 
 from __future__ import annotations
 
