@@ -65,4 +65,7 @@ bench-remote: $(STAMP)  ## push/pull times and bytes on moto_server, router firs
 bench-lambda: $(STAMP)  ## the Lambda handler as its image runs it: install size, init, first price from S3, p99, RSS; vs the torch design (4465042)
 	$(BIN)/python bench/lambda_benchmark.py --naive-rev 4465042
 
-.PHONY: help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda
+bench-startup: $(STAMP)  ## each stage's start-up beside the import floor of what it runs; vs 4465042
+	$(BIN)/python bench/stage_startup.py --against 4465042
+
+.PHONY: bench-startup help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda
