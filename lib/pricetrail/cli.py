@@ -60,6 +60,36 @@ def cmd_profile(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
+def cmd_products(args: argparse.Namespace, root: Path) -> int:
+    """Print, as stockcodes.yaml entries, every product of the ingested data the ETL would admit and the list does
+    not hold yet (so `pricetrail products >> stockcodes.yaml` extends the catalogue); a summary goes to stderr."""
+    import dataclasses
+
+    from pricetrail.data.catalogue import admissible_products
+    from pricetrail.data.etl import CleaningRules
+    from pricetrail.data.preprocess import PreprocessSettings, check_thresholds_agree
+    from pricetrail.project.paths import INTERIM_TRANSACTIONS
+
+    params = load_params(root)
+    rules = CleaningRules.from_params(section(params, "etl"))
+    if args.min_rows is not None:
+        rules = dataclasses.replace(rules, min_rows=args.min_rows)
+    splitting = PreprocessSettings.from_params(section(params, "preprocess"))
+    check_thresholds_agree(rules.min_rows, splitting)
+    transactions = root / INTERIM_TRANSACTIONS
+    if not transactions.is_file():
+        raise ConfigError(f"{INTERIM_TRANSACTIONS} does not exist: run `dvc repro ingest` first (it reads "
+                          f"params.yaml ingest.input)")
+    catalogue = admissible_products(transactions, rules, splitting, skip=() if args.all else load_stockcodes(root))
+    for entry in catalogue.admitted:
+        _out(entry.yaml_line())
+    refused = "; ".join(f"{count} {reason}" for reason, count in sorted(catalogue.refused.items()))
+    sys.stderr.write(f"{len(catalogue.admitted)} of {catalogue.stockcodes} stockcodes can be modelled with "
+                     f"etl.min_rows={rules.min_rows}{'' if args.all else ' and are not listed yet'}"
+                     f"{f'; left out: {refused}' if refused else ''}\n")
+    return 0
+
+
 def _product(root: Path, code: str) -> str:
     """A stockcode named on the command line: valid, and one of the products in stockcodes.yaml."""
     code = ProductPaths(code).code
@@ -341,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     profile = sub.add_parser("profile", help="apply profiles/<name>.yaml to params.yaml and stockcodes.yaml")
     profile.add_argument("name")
     profile.set_defaults(func=cmd_profile)
+    products = sub.add_parser("products", help="list every product of the ingested data the pipeline can model, as "
+                              "stockcodes.yaml entries (pricetrail products >> stockcodes.yaml)")
+    products.add_argument("--min-rows", type=_number_in(int, 1, 10_000_000),
+                          help="clean lines a product needs (default: params.yaml etl.min_rows)")
+    products.add_argument("--all", action="store_true", help="also the products stockcodes.yaml lists already")
+    products.set_defaults(func=cmd_products)
     promote = sub.add_parser("promote", help="promote every product whose new model passed both gates")
     promote.add_argument("--stockcode")
     promote.set_defaults(func=cmd_promote)

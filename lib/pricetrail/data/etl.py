@@ -121,7 +121,7 @@ _RULES: list[tuple[str, str]] = [
 ]
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+def connect() -> duckdb.DuckDBPyConnection:
     """One thread: a product's few thousand rows gain nothing from more, and float sums added in a fixed order
     give the same bits every run (with several threads the monthly mean price varied in its last bits, so DVC
     saw a new output for the same input)."""
@@ -142,7 +142,7 @@ _LINE_ORDER = "invoice_date, invoice_no, quantity, unit_price, customer_id, desc
 def clean_lines(lines: pd.DataFrame, rules: CleaningRules) -> tuple[pd.DataFrame, CleaningReport]:
     """Apply the cleaning rules to one product's lines; return the kept lines (sorted by time) and the counts."""
     check_lines_frame(lines)
-    con = _connect()
+    con = connect()
     try:
         con.register("product_lines", lines[LINE_COLUMNS])
         report = _clean(con, "product_lines", rules)
@@ -161,7 +161,7 @@ def _clean(con: duckdb.DuckDBPyConnection, relation: str, rules: CleaningRules) 
     for (name, _), cumulative in zip(_RULES, removed_by_then, strict=True):
         report.removed[name] = int(cumulative) - previous
         previous = int(cumulative)
-    kept_by_rules = " AND ".join(f"NOT ({condition})" for _, condition in _RULES)
+    kept_by_rules = kept_by_row_rules()
     # Exact duplicates: the same line recorded twice (5,268 in the real data).
     con.execute(f"CREATE OR REPLACE TEMP TABLE dedup AS SELECT DISTINCT {', '.join(LINE_COLUMNS)} FROM {relation} "
                 f"WHERE {kept_by_rules}")
@@ -243,7 +243,7 @@ FROM {source} GROUP BY 1 ORDER BY 1
 def daily_aggregates(clean: pd.DataFrame) -> pd.DataFrame:
     """One row per trading day of the product: units, lines, highest price and price sum (for monthly means), and
     each customer group's lines and median price."""
-    con = _connect()
+    con = connect()
     try:
         con.register("clean", clean[["invoice_date", "quantity", "unit_price", "customer_id"]])
         return con.execute(_DAILY_SQL.format(source="clean")).df()
@@ -288,7 +288,7 @@ def state_features(daily: pd.DataFrame, days: Sequence[Any] | pd.Series) -> pd.D
     Used for the training lines and, at serving time, for the date a price is asked for.
     """
     query = pd.DataFrame({"day": pd.to_datetime(pd.Series(list(days))).dt.normalize().dt.date}).drop_duplicates()
-    con = _connect()
+    con = connect()
     try:
         con.register("daily", daily[["day", "quantity", "lines", "max_price", "price_sum"]])
         con.register("query_days", query)
@@ -375,6 +375,30 @@ def _assemble(lines: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
 PRODUCT_LINES_SQL = f"SELECT {', '.join(LINE_COLUMNS)} FROM read_parquet($path) WHERE stockcode = $code"
 
 
+def kept_by_row_rules() -> str:
+    """SQL true for a line no row-level rule removes (cancellations, non-positive quantity or price, ...): an upper
+    bound of a product's clean lines, cheap over the whole catalogue."""
+    return " AND ".join(f"NOT ({condition})" for _, condition in _RULES)
+
+
+def clean_product(con: duckdb.DuckDBPyConnection, transactions: Path, code: str, rules: CleaningRules
+                  ) -> CleaningReport:
+    """Read one product's lines from the ingested file and clean them into the temp table ``kept``."""
+    if rules.is_non_product(code):
+        raise ETLError(f"stockcode {code} is a non-product code (postage, fees, ...); choose a product")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE product_lines AS {PRODUCT_LINES_SQL}",
+                {"path": str(transactions), "code": code})
+    if _count(con, "product_lines") == 0:
+        raise ETLError(f"stockcode {code} is not in the data ({transactions}); check stockcodes.yaml")
+    return _clean(con, "product_lines", rules)
+
+
+def kept_days(con: duckdb.DuckDBPyConnection) -> np.ndarray:
+    """The trading day of every line of ``kept``, in time order (what the chronological splits cut)."""
+    return con.execute("SELECT CAST(CAST(invoice_date AS DATE) AS TIMESTAMP) AS day FROM kept "
+                       "ORDER BY invoice_date").df()["day"].to_numpy()
+
+
 def run_etl(transactions: Path, stockcode: str, rules: CleaningRules) -> tuple[pd.DataFrame, pd.DataFrame,
                                                                                CleaningReport]:
     """Clean one product's lines and build its features; raise if the product cannot support a model.
@@ -383,15 +407,9 @@ def run_etl(transactions: Path, stockcode: str, rules: CleaningRules) -> tuple[p
     crosses into pandas (for the price and calendar features shared with the price grid).
     """
     code = validate_stockcode(stockcode)
-    if rules.is_non_product(code):
-        raise ETLError(f"stockcode {code} is a non-product code (postage, fees, ...); choose a product")
-    con = _connect()
+    con = connect()
     try:
-        con.execute(f"CREATE TEMP TABLE product_lines AS {PRODUCT_LINES_SQL}",
-                    {"path": str(transactions), "code": code})
-        if _count(con, "product_lines") == 0:
-            raise ETLError(f"stockcode {code} is not in the data ({transactions}); check stockcodes.yaml")
-        report = _clean(con, "product_lines", rules)
+        report = clean_product(con, transactions, code, rules)
         if report.rows_out < rules.min_rows:
             raise ETLError(f"stockcode {code} has {report.rows_out} clean rows, fewer than etl.min_rows="
                            f"{rules.min_rows} (removed: {report.removed})")
