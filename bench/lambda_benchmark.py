@@ -3,8 +3,9 @@
     python bench/lambda_benchmark.py [--project DIR] [--naive-rev 4465042] [--requests 500] [--starts 3]
 
 Both designs are installed by their own revision's image recipe (serve/image/install.sh) into a fresh venv, and
-serve the same registry (a default run, built here unless --project names one) from the same objects on a real
-S3 server (`moto_server` on 127.0.0.1), each process with an empty object cache, as a new Lambda sandbox has.
+each serves a default run made by its own revision (ours built here unless --project names one; an older router
+cannot read newer records; the runs are seeded, so they train the same models) from a real S3 server
+(`moto_server` on 127.0.0.1), each process with an empty object cache, as a new Lambda sandbox has.
 The naive design is --naive-rev (the router that loaded the torch checkpoint and the skops preprocessor); ours
 prices each model's exported numbers (serving.json) with numpy. Measured per design:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -150,6 +152,7 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="pricetrail-lambda-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     from common import built_project  # noqa: I001 - after the clocks' imports, as the other benchmarks do
+    from pricetrail.project.copies import PROJECT_FILES, init_copy
     from pricetrail.project.config import load_stockcodes
     from pricetrail.registry import records
 
@@ -159,14 +162,36 @@ def main() -> int:
         naive_source.mkdir()
         archive = subprocess.run(["git", "archive", args.naive_rev], cwd=ROOT, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(naive_source)], input=archive.stdout, check=True)
+    # Each design serves a default run made by its own revision (an older router cannot read newer records); the
+    # runs are seeded, so both hold the same models (their versions are compared below).
+    naive_project = work / "naive-built" / "project"
+    if not naive_project.is_dir():
+        print(f"building a default run with {args.naive_rev} in {naive_project} ...", flush=True)
+        naive_project.mkdir(parents=True)
+        for name in PROJECT_FILES:  # the project's own files, as make_copy takes them
+            source = naive_source / name
+            if source.is_dir():
+                shutil.copytree(source, naive_project / name)
+            elif source.is_file():
+                shutil.copy2(source, naive_project / name)
+        init_copy(naive_project, None, "the naive revision")
+        subprocess.run([sys.executable, "-m", "pricetrail.cli", "run"], cwd=naive_project, check=False,
+                       env={**os.environ, "PYTHONPATH": str(naive_project / "lib"), "PATH": path_with_bin()},
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
     moto = Moto()
     try:
-        clone = borrowing_clone(project, work / "pushed", moto, "lambda")
-        sh([sys.executable, "-m", "pricetrail.cli", "push"], clone)
-        codes = [code for code in load_stockcodes(clone) if records.served_model(clone, code) is not None]
+        clones, served = {}, {}
+        for name, built, lib in (("ours", project, ROOT / "lib"), ("naive", naive_project, naive_project / "lib")):
+            clones[name] = borrowing_clone(built, work / f"pushed-{name}", moto, f"lambda-{name}")
+            sh([sys.executable, "-m", "pricetrail.cli", "push"], clones[name],
+               env={**os.environ, **CREDENTIALS, "PYTHONPATH": str(lib), "PATH": path_with_bin()})
+            served[name] = {code: records.served_model(clones[name], code) for code in load_stockcodes(clones[name])}
+        codes = [code for code in served["ours"] if served["ours"][code] and served["naive"].get(code)]
+        same_models = [code for code in codes if served["ours"][code].version == served["naive"][code].version]
         events = {code: {group: event(code, group, 100) for group in GROUPS} for code in codes}
         results: dict[str, dict] = {}
         for name, source in (("ours", ROOT), ("naive", naive_source)):
+            clone = clones[name]
             venv = work / f"venv-{name}"
             print(f"installing {name} from {source} ...", flush=True)
             seconds, size = install(source, venv)
@@ -174,7 +199,7 @@ def main() -> int:
             task.mkdir(exist_ok=True)
             env = {"PATH": f"{venv / 'bin'}{os.pathsep}{path_with_bin()}", "HOME": str(work), **CREDENTIALS,
                    "PRICETRAIL_REGISTRY_DIR": str(clone / "registry"), "PRICETRAIL_STOCKCODES": ",".join(codes),
-                   "PRICETRAIL_S3_URL": f"s3://{BUCKET}/lambda", "PRICETRAIL_S3_ENDPOINT_URL": moto.endpoint,
+                   "PRICETRAIL_S3_URL": f"s3://{BUCKET}/lambda-{name}", "PRICETRAIL_S3_ENDPOINT_URL": moto.endpoint,
                    "PRICETRAIL_S3_REGION": "us-east-1", "OMP_NUM_THREADS": "1"}
             inits = [run_child(venv, {**env, "PRICETRAIL_S3_CACHE_DIR": str(work / f"objects-{name}-init{i}")},
                                task, {"BENCH_INIT_ONLY": "1"})["init"] for i in range(args.starts)]
@@ -208,7 +233,8 @@ def main() -> int:
         rows.append((label, target, fn(ours), fn(naive)))
     print_table(("", "target", "ours (numpy, serving.json)", f"naive ({args.naive_rev}: torch + skops)"), rows)
     print(f"\nanswers: {cases} product × group cases; price and decision equal in {equal}; largest relative gap of "
-          f"the curve {gap:.2e} (tolerance {CURVE_TOLERANCE:g})")
+          f"the curve {gap:.2e} (tolerance {CURVE_TOLERANCE:g}); the two runs trained the same model version for "
+          f"{len(same_models)} of {len(codes)} products")
     for line in differences:
         print("  differs:", line)
     (work / "lambda-benchmark.json").write_text(json.dumps(results, indent=1))
