@@ -312,14 +312,23 @@ def cmd_run(args: argparse.Namespace, root: Path) -> int:
 
 
 def _print_table(rows: list[dict]) -> None:
+    """A row per product for a few products; above TABLE_LIMIT only the fleet's summary (every row is in
+    logs/last-run.json)."""
+    from pricetrail.flow.summary import TABLE_LIMIT, fleet_report
+
     if not rows:
+        return
+    _out("")
+    if len(rows) > TABLE_LIMIT:
+        for line in fleet_report(rows):
+            _out(line)
+        _out("(a row per product: logs/last-run.json; each product's log: logs/<code>.log)")
         return
     columns = ["product", "stages run", "from run-cache", "skipped", "re-checked", "result", "failed stage",
                "served version", "seconds", "decision"]
     cells = [[str(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(line[i]) for line in cells)) if i < len(columns) - 1 else len(c)
               for i, c in enumerate(columns)]
-    _out("")
     _out("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for line in cells:
         _out("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)))

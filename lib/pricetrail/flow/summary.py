@@ -1,7 +1,10 @@
-"""What a run reports: one summary row per product, ``logs/last-run.json`` and each product's full log."""
+"""What a run reports: one summary row per product, ``logs/last-run.json`` and each product's full log, and the
+fleet's summary a person reads when the products are hundreds."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,6 +12,10 @@ from typing import Any
 from pricetrail.flow.chains import CHAIN
 
 LOGS = Path("logs")
+# Above this many products the terminal gets the fleet's summary, not a row per product (logs/last-run.json has them).
+TABLE_LIMIT = 40
+# The checks named in a gate failure's reason: "model v failed its gate: name=value (threshold t); name=value ...".
+_GATE_CHECK = re.compile(r"(?:failed its gate: |\); )([a-z][a-z0-9_]*)=")
 
 
 @dataclass
@@ -46,3 +53,30 @@ def write_log(root: Path, code: str, text: str) -> None:
 
     with atomic_path(root / LOGS / f"{code}.log") as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def fleet_report(rows: list[dict[str, Any]], slowest: int = 5) -> list[str]:
+    """A run over a catalogue in a few lines: the products by result, by decision, by the stage they failed at and
+    by the gate check that kept their model out; the slowest; then every failure with its one-line reason."""
+    if not rows:
+        return []
+    results = Counter(str(row["result"]) for row in rows)
+    actions = Counter(str(row["decision"]).split(":", 1)[0] or "no decision" for row in rows)
+    stages = Counter(str(row["failed stage"]) for row in rows if row["failed stage"])
+    checks = Counter(name for row in rows for name in set(_GATE_CHECK.findall(str(row["decision"]))))
+
+    def counted(counter: Counter[str]) -> str:
+        return ", ".join(f"{count} {name}" for name, count in sorted(counter.items(), key=lambda i: (-i[1], i[0])))
+
+    lines = [f"{len(rows)} products: {counted(results)}", f"decisions: {counted(actions)}"]
+    if stages:
+        lines.append(f"failed at: {counted(stages)}")
+    if checks:
+        lines.append(f"gate checks that kept a model out: {counted(checks)}")
+    slow = sorted(rows, key=lambda row: (-float(row["seconds"]), str(row["product"])))[:slowest]
+    lines.append("slowest: " + ", ".join(f"{row['product']} {float(row['seconds']):.1f} s" for row in slow))
+    failures = [row for row in rows if row["result"] == "failed"]
+    if failures:
+        lines.append(f"failures ({len(failures)}):")
+        lines.extend(f"  {row['product']}: {row['failed stage']}: {row['reason']}" for row in failures)
+    return lines

@@ -25,7 +25,7 @@ from pricetrail.flow.planning import plan
 from pricetrail.flow.preflight import FlowError, RunOptions, check_inputs
 from pricetrail.flow.services import Progress, Services
 from pricetrail.flow.settings import offline_environment
-from pricetrail.flow.summary import ProductSummary, write_log, write_summary
+from pricetrail.flow.summary import ProductSummary, fleet_report, write_log, write_summary
 from pricetrail.flow.workspace import JobResult
 from pricetrail.project import locking
 from pricetrail.project.dvc import checked_dvc
@@ -36,7 +36,7 @@ from pricetrail.registry import decision_log, drift_reference, promotion
 def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float,
               shared: list[str], changed: dict[str, list[str]]) -> Any:
     """The flow body (wrapped by :func:`make_flow`); ``shared`` and ``changed`` are the plan made before it."""
-    from prefect.artifacts import create_table_artifact
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
     from prefect.states import Completed, Failed
 
     project = Path(root)
@@ -118,6 +118,9 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
     write_summary(project, rows, {code: summaries[code].stage_seconds for code in codes})
     create_table_artifact(key="pricetrail-weekly-summary", table=rows,
                           description="Per product: stages run, gate verdicts, promotion, duration")
+    create_markdown_artifact(key="pricetrail-weekly-fleet", markdown="\n".join(
+        ["# The fleet this week", "", *(f"    {line}" for line in fleet_report(rows))]),
+        description="Counts by result, decision, failed stage and gate check; the slowest; every failure")
     failed = [row for row in rows if row["result"] == "failed"]
     if failed:
         names = ", ".join(f"{row['product']} ({row['failed stage']}: {row['reason']})" for row in failed)
