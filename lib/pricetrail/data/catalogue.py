@@ -9,13 +9,16 @@ cleaned one by one as the ETL cleans them.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pricetrail.data.etl import CleaningRules, clean_product, connect, kept_by_row_rules, kept_days
-from pricetrail.data.preprocess import PreprocessSettings, split_sizes
+import numpy as np
+
+from pricetrail.data.etl import CleaningRules, clean_product, connect, kept_by_row_rules
+from pricetrail.data.preprocess import PreprocessSettings, line_days, small_splits, split_sizes
 from pricetrail.project.config import STOCKCODE_PATTERN
 
 
@@ -28,8 +31,6 @@ class CatalogueEntry:
 
     def yaml_line(self) -> str:
         """One entry of stockcodes.yaml's ``stockcodes:`` mapping (JSON strings are YAML double-quoted scalars)."""
-        import json
-
         return (f"  {json.dumps(self.stockcode)}: {{description: {json.dumps(self.description)}}}"
                 f"  # {self.clean_lines} clean lines, {self.trading_days} trading days")
 
@@ -69,11 +70,11 @@ def admissible_products(transactions: Path, rules: CleaningRules, splitting: Pre
             if report.rows_out < rules.min_rows:
                 refused[f"fewer than etl.min_rows={rules.min_rows} clean lines"] += 1
                 continue
-            days = kept_days(con)
-            if any(rows < splitting.min_split_rows for rows in split_sizes(days, splitting).values()):
+            days = line_days(con.execute("SELECT invoice_date FROM kept").df()["invoice_date"])
+            if small_splits(split_sizes(days, splitting), splitting):
                 refused[f"splits below preprocess.min_split_rows={splitting.min_split_rows}"] += 1
                 continue
-            admitted.append(CatalogueEntry(code, str(description), report.rows_out, int(len(set(days.tolist())))))
+            admitted.append(CatalogueEntry(code, str(description), report.rows_out, int(np.unique(days).size)))
     finally:
         con.close()
     admitted.sort(key=lambda entry: (-entry.clean_lines, entry.stockcode))

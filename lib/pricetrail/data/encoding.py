@@ -160,11 +160,15 @@ class FittedEncoding:
         missing = [column for column in [*self.numerical, *self.categorical] if column not in frame.columns]
         if missing:
             raise EncodingError(f"input lacks feature columns {missing}")
-        blocks = [self.scaled(frame[list(self.numerical)].to_numpy(dtype=np.float64))]
+        # Numbers as float64 (booleans as 0/1) and categories as text: what the transformer was fitted on.
+        with np.errstate(invalid="ignore"):
+            blocks = [self.scaled(frame[list(self.numerical)].to_numpy(dtype=np.float64))]
         blocks.extend(self.onehot(column, frame[column].astype("str").to_numpy()) for column in self.categorical)
         matrix = np.concatenate(blocks, axis=1).astype(np.float32)
-        if not np.all(np.isfinite(matrix)):
-            raise EncodingError("features have missing or infinite values after encoding")
+        finite = np.isfinite(matrix).all(axis=0)
+        if not finite.all():
+            bad = [name for name, ok in zip(self.feature_names, finite, strict=True) if not ok]
+            raise EncodingError(f"features {bad} have missing or infinite values after preprocessing")
         return matrix
 
 

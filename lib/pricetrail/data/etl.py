@@ -393,12 +393,6 @@ def clean_product(con: duckdb.DuckDBPyConnection, transactions: Path, code: str,
     return _clean(con, "product_lines", rules)
 
 
-def kept_days(con: duckdb.DuckDBPyConnection) -> np.ndarray:
-    """The trading day of every line of ``kept``, in time order (what the chronological splits cut)."""
-    return con.execute("SELECT CAST(CAST(invoice_date AS DATE) AS TIMESTAMP) AS day FROM kept "
-                       "ORDER BY invoice_date").df()["day"].to_numpy()
-
-
 def run_etl(transactions: Path, stockcode: str, rules: CleaningRules) -> tuple[pd.DataFrame, pd.DataFrame,
                                                                                CleaningReport]:
     """Clean one product's lines and build its features; raise if the product cannot support a model.

@@ -23,7 +23,7 @@ import pandas as pd
 from pricetrail.data.encoding import EncodingError, FittedEncoding
 from pricetrail.data.etl import PRICE_FEATURES, TARGET
 from pricetrail.project.config import settings_from_params
-from pricetrail.project.files import atomic_path
+from pricetrail.project.files import atomic_path, read_finite_json
 
 if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
@@ -99,6 +99,16 @@ def split_sizes(days: np.ndarray, settings: PreprocessSettings) -> dict[str, int
     return {"train": validation_start, "validation": test_start - validation_start, "test": n - test_start}
 
 
+def line_days(invoice_dates: pd.Series) -> np.ndarray:
+    """Each line's trading day, in time order: what :func:`split_sizes` cuts."""
+    return np.sort(pd.to_datetime(invoice_dates).dt.normalize().to_numpy())
+
+
+def small_splits(sizes: dict[str, int], settings: PreprocessSettings) -> dict[str, int]:
+    """The splits of ``sizes`` below ``min_split_rows``."""
+    return {name: rows for name, rows in sizes.items() if rows < settings.min_split_rows}
+
+
 def rows_needed(settings: PreprocessSettings) -> int:
     """The fewest lines whose smallest split share reaches ``min_split_rows`` (before whole-day rounding)."""
     return math.ceil(settings.min_split_rows / min(settings.validation_fraction, settings.test_fraction) - 1e-9)
@@ -129,9 +139,9 @@ def chronological_split(features: pd.DataFrame, settings: PreprocessSettings) ->
         raise PreprocessError(f"feature table lacks columns {missing}; it has {list(features.columns)}")
     ordered = features.sort_values("invoice_date", kind="stable")
     ordered = ordered.reset_index(drop=True)
-    days = pd.to_datetime(ordered["invoice_date"]).dt.normalize().to_numpy()
+    days = line_days(ordered["invoice_date"])
     sizes = split_sizes(days, settings)
-    small = {name: size for name, size in sizes.items() if size < settings.min_split_rows}
+    small = small_splits(sizes, settings)
     if small:
         trading_days = int(np.unique(days).size)
         raise PreprocessError(f"splits {small} of {len(ordered)} rows over {trading_days} trading days are smaller "
@@ -202,17 +212,10 @@ def model_inputs(frame: pd.DataFrame, numerical: tuple[str, ...] | list[str],
 def transform(preprocessor: FittedEncoding, frame: pd.DataFrame) -> np.ndarray:
     """The model's float32 input matrix for ``frame``; raises PreprocessError naming missing columns or the
     features with missing or infinite values."""
-    numerical, categorical = input_columns(preprocessor)
-    inputs = model_inputs(frame, numerical, categorical)
-    with np.errstate(invalid="ignore"):
-        blocks = [preprocessor.scaled(inputs[numerical].to_numpy(dtype=np.float64))]
-    blocks.extend(preprocessor.onehot(column, inputs[column].to_numpy()) for column in categorical)
-    matrix = np.concatenate(blocks, axis=1).astype("float32")
-    if not np.all(np.isfinite(matrix)):
-        bad = sorted({name for name, ok in zip(preprocessor.feature_names, np.isfinite(matrix).all(axis=0),
-                                               strict=True) if not ok})
-        raise PreprocessError(f"features {bad} have missing or infinite values after preprocessing")
-    return matrix
+    try:
+        return preprocessor.transform(frame)
+    except EncodingError as error:
+        raise PreprocessError(str(error)) from error
 
 
 def input_columns(preprocessor: FittedEncoding) -> tuple[list[str], list[str]]:
@@ -247,7 +250,7 @@ def load_preprocessor(path: Path) -> FittedEncoding:
     if not path.is_file():
         raise PreprocessError(f"preprocessor {path} does not exist")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+        data = read_finite_json(path)
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise PreprocessError(f"preprocessor {path} is not readable JSON: {error}") from error
     if not isinstance(data, dict) or data.get("format") != ENCODING_FORMAT or data.get("format_version") != 1:
@@ -280,7 +283,3 @@ def load_skops_transformer(path: Path) -> ColumnTransformer:
     if not isinstance(loaded, ColumnTransformer):
         raise PreprocessError(f"preprocessor {path} holds a {type(loaded).__name__}, not a ColumnTransformer")
     return loaded
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a preprocessor may hold")

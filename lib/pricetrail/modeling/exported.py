@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pricetrail.data.encoding import EncodingError, FittedEncoding
-from pricetrail.project.files import atomic_path
+from pricetrail.project.files import atomic_path, read_finite_json
 
 FORMAT = "pricetrail-serving-model"
 FORMAT_VERSION = 1
@@ -258,7 +258,7 @@ class ServingModel:
 def load_serving_model(path: Path) -> ServingModel:
     """Read a serving model file and re-run its probe; raises :class:`ExportError` naming the file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+        data = read_finite_json(path)
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ExportError(f"serving model {path} is not readable JSON: {error}") from error
     model = ServingModel.from_dict(data, f"serving model {path}")
@@ -267,10 +267,6 @@ def load_serving_model(path: Path) -> ServingModel:
     except (ExportError, EncodingError) as error:
         raise ExportError(f"serving model {path}: {error}") from error
     return model
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a model file may hold")
 
 
 def _list(value: Any) -> list[Any]:

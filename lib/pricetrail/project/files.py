@@ -94,6 +94,16 @@ def read_json(path: Path) -> Any:
         raise ConfigError(f"{path} is not valid JSON: {error}") from error
 
 
+def read_finite_json(path: Path) -> Any:
+    """JSON in which every number is finite: a model file's numbers must compute, and Python's reader would take
+    NaN and Infinity. Raises OSError, UnicodeDecodeError or ValueError; the caller names the file's role."""
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a model file may hold")
+
+
 def file_md5(path: Path) -> str:
     """The md5 DVC records for a file: the same bytes always give the same hash."""
     digest = hashlib.md5(usedforsecurity=False)

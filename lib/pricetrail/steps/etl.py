@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from pricetrail.data.etl import CleaningRules, ETLError, run_etl
-from pricetrail.data.preprocess import PreprocessSettings, check_thresholds_agree, rows_needed, split_sizes
+from pricetrail.data.preprocess import (
+    PreprocessSettings,
+    check_thresholds_agree,
+    line_days,
+    rows_needed,
+    small_splits,
+    split_sizes,
+)
 from pricetrail.project.config import load_params, section
 from pricetrail.project.files import atomic_path, write_json
 from pricetrail.project.paths import ProductPaths
@@ -23,8 +27,7 @@ def etl_pipeline(root: Path, code: str) -> None:
     splitting = PreprocessSettings.from_params(section(params, "preprocess"))
     check_thresholds_agree(rules.min_rows, splitting)
     features, daily, report = run_etl(root / paths.interim_lines, code, rules)
-    days = np.sort(pd.to_datetime(features["invoice_date"]).dt.normalize().to_numpy())
-    small = {name: rows for name, rows in split_sizes(days, splitting).items() if rows < splitting.min_split_rows}
+    small = small_splits(split_sizes(line_days(features["invoice_date"]), splitting), splitting)
     if small:
         raise ETLError(f"stockcode {code} has {len(features)} clean lines over {len(daily)} trading days: its "
                        f"{' and '.join(f'{name} split would hold {rows}' for name, rows in small.items())} lines, "
