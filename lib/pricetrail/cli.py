@@ -81,8 +81,9 @@ def cmd_products(args: argparse.Namespace, root: Path) -> int:
         raise ConfigError(f"{INTERIM_TRANSACTIONS} does not exist: run `dvc repro ingest` first (it reads "
                           f"params.yaml ingest.input)")
     catalogue = admissible_products(transactions, rules, splitting, skip=() if args.all else load_stockcodes(root))
-    for entry in catalogue.admitted:
-        _out(entry.yaml_line())
+    # One write: with `>> stockcodes.yaml`, an interrupted listing must not leave half a line in the file.
+    sys.stdout.write("".join(entry.yaml_line() + "\n" for entry in catalogue.admitted))
+    sys.stdout.flush()
     refused = "; ".join(f"{count} {reason}" for reason, count in sorted(catalogue.refused.items()))
     sys.stderr.write(f"{len(catalogue.admitted)} of {catalogue.stockcodes} stockcodes can be modelled with "
                      f"etl.min_rows={rules.min_rows}{'' if args.all else ' and are not listed yet'}"

@@ -15,7 +15,7 @@ from pricetrail.data.frames import read_parquet
 from pricetrail.modeling.exported import ExportError, ServingModel, load_serving_model
 from pricetrail.pricing.grid import GridEncoder, check_price_columns
 from pricetrail.pricing.price_range import observed_range
-from pricetrail.pricing.recommend import calendar_constants, grid_inputs
+from pricetrail.pricing.recommend import calendar_constants
 from pricetrail.pricing.request import PriceRequest
 from pricetrail.pricing.served import ServedProduct
 from pricetrail.registry import records
@@ -62,7 +62,6 @@ def load_served(registry_dir: Path, product: ProductRecord, sources: Iterable[Ar
     request = PriceRequest(date=str(served.last_day.date()))
     low, high = observed_range(product.record, request.customer, sources, owner)
     grid = np.linspace(low, high, 5)
-    grid_inputs(served, request, grid)
     state = served.state_on(served.last_day)
     for mean in (state["prev_month_mean_price"], float("nan")):  # both branches of the reference mean
         check_price_columns(grid, state["max_price_before"], mean)
@@ -86,7 +85,8 @@ def _serving_model(artifacts: dict[str, records.Artifact], sources: list[Artifac
     reference = resolve(artifacts["reference.parquet"], sources, owner=owner)
     bundle = load_bundle(resolve(artifacts["model.pt"], sources, owner=owner),
                          resolve(preprocessor, sources, owner=owner), reference=reference)
-    return export_serving_model(bundle, read_parquet(reference))
+    assert bundle.reference is not None
+    return export_serving_model(bundle, bundle.reference)
 
 
 def warm_up() -> None:
