@@ -3,13 +3,16 @@ interface client (``python -m awslambdaric serve.lambda_handler.handler``) with 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
+import os
 import queue
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -95,3 +98,39 @@ class LambdaRuntime:
         if self.process.stdout is not None:
             self.process.communicate(timeout=10)
 
+
+# ------------------------------------------------------------------ the official sample events (../shared)
+
+EVENTS = Path(os.environ.get("PRICETRAIL_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "events" / "aws"
+
+
+def lambda_events() -> list[Path]:
+    return sorted(EVENTS.glob("*.json")) if EVENTS.is_dir() else []
+
+
+def adapt(event: dict[str, Any], path: str, query: dict[str, str]) -> dict[str, Any]:
+    """An official event with our route, GET and our query string in every representation the event uses."""
+    event = copy.deepcopy(event)
+    event["body"] = None if "body" in event else event.get("body")
+    event["isBase64Encoded"] = False
+    raw = "&".join(f"{k}={urllib.parse.quote(v)}" for k, v in query.items())
+    if "rawPath" in event:  # HTTP API 2.0, function URL
+        event["rawPath"] = path
+        event["rawQueryString"] = raw
+        event["requestContext"]["http"]["method"] = "GET"
+        event["requestContext"]["http"]["path"] = path
+        event.pop("queryStringParameters", None)
+        if query:
+            event["queryStringParameters"] = dict(query)
+    else:  # REST 1.0, ALB
+        event["path"] = path
+        event["httpMethod"] = "GET"
+        if "multiValueQueryStringParameters" in event:
+            event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
+        if "queryStringParameters" in event:
+            event["queryStringParameters"] = dict(query) or None
+    for headers in ("headers", "multiValueHeaders"):
+        for name in list(event.get(headers) or {}):
+            if name.lower() in ("content-length", "content-type"):
+                del event[headers][name]
+    return event

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from typing import Any
 import boto3
 import pandas as pd
 import pytest
+from lambda_runtime import EVENTS, adapt, lambda_events
 from openapi_schema_validator import OAS31Validator
 from router_project import CODES, NEVER_RUN, RETRAINED, build, config, copy_objects, free_port, waitress_server
 
@@ -46,9 +46,6 @@ from serve.events import make_handler
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("PRICETRAIL_SHARED", PROJECT_ROOT.parent / "shared"))  # as tests/conftest.py
-
-EVENTS = SHARED / "events" / "aws"
 OTHER = "85123A"
 
 
@@ -453,38 +450,6 @@ def test_a_stalled_remote_is_503_within_the_deadline_the_loaded_keep_serving_and
 
 
 # --------------------------------------------------------------------------------------------- Lambda
-
-
-def lambda_events() -> list[Path]:
-    return sorted(EVENTS.glob("*.json")) if EVENTS.is_dir() else []
-
-
-def adapt(event: dict[str, Any], path: str, query: dict[str, str]) -> dict[str, Any]:
-    """An official event with our route, GET and our query string in every representation the event uses."""
-    event = copy.deepcopy(event)
-    event["body"] = None if "body" in event else event.get("body")
-    event["isBase64Encoded"] = False
-    raw = "&".join(f"{k}={urllib.parse.quote(v)}" for k, v in query.items())
-    if "rawPath" in event:  # HTTP API 2.0, function URL
-        event["rawPath"] = path
-        event["rawQueryString"] = raw
-        event["requestContext"]["http"]["method"] = "GET"
-        event["requestContext"]["http"]["path"] = path
-        event.pop("queryStringParameters", None)
-        if query:
-            event["queryStringParameters"] = dict(query)
-    else:  # REST 1.0, ALB
-        event["path"] = path
-        event["httpMethod"] = "GET"
-        if "multiValueQueryStringParameters" in event:
-            event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
-        if "queryStringParameters" in event:
-            event["queryStringParameters"] = dict(query) or None
-    for headers in ("headers", "multiValueHeaders"):
-        for name in list(event.get(headers) or {}):
-            if name.lower() in ("content-length", "content-type"):
-                del event[headers][name]
-    return event
 
 
 @pytest.mark.skipif(not lambda_events(), reason=f"official Lambda events not found at {EVENTS} (../shared absent)")

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from lambda_runtime import LambdaRuntime
+from lambda_runtime import LambdaRuntime, adapt, lambda_events
 
 from pricetrail.project.copies import clone_project, commit, run, set_params
 from pricetrail.registry.artifacts import object_relpath
@@ -58,13 +58,15 @@ def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: f
 class Proxy:
     """A TCP proxy on loopback in front of the S3 server: `stop()` drops every connection, as a server that dies
     would; `start()` brings the same address back. ``delay`` slows each forwarded chunk, so a push lasts long
-    enough to be interrupted."""
+    enough to be interrupted. While ``stalled`` is set, connections are accepted and nothing is forwarded: a
+    server that accepts and never answers."""
 
     def __init__(self, upstream: int, delay: float = 0.0) -> None:
         self.upstream, self.delay, self.port = upstream, delay, free_port()
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
         self.listener: socket.socket | None = None
+        self.stalled = threading.Event()
 
     def start(self) -> None:
         listener = socket.socket()
@@ -108,6 +110,8 @@ class Proxy:
             while data := source.recv(65536):
                 if self.delay:
                     time.sleep(self.delay)
+                while self.stalled.is_set():
+                    time.sleep(0.05)
                 target.sendall(data)
         except OSError:
             pass
@@ -394,14 +398,18 @@ publish_records(root, [code])
 
 
 def _version_served(handler: Any, code: str) -> str | None:
-    event = {"version": "2.0", "routeKey": "$default", "rawPath": f"/v1/products/{code}/price",
+    answer = handler(event_for(code), None)
+    assert answer["statusCode"] == 200, answer
+    return json.loads(answer["body"])["model_version"]
+
+
+def event_for(code: str) -> dict[str, Any]:
+    """An HTTP API (2.0) event for the product's price."""
+    return {"version": "2.0", "routeKey": "$default", "rawPath": f"/v1/products/{code}/price",
              "rawQueryString": "date=2011-11-15&points=5", "headers": {"host": "x"}, "isBase64Encoded": False,
              "requestContext": {"stage": "$default", "http": {"method": "GET", "path": f"/v1/products/{code}/price",
                                                                "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4",
                                                                "userAgent": "t"}}}
-    answer = handler(event, None)
-    assert answer["statusCode"] == 200, answer
-    return json.loads(answer["body"])["model_version"]
 
 
 def _until(handler: Any, code: str, version: str, seconds: float) -> float:
@@ -422,12 +430,13 @@ def test_a_promotion_and_a_rollback_made_on_another_copy_reach_a_running_router_
     # The router as the image holds it: the registry baked in at build time, artifacts and decisions from S3.
     baked = tmp_path / "image" / "registry"
     shutil.copytree(pushed / "registry", baked)
-    refresh = 1.0
+    refresh, deadline = 1.0, 3.0
     # The real runtime interface client drives the image's handler, configured as the template configures it.
     runtime = LambdaRuntime({**s3.credentials, "PRICETRAIL_REGISTRY_DIR": str(baked),
                              "PRICETRAIL_STOCKCODES": f"{code},85123A", "PRICETRAIL_S3_URL": f"s3://{BUCKET}/cache",
                              "PRICETRAIL_S3_ENDPOINT_URL": s3.endpoint, "PRICETRAIL_S3_REGION": "us-east-1",
                              "PRICETRAIL_S3_CACHE_DIR": str(tmp_path / "lambda-tmp"),
+                             "PRICETRAIL_S3_DEADLINE_SECONDS": str(deadline),
                              "PRICETRAIL_REGISTRY_REFRESH_SECONDS": str(refresh)}, cwd=tmp_path / "image")
     request.addfinalizer(runtime.close)
 
@@ -489,6 +498,26 @@ def test_a_promotion_and_a_rollback_made_on_another_copy_reach_a_running_router_
         assert process.returncode == 0, out[-2000:] + err[-2000:]
     assert _until(handler, code, second, refresh + 5) <= refresh + 5
 
+    # Every official event kind through the runtime interface client: the same answer, bad input a named 400.
+    for path in lambda_events():
+        sample = json.loads(path.read_text())
+        answer = runtime.invoke(adapt(sample, f"/v1/products/{code}/price", {"points": "9", "date": "2011-11-15"}))
+        assert answer["statusCode"] == 200, (path.name, answer)
+        assert json.loads(answer["body"])["model_version"] == second, path.name
+        bad = runtime.invoke(adapt(sample, f"/v1/products/{code}/price", {"points": "100000"}))
+        assert bad["statusCode"] == 400 and "points" in bad["body"], (path.name, bad)
+    # A stalled remote (accepts, never answers): a product not loaded yet is a 503 within the deadline, with
+    # nothing internal in it; the loaded product keeps answering; the process lives on.
+    s3.proxy.stalled.set()
+    try:
+        started = time.monotonic()
+        stalled = runtime.invoke(event_for("85123A"))
+        assert stalled["statusCode"] == 503, stalled
+        assert time.monotonic() - started < deadline + 1.5 + 2.0  # the records' refresh, then the artifact's read
+        assert s3.endpoint not in stalled["body"] and BUCKET not in stalled["body"], stalled["body"]
+        assert _version_served(handler, code) == second
+    finally:
+        s3.proxy.stalled.clear()
     # Other events: a warm-up ping is answered, anything else refused in plain JSON (never a stack trace).
     assert runtime.invoke({"warm-up": True}) == {"status": "warm"}
     assert runtime.invoke({"key1": "value1"})["error"] == "unsupported-event"
