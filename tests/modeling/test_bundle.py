@@ -95,3 +95,27 @@ def test_a_well_formed_order_rate_loads(tmp_path: Path) -> None:
     model, pre = write_model(tmp_path, ["United Kingdom", "France"] * 5,
                              extra_metadata={"order_rate": GOOD_RATE, "smearing_factor": 1.1})
     assert load_bundle(model, pre).smearing == 1.1
+
+
+def test_a_skops_preprocessor_of_an_earlier_version_loads_from_a_cache_path_without_its_suffix(
+        tmp_path: Path) -> None:
+    # A record promoted before the JSON format names preprocessor.skops; the registry reads it from the DVC cache,
+    # where the file is named by its hash alone, so its format is told by its content.
+    import skops.io as sio
+
+    from pricetrail.data.preprocess import fit_column_transformer
+
+    countries = ["United Kingdom", "France"] * 5
+    cached = tmp_path / "files" / "md5" / "46" / "c362833995686d57414a8bf4276f95"
+    cached.parent.mkdir(parents=True)
+    sio.dump(fit_column_transformer(train_frame(countries), SETTINGS), cached)
+    reference = tmp_path / "reference.parquet"
+    train_frame(countries).to_parquet(reference)
+    names = feature_names(fit_preprocessor(train_frame(countries), SETTINGS))
+    model = tmp_path / "model.pt"
+    save_checkpoint(model, build_network(len(names), CONFIG), config=CONFIG, feature_names=names,
+                    metadata={"stockcode": "85123A", "model_version": "x", "preprocessor_md5": file_md5(cached)})
+    bundle = load_bundle(model, cached, reference=reference)
+    assert np.isfinite(bundle.predict_log_quantity(train_frame(["France"] * 3))).all()
+    with pytest.raises(BundleError, match="skops file: its numbers are checked on the training rows"):
+        load_bundle(model, cached)

@@ -8,6 +8,7 @@ its skops file, through skops' allow-list, checked against the training rows).
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,9 @@ def load_bundle(checkpoint: Path, preprocessor: Path, *, daily: Path | None = No
                 reference: Path | None = None) -> ModelBundle:
     """Load and cross-check a model and its preprocessor (and optionally the product's history and training rows)."""
     network, record = load_checkpoint(checkpoint)
-    if preprocessor.suffix == ".skops":  # saved by a version before the JSON format
+    # Saved by a version before the JSON format: told by its content (a zip archive), as a record's files are
+    # read from the DVC cache under their hash, without the name's suffix.
+    if preprocessor.suffix == ".skops" or zipfile.is_zipfile(preprocessor):
         if reference is None:
             raise BundleError(f"preprocessor {preprocessor} is a skops file: its numbers are checked on the training "
                               "rows, and none were given")
