@@ -192,8 +192,8 @@ def describe_file(root: Path, name: str, relpath: Path, outs: Mapping[str, str])
     path = root / relpath
     if not path.is_file():
         raise ArtifactError(f"{relpath} does not exist; the stage that writes it has not run")
-    out = next((candidate for candidate in outs
-                if relpath.as_posix() == candidate or relpath.as_posix().startswith(candidate.rstrip("/") + "/")),
-               None)
+    # The output is the file itself or one of its folders: looked up, not scanned (a catalogue has thousands).
+    out = next((candidate for candidate in (relpath.as_posix(), *(parent.as_posix() for parent in relpath.parents))
+                if candidate in outs), None)
     return Artifact(name=name, path=relpath.as_posix(), md5=file_md5(path), size=path.stat().st_size, out=out,
                     out_md5=outs.get(out) if out else None)

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pricetrail.data.price_ranges import observed_price_ranges
-from pricetrail.project.dvc_lock import compact_entries, out_hashes, product_entries, read_stages
+from pricetrail.project.dvc_lock import compact_entries, entries_by_product, out_hashes, product_entries, read_stages
 from pricetrail.project.files import file_md5, read_json, write_json
 from pricetrail.project.git_state import git_state
 from pricetrail.project.paths import ProductPaths
@@ -74,8 +74,10 @@ def _drift_state(root: Path, paths: ProductPaths, features_md5: str) -> tuple[bo
     return True, ""
 
 
-def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None) -> tuple[dict[str, Any] | None, str]:
-    """The record a promotion would serve, built from exactly the artifacts the verdict assessed; or why not."""
+def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None, *,
+               served_version: str | None = None) -> tuple[dict[str, Any] | None, str]:
+    """The record a promotion would serve, built from exactly the artifacts the verdict assessed; or why not.
+    When the candidate is ``served_version`` already, every check is made but the record is only its version."""
     paths = ProductPaths(code)
     if not (root / paths.lines).is_file():
         return None, "no features: etl_pipeline has not run or failed"
@@ -116,6 +118,8 @@ def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None) -
             resolve(artifact, local_sources(root), owner=f"{code} candidate {candidate}")
         except ArtifactError as error:
             return None, f"{error} (the outputs must be in the DVC cache {cache} before they can be served)"
+    if candidate == served_version:  # nothing to promote: its record exists (most products, most weeks)
+        return {"version": candidate}, ""
     train_path = root / paths.split("train")
     wanted = [c for c in ("invoice_date", "unit_price", "is_registered") if c in pq.read_schema(train_path).names]
     train = pd.read_parquet(train_path, columns=wanted)
@@ -200,7 +204,7 @@ def _promote(root: Path, code: str, *, now: datetime | None, stages: Mapping[str
         record_state(root, code, stages)
     served = served_model(root, code)
     served_version = served.version if served else None
-    record, why_not = _candidate(root, code, stages)
+    record, why_not = _candidate(root, code, stages, served_version=served_version)
     if record is None:
         decision = keep_decision(code, served_version, None, why_not)
         if not dry_run:
@@ -254,9 +258,10 @@ def promote_all(root: Path, codes: Iterable[str], *, now: datetime | None = None
         return decisions
     with registry_lock(root):
         stages = read_stages(root) if stages is None else stages  # once for all: promotion leaves dvc.lock as it is
+        views = entries_by_product(dict(stages), codes)  # each product's own entries: its outputs, its lineage
         for code in codes:
             try:
-                decisions.append(_promote(root, code, now=now, stages=stages, dry_run=dry_run))
+                decisions.append(_promote(root, code, now=now, stages=views[code], dry_run=dry_run))
             except (ValueError, OSError) as error:  # our errors are ValueErrors; a missing or unreadable file
                 logger.error("%s: promotion failed: %s", code, error)
                 decisions.append(Decision(code, "error", None, None, f"promotion failed: {error}"))

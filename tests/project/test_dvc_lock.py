@@ -1,0 +1,78 @@
+"""Reading dvc.lock: the parsed mapping is reused only while the file keeps the bytes it was parsed from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pricetrail.project import dvc_lock
+from pricetrail.project.files import ConfigError
+
+LOCK = """schema: '2.0'
+stages:
+  etl_pipeline@85123A:
+    cmd: python stages/etl_pipeline.py --stockcode 85123A
+    deps:
+    - path: data/interim/products/85123A.parquet
+      hash: md5
+      md5: 0123456789abcdef0123456789abcdef
+      size: 10
+    outs:
+    - path: data/features/85123A
+      hash: md5
+      md5: fedcba9876543210fedcba9876543210.dir
+  ingest:
+    cmd: python stages/ingest.py
+"""
+
+
+def project(tmp_path: Path, text: str = LOCK) -> Path:
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    (tmp_path / "dvc.lock").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_the_parsed_lock_is_reused_while_its_bytes_are_unchanged(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    root = project(tmp_path)
+    first = dvc_lock.read_stages(root)
+    assert set(first) == {"etl_pipeline@85123A", "ingest"}
+    assert (root / dvc_lock.PARSED_LOCK).is_file()
+    parses: list[str] = []
+    real = dvc_lock.stages_of
+    monkeypatch.setattr(dvc_lock, "stages_of", lambda text, where="": parses.append(where) or real(text, where=where))
+    assert dvc_lock.read_stages(root) == first and parses == []
+    # The same length, one byte different: parsed again, never the kept mapping of other bytes.
+    (root / "dvc.lock").write_text(LOCK.replace("size: 10", "size: 11"), encoding="utf-8")
+    assert dvc_lock.read_stages(root)["etl_pipeline@85123A"]["deps"][0]["size"] == 11 and len(parses) == 1
+    assert dvc_lock.read_stages(root)["etl_pipeline@85123A"]["deps"][0]["size"] == 11 and len(parses) == 1
+
+
+@pytest.mark.parametrize("kept", ['{"sha256": ', '["not", "a", "mapping"]', '{"sha256": "x", "stages": {}}'])
+def test_a_damaged_or_foreign_parsed_lock_is_ignored_and_replaced(tmp_path: Path, kept: str) -> None:
+    root = project(tmp_path)
+    (root / dvc_lock.PARSED_LOCK).parent.mkdir(parents=True)
+    (root / dvc_lock.PARSED_LOCK).write_text(kept, encoding="utf-8")
+    assert set(dvc_lock.read_stages(root)) == {"etl_pipeline@85123A", "ingest"}
+    assert set(dvc_lock.read_stages(root)) == {"etl_pipeline@85123A", "ingest"}  # from the rewritten copy
+
+
+def test_a_damaged_lock_is_still_one_clear_error(tmp_path: Path) -> None:
+    root = project(tmp_path, "stages: [unclosed\n")
+    with pytest.raises(ConfigError, match="dvc.lock is not valid YAML"):
+        dvc_lock.read_stages(root)
+    assert not (root / dvc_lock.PARSED_LOCK).exists()
+
+
+def test_a_folder_that_is_not_a_project_gets_no_copy(tmp_path: Path) -> None:
+    (tmp_path / "dvc.lock").write_text(LOCK, encoding="utf-8")
+    assert set(dvc_lock.read_stages(tmp_path)) == {"etl_pipeline@85123A", "ingest"}
+    assert not (tmp_path / ".dvc").exists()
+
+
+def test_each_product_gets_its_own_entries_and_the_shared_ones(tmp_path: Path) -> None:
+    stages = dvc_lock.read_stages(project(tmp_path))
+    views = dvc_lock.entries_by_product(stages, ["85123A", "22423"])
+    assert set(views["85123A"]) == {"etl_pipeline@85123A", "ingest"} and set(views["22423"]) == {"ingest"}
+    assert views["85123A"] == dvc_lock.product_entries(stages, "85123A")
