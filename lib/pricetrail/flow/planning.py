@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pricetrail.flow import plan_record
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,41 @@ class Plan:
 
 
 def plan(root: Path, codes: list[str]) -> Plan:
+    """DVC's answer for ``codes``: from the plan record when the workspace is as it was when DVC last answered
+    (:mod:`pricetrail.flow.plan_record`), else asked of DVC and recorded."""
+    record, (fingerprint, lock_digest, paths) = plan_record.current(root)
+    if record is not None and record.covers(codes):
+        log.info("planning: the workspace is as DVC last saw it; its plan is reused")
+        return Plan(shared=list(record.shared), products={code: stages for code, stages in record.products.items()
+                                                          if code in set(codes)})
+    answer = dvc_plan(root, codes)
+    plan_record.write_record(root, plan_record.PlanRecord(
+        fingerprint=fingerprint, codes=tuple(codes), shared=tuple(answer.shared), products=answer.products,
+        lock_digest=lock_digest, paths=paths))
+    return answer
+
+
+def record_decisions(root: Path, codes: list[str], decisions: dict[str, dict[str, Any]]) -> None:
+    """After the no-op path promoted (or kept) every product of a workspace DVC found settled: its decisions, so the
+    next no-op in the same state needs neither DVC nor the registry's files hashed again."""
+    _, (fingerprint, lock_digest, paths) = plan_record.current(root)
+    plan_record.write_record(root, plan_record.PlanRecord(
+        fingerprint=fingerprint, codes=tuple(codes), shared=(), products={}, decisions=decisions,
+        lock_digest=lock_digest, paths=paths))
+
+
+def settled_decisions(root: Path, codes: list[str]) -> dict[str, dict[str, Any]] | None:
+    """The decisions recorded for this very state of the workspace, or None."""
+    record, _ = plan_record.current(root)
+    if record is None or not record.covers(codes) or record.decisions is None or record.shared or record.products:
+        return None
+    if not set(codes) <= set(record.decisions):
+        return None
+    return {code: record.decisions[code] for code in codes}
+
+
+def dvc_plan(root: Path, codes: list[str]) -> Plan:
+    """DVC's own answer (its index and ``stage.changed()``), whatever the record says."""
     from dvc.repo import Repo
 
     wanted = set(codes)

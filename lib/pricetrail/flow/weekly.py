@@ -21,7 +21,7 @@ from typing import Any
 
 from pricetrail.flow import lockmerge
 from pricetrail.flow.chains import WORKSPACES, Completions, chain_targets, chain_task, product_jobs
-from pricetrail.flow.planning import plan
+from pricetrail.flow.planning import plan, record_decisions, settled_decisions
 from pricetrail.flow.preflight import FlowError, RunOptions, check_inputs
 from pricetrail.flow.services import Progress, Services
 from pricetrail.flow.settings import offline_environment
@@ -121,6 +121,8 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
     create_markdown_artifact(key="pricetrail-weekly-fleet", markdown="\n".join(
         ["# The fleet this week", "", *(f"    {line}" for line in fleet_report(rows))]),
         description="Counts by result, decision, failed stage and gate check; the slowest; every failure")
+    # DVC's answer for the state the run leaves, recorded now: a following week with nothing new does not ask it.
+    plan(project, codes)
     failed = [row for row in rows if row["result"] == "failed"]
     if failed:
         names = ", ".join(f"{row['product']} ({row['failed stage']}: {row['reason']})" for row in failed)
@@ -173,11 +175,17 @@ def _run_flow(root: Path, options: RunOptions, codes: list[str],
     if not planned.shared and not planned.products and not os.environ.get("PREFECT_API_URL"):
         # Nothing to run and no Prefect server to record it in: starting a temporary one would only cost time.
         # A pending promotion (a plain `dvc repro` ran the chains) goes through the flow, which re-checks the drift
-        # gates it changes; keeps are recorded here.
-        if not any(d.action in ("promoted", "error") for d in promotion.promote_all(root, codes, dry_run=True)):
-            decisions = promotion.promote_all(root, codes)
-            rows = [ProductSummary(d.stockcode, decision=f"{d.action}: {d.reason}", served_version=d.served_version
-                                   ).row() for d in decisions]
+        # gates it changes; keeps are recorded here, and with them the decisions, which the same state gives again.
+        settled = settled_decisions(root, codes)
+        stages = read_stages(root) if settled is None else {}
+        if settled is None and not any(d.action in ("promoted", "error")
+                                       for d in promotion.promote_all(root, codes, dry_run=True, stages=stages)):
+            settled = {d.stockcode: {"decision": f"{d.action}: {d.reason}", "served_version": d.served_version}
+                       for d in promotion.promote_all(root, codes, stages=stages)}
+            record_decisions(root, codes, settled)
+        if settled is not None:
+            rows = [ProductSummary(code, decision=settled[code]["decision"],
+                                   served_version=settled[code]["served_version"]).row() for code in codes]
             return True, rows, f"nothing to do: all {len(codes)} products are up to date (dvc status is clean)"
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
