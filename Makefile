@@ -68,4 +68,7 @@ bench-lambda: $(STAMP)  ## the Lambda handler as its image runs it: install size
 bench-startup: $(STAMP)  ## each stage's start-up beside the import floor of what it runs; vs 4465042
 	$(BIN)/python bench/stage_startup.py --against 4465042
 
-.PHONY: bench-startup help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda
+bench-catalogue: $(STAMP)  ## every real product (~800): the no-op and one product's data changed; vs dfd4261 (needs ../shared)
+	$(BIN)/python bench/catalogue_benchmark.py --naive-rev dfd4261
+
+.PHONY: bench-catalogue bench-startup help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda
