@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gzip
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricetrail.gates.drift import DriftError, DriftSettings, bootstrap_windows, check_drift, save_report
+from pricetrail.gates.drift import (
+    DriftError,
+    DriftSettings,
+    bootstrap_windows,
+    check_drift,
+    frame_key,
+    kept_result,
+    save_kept_result,
+    save_report,
+)
 
 SETTINGS = DriftSettings(numerical_columns=("unit_price", "log_quantity"),
                          categorical_columns=("is_registered", "country"))
@@ -108,3 +118,52 @@ def test_report_is_saved_as_html(tmp_path: Path) -> None:
     save_report(result, report)
     assert "<html" in report.read_text(encoding="utf-8")[:1000].lower()
     assert [path.name for path in tmp_path.iterdir()] == ["drift.html"]
+
+
+# ------------------------------------------------------------------ the result kept for the re-check after promotion
+
+
+def test_the_frame_key_is_what_evidently_is_given() -> None:
+    frame = window(1, 200)
+    key = frame_key(frame, SETTINGS)
+    shuffled_columns = frame[list(reversed(frame.columns))].assign(extra=1.0)
+    shuffled_columns.index = shuffled_columns.index + 1000
+    assert frame_key(shuffled_columns, SETTINGS) == key  # other columns and the index are not compared
+    changed = frame.copy()
+    changed.loc[5, "unit_price"] += 0.01
+    assert frame_key(changed, SETTINGS) != key
+    assert frame_key(frame.iloc[::-1], SETTINGS) != key  # the order is the frame's too
+    assert frame_key(frame, DriftSettings(**{**SETTINGS.__dict__, "num_threshold": 0.31})) != key
+    with pytest.raises(DriftError, match="current window has 29 rows"):
+        frame_key(window(1, 29), SETTINGS, "current")
+
+
+def test_a_kept_result_is_the_checks_own_for_exactly_the_same_frames(tmp_path: Path) -> None:
+    reference, current = window(1, 300), window(2, 200, price=5.0)
+    result = check_drift(reference, current, SETTINGS, reference_source="ahead")
+    folder = tmp_path / "recheck"
+    keys = frame_key(reference, SETTINGS), frame_key(current, SETTINGS, "current")
+    save_kept_result(folder, *keys, result, SETTINGS)
+    kept = kept_result(folder, *keys, "training data of served model abc")
+    assert kept is not None and kept.snapshot is None
+    fresh = check_drift(reference, current, SETTINGS, reference_source="training data of served model abc")
+    assert kept.to_metrics(SETTINGS) == fresh.to_metrics(SETTINGS)
+    save_report(kept, tmp_path / "kept.html")  # the report Evidently rendered for the check, as it was kept
+    html = (tmp_path / "kept.html").read_bytes()
+    assert html == gzip.decompress((folder / "report.html.gz").read_bytes())
+    assert b"<!DOCTYPE html>" in html[:200] and b"unit_price" in html
+    # A kill between the report and result.json: the report is not the one the result names, so it is not used.
+    (folder / "report.html.gz").write_bytes(gzip.compress(b"<html>another</html>"))
+    assert kept_result(folder, *keys, "x") is None
+    assert kept_result(folder, keys[0], frame_key(window(3, 200), SETTINGS), "x") is None  # another window
+    assert kept_result(folder, frame_key(window(3, 300), SETTINGS), keys[1], "x") is None  # another reference
+
+
+@pytest.mark.parametrize("content", ["{", '{"format": 1, "none": "splits too small"}', '{"format": 2}',
+                                     '{"format": 1, "reference_key": "k", "current_key": "c", "metrics": {}}'])
+def test_a_missing_damaged_or_empty_kept_result_means_the_check_runs(tmp_path: Path, content: str) -> None:
+    folder = tmp_path / "recheck"
+    assert kept_result(folder, "k", "c", "x") is None
+    folder.mkdir()
+    (folder / "result.json").write_text(content)
+    assert kept_result(folder, "k", "c", "x") is None

@@ -3,23 +3,29 @@
 Evidently 0.7 runs fully offline. The reference is the training data of the product's promoted model when it
 has one, otherwise an older window of history; the current data is the most recent window. A time index (the
 invoice date, year, month) always differs between windows, so only the columns named in params are monitored.
+
+Evidently is imported by the check itself (3 s of a process's start-up): a result kept for exactly the frames it
+is given (:func:`frame_key`) is reused without it (see :func:`save_kept_result`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
+import json
 import logging
 import math
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
 
 from pricetrail.project.config import settings_from_params
-from pricetrail.project.files import atomic_path
+from pricetrail.project.files import atomic_path, read_finite_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,7 @@ class DriftResult:
     reference: dict[str, Any] = field(default_factory=dict)
     current: dict[str, Any] = field(default_factory=dict)
     snapshot: Any = None  # evidently Snapshot, for the HTML report
+    report_html: bytes | None = None  # the report of a kept result (no snapshot)
 
     def to_metrics(self, settings: DriftSettings) -> dict[str, Any]:
         return {
@@ -142,27 +149,49 @@ def _describe(frame: pd.DataFrame, source: str) -> dict[str, Any]:
     }
 
 
+def _checked(frame: pd.DataFrame, name: str, settings: DriftSettings) -> None:
+    missing = [column for column in settings.monitored if column not in frame.columns]
+    if missing:
+        raise DriftError(f"monitored columns {missing} are not in the {name} data; it has {list(frame.columns)}")
+    if len(frame) < settings.min_rows_per_window:
+        raise DriftError(f"the {name} window has {len(frame)} rows, fewer than "
+                         f"data_drift_check.min_rows_per_window={settings.min_rows_per_window}; "
+                         "widen the windows or lower the minimum")
+
+
+def _monitored(frame: pd.DataFrame, settings: DriftSettings) -> pd.DataFrame:
+    """Exactly what Evidently is given of ``frame``."""
+    data = frame[settings.monitored].copy()
+    for column in settings.categorical_columns:
+        data[column] = data[column].astype("str")  # booleans and codes compared as categories
+    for column in settings.numerical_columns:
+        data[column] = data[column].astype("float64")
+    return data.reset_index(drop=True)
+
+
+def frame_key(frame: pd.DataFrame, settings: DriftSettings, name: str = "reference") -> str:
+    """A hash of what Evidently is given of ``frame`` (its monitored columns, cast as the check casts them, in
+    order) and of the settings: equal keys, equal inputs to the check."""
+    _checked(frame, name, settings)
+    digest = hashlib.md5(usedforsecurity=False)
+    digest.update(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode())
+    digest.update(pd.util.hash_pandas_object(_monitored(frame, settings), index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
 def check_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: DriftSettings, *,
                 reference_source: str) -> DriftResult:
     """Compare ``current`` against ``reference`` on the monitored columns."""
     for name, frame in (("reference", reference), ("current", current)):
-        missing = [column for column in settings.monitored if column not in frame.columns]
-        if missing:
-            raise DriftError(f"monitored columns {missing} are not in the {name} data; it has {list(frame.columns)}")
-        if len(frame) < settings.min_rows_per_window:
-            raise DriftError(f"the {name} window has {len(frame)} rows, fewer than "
-                             f"data_drift_check.min_rows_per_window={settings.min_rows_per_window}; "
-                             "widen the windows or lower the minimum")
+        _checked(frame, name, settings)
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
     definition = DataDefinition(numerical_columns=list(settings.numerical_columns),
                                 categorical_columns=list(settings.categorical_columns))
 
     def dataset(frame: pd.DataFrame) -> Dataset:
-        data = frame[settings.monitored].copy()
-        for column in settings.categorical_columns:
-            data[column] = data[column].astype("str")  # booleans and codes compared as categories
-        for column in settings.numerical_columns:
-            data[column] = data[column].astype("float64")
-        return Dataset.from_pandas(data, data_definition=definition)
+        return Dataset.from_pandas(_monitored(frame, settings), data_definition=definition)
 
     report = Report([DataDriftPreset(num_method=settings.num_method, cat_method=settings.cat_method,
                                      num_threshold=settings.num_threshold, cat_threshold=settings.cat_threshold,
@@ -206,6 +235,12 @@ def _per_column(snapshot: dict[str, Any], settings: DriftSettings) -> dict[str, 
 
 def save_report(result: DriftResult, path: Path) -> None:
     """Write the HTML report atomically; a failed export leaves the previous report and no temporary file."""
+    if result.snapshot is None:
+        if result.report_html is None:
+            raise DriftError("the drift result has no report to write")
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(result.report_html)
+        return
     with atomic_path(path) as tmp:
         html = tmp.with_suffix(".html")  # Evidently picks the format from the suffix
         try:
@@ -213,3 +248,70 @@ def save_report(result: DriftResult, path: Path) -> None:
             html.replace(tmp)
         finally:
             html.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------- a result kept for later
+
+KEPT_FORMAT = 1
+KEPT_REPORT = "report.html.gz"
+
+
+def save_kept_result(folder: Path, key: str, current_key: str, result: DriftResult, settings: DriftSettings) -> None:
+    """Keep ``result`` (of the frames whose keys are ``key`` and ``current_key``) and its report, for a later
+    check of the same frames: the drift gate's re-check once this week's model is served compares the same
+    current window with its training rows, which the gate checked already, with Evidently loaded."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # Compressed (Evidently's report is ~4 MB of mostly script, kept for every product every week); written
+    # first and named by its hash in result.json, so a kill between the two files leaves a mismatch, not a
+    # report paired with another result.
+    html = _report_bytes(result)
+    packed = gzip.compress(html, mtime=0)
+    with atomic_path(folder / KEPT_REPORT) as tmp:
+        tmp.write_bytes(packed)
+    write_json(folder / "result.json", {"format": KEPT_FORMAT, "reference_key": key, "current_key": current_key,
+                                        "report_md5": hashlib.md5(packed, usedforsecurity=False).hexdigest(),
+                                        "metrics": result.to_metrics(settings)})
+
+
+def clear_kept_result(folder: Path, why: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "result.json", {"format": KEPT_FORMAT, "none": why})
+    (folder / KEPT_REPORT).unlink(missing_ok=True)
+
+
+def _report_bytes(result: DriftResult) -> bytes:
+    if result.snapshot is None:
+        if result.report_html is None:
+            raise DriftError("the drift result has no report to keep")
+        return result.report_html
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "report.html"
+        result.snapshot.save_html(str(path))
+        return path.read_bytes()
+
+
+def kept_result(folder: Path, key: str, current_key: str, source: str) -> DriftResult | None:
+    """The kept result for exactly these frames (labelled with ``source``), or None: nothing kept, other frames,
+    or an unreadable file (then the check runs, as it would have)."""
+    path = folder / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        kept = read_finite_json(path)
+        if kept.get("format") != KEPT_FORMAT or "none" in kept:
+            return None
+        if kept["reference_key"] != key or kept["current_key"] != current_key:
+            return None
+        metrics = kept["metrics"]
+        packed = (folder / KEPT_REPORT).read_bytes()
+        if hashlib.md5(packed, usedforsecurity=False).hexdigest() != kept["report_md5"]:
+            raise ValueError(f"{KEPT_REPORT} is not the report result.json names")
+        result = DriftResult(drift_detected=bool(metrics["drift_detected"]),
+                             drifted_columns=[str(c) for c in metrics["drifted_columns"]],
+                             drifted_share=float(metrics["drifted_share"]), per_column=dict(metrics["per_column"]),
+                             reference={**metrics["reference"], "source": source}, current=dict(metrics["current"]),
+                             report_html=gzip.decompress(packed))
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as error:
+        log.warning("ignoring the kept drift result in %s (%s): the check runs instead", folder, error)
+        return None
+    return result

@@ -61,6 +61,11 @@ class ProductPaths:
         return Path("data/gates") / self.code / "drift.json"
 
     @property
+    def drift_recheck(self) -> Path:
+        """The drift gate's result against this week's training rows, kept for the re-check after promotion."""
+        return Path("data/gates") / self.code / "recheck"
+
+    @property
     def preprocessed_dir(self) -> Path:
         return Path("data/preprocessed") / self.code
 
