@@ -76,3 +76,15 @@ def test_each_product_gets_its_own_entries_and_the_shared_ones(tmp_path: Path) -
     views = dvc_lock.entries_by_product(stages, ["85123A", "22423"])
     assert set(views["85123A"]) == {"etl_pipeline@85123A", "ingest"} and set(views["22423"]) == {"ingest"}
     assert views["85123A"] == dvc_lock.product_entries(stages, "85123A")
+
+
+def test_a_lock_json_would_change_is_parsed_each_time_not_kept(tmp_path: Path) -> None:
+    # A number as a mapping key (a param such as {90001: 0.3} unquoted) would come back from JSON as text.
+    text = LOCK.replace("  ingest:\n    cmd: python stages/ingest.py\n",
+                        "  ingest:\n    cmd: python stages/ingest.py\n    params:\n      params.yaml:\n"
+                        "        synthetic.mispriced:\n          90001: 0.3\n")
+    root = project(tmp_path, text)
+    stages = dvc_lock.read_stages(root)
+    assert stages["ingest"]["params"]["params.yaml"]["synthetic.mispriced"] == {90001: 0.3}
+    assert not (root / dvc_lock.PARSED_LOCK).exists()
+    assert dvc_lock.read_stages(root) == stages

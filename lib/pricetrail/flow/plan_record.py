@@ -57,9 +57,9 @@ class PlanRecord:
         return set(codes) <= set(self.codes)
 
 
-def fingerprint(root: Path, paths: Iterable[str] | None = None) -> tuple[str, str, tuple[str, ...]]:
-    """(the fingerprint, dvc.lock's digest, the paths dvc.lock names). ``paths``: the names a record kept for this
-    dvc.lock (checked by the caller against the lock's digest), to save parsing it."""
+def fingerprint(root: Path, known: PlanRecord | None = None) -> tuple[str, str, tuple[str, ...]]:
+    """(the fingerprint, dvc.lock's digest, the paths dvc.lock names). ``known``: a record, whose list of those
+    paths is used when it was taken from a dvc.lock with the same digest (saving a parse of dvc.lock)."""
     digest = hashlib.sha256(f"pricetrail-plan {FORMAT} dvc {_dvc_version()}\n".encode())
     lock_digest = ""
     for name in PROJECT_FILES:
@@ -68,7 +68,7 @@ def fingerprint(root: Path, paths: Iterable[str] | None = None) -> tuple[str, st
         if name == LOCK_FILE:
             lock_digest = content
         digest.update(f"{name} {content}\n".encode())
-    named = tuple(sorted(set(paths))) if paths is not None else lock_paths(root)
+    named = known.paths if known is not None and known.lock_digest == lock_digest else lock_paths(root)
     for entry in _signatures(root, [*named, "registry"]):
         digest.update(entry.encode())
     return digest.hexdigest(), lock_digest, named
@@ -146,8 +146,5 @@ def write_record(root: Path, record: PlanRecord) -> None:
 def current(root: Path) -> tuple[PlanRecord | None, tuple[str, str, tuple[str, ...]]]:
     """The record if it still describes the workspace (else None), and the workspace's fingerprint."""
     record = read_record(root)
-    lock = root / LOCK_FILE
-    lock_digest = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else "missing"
-    known = record.paths if record is not None and record.lock_digest == lock_digest else None
-    state = fingerprint(root, known)
+    state = fingerprint(root, record)
     return (record if record is not None and record.fingerprint == state[0] else None), state

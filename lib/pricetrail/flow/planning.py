@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 class Plan:
     shared: list[str]  # every shared stage (no @product), in pipeline order, when any of them changed; else []
     products: dict[str, list[str]]  # product -> its changed stages, in pipeline order; only products with some
+    # The promotion decisions recorded in this very state (a no-op after a no-op), for every product asked about.
+    decisions: dict[str, dict[str, Any]] | None = None
 
 
 def plan(root: Path, codes: list[str]) -> Plan:
@@ -30,8 +32,12 @@ def plan(root: Path, codes: list[str]) -> Plan:
     record, (fingerprint, lock_digest, paths) = plan_record.current(root)
     if record is not None and record.covers(codes):
         log.info("planning: the workspace is as DVC last saw it; its plan is reused")
-        return Plan(shared=list(record.shared), products={code: stages for code, stages in record.products.items()
-                                                          if code in set(codes)})
+        wanted = set(codes)
+        settled = record.decisions is not None and not record.shared and not record.products and wanted <= set(
+            record.decisions)
+        return Plan(shared=list(record.shared),
+                    products={code: stages for code, stages in record.products.items() if code in wanted},
+                    decisions={code: record.decisions[code] for code in codes} if settled else None)
     answer = dvc_plan(root, codes)
     plan_record.write_record(root, plan_record.PlanRecord(
         fingerprint=fingerprint, codes=tuple(codes), shared=tuple(answer.shared), products=answer.products,
@@ -46,16 +52,6 @@ def record_decisions(root: Path, codes: list[str], decisions: dict[str, dict[str
     plan_record.write_record(root, plan_record.PlanRecord(
         fingerprint=fingerprint, codes=tuple(codes), shared=(), products={}, decisions=decisions,
         lock_digest=lock_digest, paths=paths))
-
-
-def settled_decisions(root: Path, codes: list[str]) -> dict[str, dict[str, Any]] | None:
-    """The decisions recorded for this very state of the workspace, or None."""
-    record, _ = plan_record.current(root)
-    if record is None or not record.covers(codes) or record.decisions is None or record.shared or record.products:
-        return None
-    if not set(codes) <= set(record.decisions):
-        return None
-    return {code: record.decisions[code] for code in codes}
 
 
 def dvc_plan(root: Path, codes: list[str]) -> Plan:

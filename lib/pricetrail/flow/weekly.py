@@ -21,7 +21,7 @@ from typing import Any
 
 from pricetrail.flow import lockmerge
 from pricetrail.flow.chains import WORKSPACES, Completions, chain_targets, chain_task, product_jobs
-from pricetrail.flow.planning import plan, record_decisions, settled_decisions
+from pricetrail.flow.planning import plan, record_decisions
 from pricetrail.flow.preflight import FlowError, RunOptions, check_inputs
 from pricetrail.flow.services import Progress, Services
 from pricetrail.flow.settings import offline_environment
@@ -176,7 +176,7 @@ def _run_flow(root: Path, options: RunOptions, codes: list[str],
         # Nothing to run and no Prefect server to record it in: starting a temporary one would only cost time.
         # A pending promotion (a plain `dvc repro` ran the chains) goes through the flow, which re-checks the drift
         # gates it changes; keeps are recorded here, and with them the decisions, which the same state gives again.
-        settled = settled_decisions(root, codes)
+        settled = planned.decisions
         stages = read_stages(root) if settled is None else {}
         if settled is None and not any(d.action in ("promoted", "error")
                                        for d in promotion.promote_all(root, codes, dry_run=True, stages=stages)):

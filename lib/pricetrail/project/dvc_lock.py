@@ -46,6 +46,8 @@ def read_stages(root: Path) -> dict[str, dict[str, Any]]:
             text = json.dumps({"sha256": digest, "stages": stages})
         except (TypeError, ValueError):  # a value JSON cannot hold (a YAML date): parse it each time instead
             return stages
+        if json.loads(text)["stages"] != stages:  # JSON turned something into another value (a number key)
+            return stages
         parsed.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(parsed) as tmp:
             tmp.write_text(text, encoding="utf-8")
