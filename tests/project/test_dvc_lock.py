@@ -88,3 +88,81 @@ def test_a_lock_json_would_change_is_parsed_each_time_not_kept(tmp_path: Path) -
     assert stages["ingest"]["params"]["params.yaml"]["synthetic.mispriced"] == {90001: 0.3}
     assert not (root / dvc_lock.PARSED_LOCK).exists()
     assert dvc_lock.read_stages(root) == stages
+
+
+def _entry(code: str, stage: str = "etl_pipeline", md5: str = "0" * 32) -> dict:
+    return {"cmd": f"python stages/{stage}.py --stockcode {code} --a-long-option-that-wraps " + "x" * 70,
+            "deps": [{"path": f"data/interim/products/{code}.parquet", "hash": "md5", "md5": md5, "size": 10}],
+            "params": {"params.yaml": {"etl": {"min_rows": 200, "fraction": 0.15, "label": "a label", "none": None}}},
+            "outs": [{"path": f"data/features/{code}", "hash": "md5", "md5": md5 + ".dir", "size": 5, "nfiles": 2}]}
+
+
+def _round_trip(text: str, entries: dict, tmp_path: Path) -> str:
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "round-trip.lock"
+    path.write_text(text, encoding="utf-8")
+    with modify_yaml(str(path)) as data:
+        if not data:
+            data.update({"schema": "2.0"})
+        stages = data.setdefault("stages", {})
+        for name, entry in entries.items():
+            stages[name] = entry
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("entries", [
+    {"etl_pipeline@85123A": _entry("85123A", md5="1" * 32)},  # replaced in place
+    {"etl_pipeline@22423": _entry("22423"), "preprocess@22423": _entry("22423", "preprocess")},  # added at the end
+    {"ingest": {"cmd": "python stages/ingest.py", "outs": []}, "etl_pipeline@9": _entry("9")},  # both
+])
+@pytest.mark.parametrize("start", ["", LOCK], ids=["no lock yet", "a lock"])
+def test_splicing_entries_writes_what_dvcs_own_round_trip_writes(tmp_path: Path, entries: dict, start: str) -> None:
+    spliced = dvc_lock.splice_entries(start, entries)
+    assert spliced is not None
+    assert spliced[0] == _round_trip(start, entries, tmp_path)
+    assert dvc_lock.stages_of(spliced[0]) == {**dvc_lock.stages_of(start), **entries}
+
+
+@pytest.mark.parametrize("text", [LOCK.replace("stages:\n", "stages:\n# a comment\n"),
+                                  LOCK.replace("  ingest:", "\n  ingest:"), "schema: '2.0'\n", "stages: {}\n",
+                                  LOCK.rstrip("\n")])
+def test_a_lock_not_in_dvcs_layout_is_not_spliced(text: str) -> None:
+    assert dvc_lock.splice_entries(text, {"etl_pipeline@9": _entry("9")}) is None
+
+
+def test_merging_entries_keeps_the_parsed_copy_for_the_new_bytes(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from pricetrail.flow.lockmerge import merge_lock_entries
+
+    root = project(tmp_path)
+    dvc_lock.read_stages(root)
+    entries = {"etl_pipeline@85123A": _entry("85123A", md5="2" * 32), "etl_pipeline@9": _entry("9")}
+    merge_lock_entries(root, entries)
+    parses: list[str] = []
+    monkeypatch.setattr(dvc_lock, "stages_of", lambda text, where="": parses.append(where) or {})
+    assert dvc_lock.read_stages(root) == {**dvc_lock.yaml.safe_load(LOCK)["stages"], **entries} and parses == []
+    monkeypatch.undo()
+    assert dvc_lock.stages_of((root / "dvc.lock").read_text(encoding="utf-8")) == dvc_lock.read_stages(root)
+
+
+def test_a_lock_in_another_layout_is_merged_by_the_round_trip(tmp_path: Path) -> None:
+    from pricetrail.flow.lockmerge import merge_lock_entries
+
+    text = LOCK.replace("stages:\n", "stages:\n# kept by the round-trip\n")
+    root = project(tmp_path, text)
+    entries = {"etl_pipeline@9": _entry("9")}
+    merge_lock_entries(root, entries)
+    assert (root / "dvc.lock").read_text(encoding="utf-8") == _round_trip(text, entries, tmp_path)
+
+
+def test_entries_that_read_back_otherwise_are_merged_but_not_kept_parsed(tmp_path: Path) -> None:
+    from pricetrail.flow.lockmerge import merge_lock_entries
+
+    root = project(tmp_path)
+    dvc_lock.read_stages(root)
+    entry = _entry("9")
+    entry["params"]["params.yaml"]["etl"]["label"] = "on"  # YAML 1.2 writes it plain; YAML 1.1 reads a boolean
+    merge_lock_entries(root, {"etl_pipeline@9": entry})
+    assert (root / "dvc.lock").read_text(encoding="utf-8") == _round_trip(LOCK, {"etl_pipeline@9": entry}, tmp_path)
+    assert dvc_lock.kept_parsed(root, dvc_lock.hashlib.sha256((root / "dvc.lock").read_bytes()).hexdigest()) is None
