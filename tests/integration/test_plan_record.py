@@ -156,3 +156,16 @@ def test_a_no_op_run_reuses_the_decisions_of_the_same_state(settled: Path, monke
     finally:
         if env_api is not None:
             os.environ["PREFECT_API_URL"] = env_api
+
+
+def test_after_the_shared_stages_the_products_to_run_are_dvcs_own(settled: Path, asked: list[int]) -> None:
+    codes = list(load_stockcodes(settled))
+    before = planning.plan(settled, codes)  # recorded: nothing to do
+    assert before.products == {} and asked == []
+    drop_a_row(settled)  # what a shared stage does when one product's input rows changed: its file of the split
+    after = {code: set(names) for code, names in planning.after_shared(settled, codes, before.products).items()}
+    assert after == {code: set(names) for code, names in planning.dvc_plan(settled, codes).products.items()}
+    assert set(after) == {"22423"} and "etl_pipeline@22423" in after["22423"]
+    undo(settled)
+    assert planning.after_shared(settled, codes, {"85123A": ["preprocess@85123A"]}) == {
+        "85123A": ["preprocess@85123A"]}  # what had changed before stays; nothing else changed

@@ -156,13 +156,15 @@ def test_a_lock_in_another_layout_is_merged_by_the_round_trip(tmp_path: Path) ->
     assert (root / "dvc.lock").read_text(encoding="utf-8") == _round_trip(text, entries, tmp_path)
 
 
-def test_entries_that_read_back_otherwise_are_merged_but_not_kept_parsed(tmp_path: Path) -> None:
+def test_a_word_yaml_1_1_reads_as_a_boolean_stays_the_text_dvc_wrote(tmp_path: Path) -> None:
     from pricetrail.flow.lockmerge import merge_lock_entries
 
     root = project(tmp_path)
     dvc_lock.read_stages(root)
     entry = _entry("9")
-    entry["params"]["params.yaml"]["etl"]["label"] = "on"  # YAML 1.2 writes it plain; YAML 1.1 reads a boolean
+    entry["params"]["params.yaml"]["etl"].update({"label": "on", "other": "no", "flag": True})
     merge_lock_entries(root, {"etl_pipeline@9": entry})
     assert (root / "dvc.lock").read_text(encoding="utf-8") == _round_trip(LOCK, {"etl_pipeline@9": entry}, tmp_path)
-    assert dvc_lock.kept_parsed(root, dvc_lock.hashlib.sha256((root / "dvc.lock").read_bytes()).hexdigest()) is None
+    fresh = dvc_lock.stages_of((root / "dvc.lock").read_text(encoding="utf-8"))["etl_pipeline@9"]
+    assert fresh["params"]["params.yaml"]["etl"]["label"] == "on" and fresh == entry  # not True: DVC reads "on"
+    assert dvc_lock.read_stages(root)["etl_pipeline@9"] == entry  # the kept copy, carried to the new bytes

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pricetrail.flow.workspace import JobResult
-from pricetrail.project import locking
+from pricetrail.project import dvc_cli, locking
 from pricetrail.project.dvc import checked_dvc
 from pricetrail.project.dvc_lock import LOCK_FILE, keep_parsed, kept_parsed, splice_entries, stages_of
 from pricetrail.project.files import ConfigError, atomic_path, remove_stale_temporaries, write_json
@@ -156,11 +156,13 @@ def merge_lock_entries(root: Path, entries: Mapping[str, Any]) -> None:
         after = tmp.read_bytes()
     if spliced is None:
         return
-    kept = kept_parsed(root, hashlib.sha256(before).hexdigest()) if before else {}
+    old_digest, new_digest = hashlib.sha256(before).hexdigest(), hashlib.sha256(after).hexdigest()
+    kept = kept_parsed(root, old_digest) if before else {}
     # The copy stays exact only if the entries read back as they were given (YAML 1.1 and 1.2 disagree on a few
     # plain words, e.g. "on").
     if kept is not None and stages_of(spliced[1]) == dict(entries):
-        keep_parsed(root, hashlib.sha256(after).hexdigest(), {**kept, **entries})
+        keep_parsed(root, new_digest, {**kept, **entries})
+    dvc_cli.carry_kept(root, old_digest if before else None, new_digest, spliced[1])
 
 
 def _round_trip(lock: Path, tmp: Path, entries: Mapping[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pricetrail.flow import lockmerge
 from pricetrail.flow.chains import WORKSPACES, Completions, chain_targets, chain_task, product_jobs
-from pricetrail.flow.planning import plan, record_decisions
+from pricetrail.flow.planning import after_shared, plan, record_decisions
 from pricetrail.flow.preflight import FlowError, RunOptions, check_inputs
 from pricetrail.flow.services import Progress, Services
 from pricetrail.flow.settings import offline_environment
@@ -43,7 +43,7 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
     summaries = {code: ProductSummary(code) for code in codes}
     if shared:
         checked_dvc(["repro", *shared], project)
-        changed = plan(project, codes).products  # the shared outputs changed: ask again
+        changed = after_shared(project, codes, changed)  # which products the shared outputs changed
     starts = {code: chain_targets(stages) for code, stages in changed.items()}
     if cluster and starts:
         # Workers share only the remote with us: the shared stages' outputs must be there before they start.

@@ -20,7 +20,12 @@ Runner = Callable[[Sequence[str], Path], subprocess.CompletedProcess]
 MAX_ERROR_CHARS = 500
 
 
-def dvc_command(args: Sequence[str]) -> list[str]:
+def dvc_command(args: Sequence[str], *, project_lock: bool = True) -> list[str]:
+    """``dvc <args>``: by default through :mod:`pricetrail.project.dvc_cli` (DVC itself, with the project's
+    dvc.lock read and written at catalogue scale); plain DVC where the lockfile is small (a product's workspace,
+    whose own copy of pricetrail is first on the path)."""
+    if project_lock:
+        return [sys.executable, "-m", "pricetrail.project.dvc_cli", *args]
     return [sys.executable, "-m", "dvc", *args]
 
 

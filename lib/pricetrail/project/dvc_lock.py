@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,22 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = "dvc.lock"
 PARSED_LOCK = Path(".dvc/tmp/pricetrail/dvc-lock.json")  # beside the locks (pricetrail.project.locking.LOCK_DIR)
+# DVC's own reading of the same bytes, kept by pricetrail.project.dvc_cli when DVC wrote or read dvc.lock.
+DVC_PARSED_LOCK = Path(".dvc/tmp/pricetrail/dvc-lock.dvc.json")
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader: dvc.lock grows with the catalogue
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # C: dvc.lock grows with the catalogue
+    """PyYAML's safe loader, reading booleans as DVC (YAML 1.2) does: only true/false. YAML 1.1 also reads
+    on/off/yes/no as booleans, so a param ``mode: on`` (the text "on" to DVC) would come back as True, land in
+    dvc.lock as ``true``, and make DVC see a changed param on every run."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def read_stages(root: Path) -> dict[str, dict[str, Any]]:
@@ -33,6 +48,9 @@ def read_stages(root: Path) -> dict[str, dict[str, Any]]:
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     kept = kept_parsed(root, digest)
+    if kept is not None:
+        return kept
+    kept = kept_by_dvc(root, digest)
     if kept is not None:
         return kept
     stages = stages_of(data.decode("utf-8"), where=str(path))
@@ -52,6 +70,22 @@ def kept_parsed(root: Path, digest: str) -> dict[str, dict[str, Any]] | None:
         return None
     if isinstance(kept, dict) and kept.get("sha256") == digest and isinstance(kept.get("stages"), dict):
         return kept["stages"]
+    return None
+
+
+def kept_by_dvc(root: Path, digest: str) -> dict[str, dict[str, Any]] | None:
+    """The ``stages`` of DVC's own reading of the dvc.lock bytes with this sha256, if kept (the same mapping as
+    :func:`stages_of` gives, but for the few plain words YAML 1.1 and 1.2 read differently, where DVC is right)."""
+    path = root / DVC_PARSED_LOCK
+    if not path.is_file():
+        return None
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(kept, dict) and kept.get("sha256") == digest and isinstance(kept.get("data"), dict) \
+            and isinstance(kept["data"].get("stages", {}), dict):
+        return kept["data"].get("stages", {})
     return None
 
 
