@@ -15,22 +15,49 @@ A product's failure (a gate, an error) stops only that product. Retries are for 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pricetrail.flow import lockmerge
-from pricetrail.flow.chains import WORKSPACES, Completions, chain_targets, chain_task, product_jobs
+from pricetrail.flow.chains import (
+    SHARED_WORKSPACE,
+    WORKSPACES,
+    Completions,
+    chain_targets,
+    chain_task,
+    product_jobs,
+    shared_job,
+)
 from pricetrail.flow.planning import after_shared, plan, record_decisions
 from pricetrail.flow.preflight import FlowError, RunOptions, check_inputs
 from pricetrail.flow.services import Progress, Services
 from pricetrail.flow.settings import offline_environment
 from pricetrail.flow.summary import ProductSummary, fleet_report, write_log, write_summary
-from pricetrail.flow.workspace import JobResult
+from pricetrail.flow.workspace import JobResult, run_job
 from pricetrail.project import locking
 from pricetrail.project.dvc import checked_dvc
 from pricetrail.project.dvc_lock import read_stages
+from pricetrail.project.files import ConfigError
 from pricetrail.registry import decision_log, drift_reference, promotion
+
+
+def run_shared_stages(project: Path, shared: list[str], timeout_seconds: float) -> None:
+    """The shared stages, in a workspace of their own where it sees what the main one does (see
+    :func:`pricetrail.flow.chains.shared_job`), else in the main workspace; a failure stops the run."""
+    job = shared_job(project, shared, read_stages(project), timeout=timeout_seconds)
+    if job is None:
+        checked_dvc(["repro", *shared], project)
+        return
+    workdir = project / WORKSPACES / SHARED_WORKSPACE  # the workspace and, beside it, what it links from ../
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    result = run_job(job, workdir)
+    if not result.ok:
+        raise ConfigError(f"dvc repro {' '.join(shared)} failed: {result.reason}")
+    lockmerge.land(project, [result], move_outputs=True, promote=lambda codes: None, promote_codes=[])
+    shutil.rmtree(workdir)
 
 
 def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float,
@@ -42,7 +69,7 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
     project = Path(root)
     summaries = {code: ProductSummary(code) for code in codes}
     if shared:
-        checked_dvc(["repro", *shared], project)
+        run_shared_stages(project, shared, timeout_seconds)
         changed = after_shared(project, codes, changed)  # which products the shared outputs changed
     starts = {code: chain_targets(stages) for code, stages in changed.items()}
     if cluster and starts:

@@ -67,6 +67,11 @@ class ProductJob:
     remote: RemoteSpec | None = None  # a cluster worker: pull and push through this remote
     fetch_objects: tuple[tuple[str, int], ...] = ()  # (md5, size) a cluster worker must fetch (drift reference)
     timeout_seconds: float = 3600.0
+    shared: bool = False  # the shared stages (no @product), not a product's chain
+
+    def owns(self, stage: str) -> bool:
+        """Whether the lock entry of ``stage`` is this job's to bring back."""
+        return "@" not in stage if self.shared else stage.endswith(f"@{self.code}")
 
 
 @dataclass
@@ -244,8 +249,7 @@ def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], No
             log="".join(log_lines), stage_seconds=timer.seconds)
     after = stages_of((workspace / "dvc.lock").read_text(encoding="utf-8")) if (workspace / "dvc.lock").is_file() \
         else {}
-    changed = {name: entry for name, entry in after.items()
-               if name.endswith(f"@{job.code}") and before.get(name) != entry}
+    changed = {name: entry for name, entry in after.items() if job.owns(name) and before.get(name) != entry}
     failed_stage, reason = _failure(output) if exit_code != 0 else (None, None)
     if exit_code != 0 and failed_stage is None:
         if TRANSIENT.search(output):
@@ -258,7 +262,7 @@ def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], No
     return JobResult(
         code=job.code, ok=exit_code == 0, ran=RUNNING.findall(output), restored=CACHED.findall(output),
         failed_stage=failed_stage, reason=reason, lock_entries=changed,
-        files=_uncached_outputs(workspace, job.code, failed_stage), workspace=str(workspace),
+        files={} if job.shared else _uncached_outputs(workspace, job.code, failed_stage), workspace=str(workspace),
         seconds=time.monotonic() - started, log="".join(log_lines), stage_seconds=timer.seconds)
 
 
