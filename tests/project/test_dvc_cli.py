@@ -49,7 +49,10 @@ def _dvc(root: Path, how: str, *args: str) -> str:
 
 def test_the_lock_written_and_the_stages_run_are_plain_dvcs(tmp_path: Path) -> None:
     plain, ours = _project(tmp_path / "plain"), _project(tmp_path / "ours")
-    for step in range(3):
+    for step in range(4):
+        if step == 3:  # a changed param (parsed once per process while the file is unchanged)
+            for root in (plain, ours):
+                (root / "params.yaml").write_text("x: off\n", encoding="utf-8")
         if step == 1:  # a changed input: the lock is rewritten in place
             for root in (plain, ours):
                 (root / "in.txt").write_text("2", encoding="utf-8")
@@ -57,6 +60,7 @@ def test_the_lock_written_and_the_stages_run_are_plain_dvcs(tmp_path: Path) -> N
             for root in (plain, ours):
                 (root / "dvc.yaml").write_text(DVC_YAML.replace("[p, q]", "[p, q, r]"), encoding="utf-8")
         plain_out, ours_out = _dvc(plain, "plain", "repro"), _dvc(ours, "ours", "repro")
+        assert ("Running stage 'first'" in ours_out) == (step in (0, 1, 3))
         assert (ours / "dvc.lock").read_bytes() == (plain / "dvc.lock").read_bytes()
         assert ("Updating lock file" in ours_out) == ("Updating lock file" in plain_out)
         assert sorted(line for line in ours_out.splitlines() if line.startswith("Running stage")) == sorted(

@@ -11,7 +11,8 @@ to dump), so the shared stages alone took 6.5 minutes. Here DVC runs unchanged e
   round-trip would write them (:func:`pricetrail.project.dvc_lock.splice_entries`, tested byte for byte against
   ``modify_yaml``), in one atomic write; a file not in DVC's layout takes DVC's own method.
 
-A plain ``dvc`` in the same project stays correct: the kept parse belongs to the bytes it was made from.
+Also, within one process, ``params.yaml`` is parsed once while its size, mtime and inode stay, instead of once
+per stage. A plain ``dvc`` in the same project stays correct: the kept parse belongs to the bytes it was made from.
 """
 
 from __future__ import annotations
@@ -136,6 +137,34 @@ def install() -> None:
     Lockfile._load_yaml = _load_yaml
     Lockfile.dump_stages = _dump_stages
     Lockfile._pricetrail = True
+    _install_params_memo()
+
+
+def _install_params_memo() -> None:
+    """DVC parses params.yaml again for every stage that declares params (4,800 parses, about a third of a plan
+    at 800 products): a local file's parse is reused while its size, mtime and inode are unchanged, as a copy."""
+    import copy
+    import os
+
+    from dvc.dependency import param
+    from dvc.fs import LocalFileSystem
+
+    load_path = param.load_path
+    memo: dict[tuple[Any, ...], Any] = {}
+
+    def _load_path(fs_path: str, fs: Any, **kwargs: Any) -> Any:
+        if not isinstance(fs, LocalFileSystem) or kwargs:
+            return load_path(fs_path, fs, **kwargs)
+        try:
+            stat = os.stat(fs_path)
+        except OSError:
+            return load_path(fs_path, fs, **kwargs)
+        key = (os.path.abspath(fs_path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if key not in memo:
+            memo[key] = load_path(fs_path, fs)
+        return copy.deepcopy(memo[key])
+
+    param.load_path = _load_path
 
 
 def main(argv: list[str]) -> int:
