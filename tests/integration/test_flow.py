@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 
+from pricetrail.flow import plan_record, planning
 from pricetrail.project.copies import dvc, make_copy, run, set_params
 from pricetrail.registry import artifacts, records
 
@@ -131,7 +132,21 @@ def test_local_cluster_run_settles_and_is_recorded_in_prefect(local_project: Pat
     assert sorted(row["product"] for row in rows) == sorted(["85123A", "22423", THIRD])
     logs = httpx.post(f"{prefect_server}/logs/filter", json={"limit": 200}).json()
     assert any("Running stage 'tune_primary_model@85099B'" in entry["message"] for entry in logs)
+    assert recorded_plan_is_dvcs(local_project) == set()
     commit(local_project, "week 1")
+
+
+def recorded_plan_is_dvcs(root: Path) -> set[str]:
+    """The plan the run recorded for the state it left (from its own results) agrees with DVC's own answer in that
+    state; the products it names."""
+    record = plan_record.read_record(root)
+    assert record is not None and record.fingerprint == plan_record.current(root)[1][0]
+    asked = planning.dvc_plan(root, list(record.codes))
+    assert not record.shared and not asked.shared
+    assert set(record.products) == set(asked.products), (record.products, asked.products)
+    for code, stages in asked.products.items():
+        assert set(stages) <= set(record.products[code])  # the whole chain: DVC skips what did not change
+    return set(record.products)
 
 
 def test_a_second_run_does_nothing(local_project: Path, prefect_server: str) -> None:
@@ -155,6 +170,7 @@ def test_a_drifted_product_fails_alone_and_is_named(local_project: Path, prefect
     assert (local_project / "reports" / THIRD / "drift.html").is_file()  # the failed gate's report came back
     drift = json.loads((local_project / "metrics" / THIRD / "drift.json").read_text())
     assert drift["drift_detected"]
+    assert recorded_plan_is_dvcs(local_project) == {THIRD}
     set_params(local_project, {"synthetic.drift": {}})
 
 

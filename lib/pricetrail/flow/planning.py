@@ -54,6 +54,21 @@ def record_decisions(root: Path, codes: list[str], decisions: dict[str, dict[str
         lock_digest=lock_digest, paths=paths))
 
 
+def record_after_run(root: Path, codes: list[str], unsettled: set[str], chain: tuple[str, ...]) -> None:
+    """Record the plan of the state a run leaves from the run's own results, instead of DVC's index (two minutes
+    at 800 products). The flow ran the shared stages (or stopped), then every product with a changed stage, each a
+    ``dvc repro`` in its workspace, and landed what DVC wrote there; a product it did not run was unchanged and
+    nothing touched its files, except a promotion, which is re-checked by a run of its own. So a product whose
+    runs all finished without a failure is settled, as DVC found it in its workspace, and every other one
+    (``unsettled``) is recorded with its whole ``chain`` to run: DVC, in its workspace, then skips what did not
+    change. The flow tests compare this record with DVC's own plan after a run that settles and one that fails."""
+    _, (fingerprint, lock_digest, paths) = plan_record.current(root)
+    plan_record.write_record(root, plan_record.PlanRecord(
+        fingerprint=fingerprint, codes=tuple(codes), shared=(),
+        products={code: [f"{stage}@{code}" for stage in chain] for code in codes if code in unsettled},
+        lock_digest=lock_digest, paths=paths))
+
+
 def after_shared(root: Path, codes: list[str], before: dict[str, list[str]]) -> dict[str, list[str]]:
     """The products' changed stages once the shared stages have run, from DVC's plan made before them (``before``).
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pricetrail.flow import lockmerge
 from pricetrail.flow.chains import (
+    CHAIN,
     SHARED_WORKSPACE,
     WORKSPACES,
     Completions,
@@ -30,7 +31,7 @@ from pricetrail.flow.chains import (
     product_jobs,
     shared_job,
 )
-from pricetrail.flow.planning import after_shared, plan, record_decisions
+from pricetrail.flow.planning import after_shared, plan, record_after_run, record_decisions
 from pricetrail.flow.preflight import FlowError, RunOptions, check_inputs
 from pricetrail.flow.services import Progress, Services
 from pricetrail.flow.settings import offline_environment
@@ -148,8 +149,8 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
     create_markdown_artifact(key="pricetrail-weekly-fleet", markdown="\n".join(
         ["# The fleet this week", "", *(f"    {line}" for line in fleet_report(rows))]),
         description="Counts by result, decision, failed stage and gate check; the slowest; every failure")
-    # DVC's answer for the state the run leaves, recorded now: a following week with nothing new does not ask it.
-    plan(project, codes)
+    # The plan of the state the run leaves, recorded now: a following week with nothing new does not ask DVC.
+    record_after_run(project, codes, {code for code in codes if summaries[code].failed_stage}, CHAIN)
     failed = [row for row in rows if row["result"] == "failed"]
     if failed:
         names = ", ".join(f"{row['product']} ({row['failed stage']}: {row['reason']})" for row in failed)
