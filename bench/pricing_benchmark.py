@@ -15,7 +15,8 @@ group, the router's own answer (service.recommend with the project's `decision` 
 - the true optimum inside the reported 90% band;
 - the closed loop: every proposed price test is run in a follow-on period (`synthetic.follow_on`), long enough for
   the test to fall inside the next run's training split, and the pipeline run again; beside it the same period
-  without the tests (the control). The tested products' band and decision before and after.
+  without the tests (the control). The tested products' band and decision before and after, and the ceiling: the
+  band's fall the model itself predicts for longer tests, or with the order rate or the price weights known.
 
 With `--time-against REV` the default run of the project at git revision REV is timed first (the time budget);
 `--part real` runs the real data (../shared): the five default products and four more, every answer's decision.
@@ -347,6 +348,11 @@ def report_loop(loop: pd.DataFrame) -> bool:
     with pd.option_context("display.width", 250):
         show(loop, list(loop.columns), "Closed loop: the proposed tests run, the pipeline run again")
     tested = loop[loop["band_before_pct"] > 0]
+    predicted = 100 * (1 - tested["band_predicted_pct"] / tested["band_before_pct"])
+    print(f"  band fall, median: {tested['band_fall_pct'].median():.0f}% measured, {predicted.median():.0f}% "
+          f"predicted by the plans; regret after the test against the control (the same period, no test): "
+          f"{int(((loop['regret_after'] - loop['regret_control']) > 0.3).sum())} of {len(loop)} cases higher by "
+          f"> 0.3 points, {int(((loop['regret_control'] - loop['regret_after']) > 0.3).sum())} lower")
     falls = bool((tested["band_fall_pct"] >= 40).all()) if len(tested) else None
     no_rise = bool(((loop["regret_after"] - loop["regret_before"]) <= 0.3).all()) if len(loop) else None
     print(f"  {'PASS' if falls else 'FAIL' if falls is not None else 'n/a '}  the tested products' band width falls "
@@ -358,6 +364,49 @@ def report_loop(loop: pd.DataFrame) -> bool:
           f"than 0.3 points): largest change {(loop['regret_after'] - loop['regret_before']).max():+.2f} points"
           if len(loop) else "  n/a   nothing tested")
     return falls is not False and no_rise is not False
+
+
+CEILING = (("the plans (<= 56 days a price)", None, None), ("56 days a price", (56,), None),
+           ("1 year a price", (365,), None), ("4 years a price", (1460,), None),
+           ("56 days, order rate known", (56,), "rate"), ("56 days, price weights known", (56,), "weights"))
+
+
+def plan_ceiling(base: Path, seeds: list[int]) -> bool:
+    """How far could any price test narrow the band, by the model's own uncertainty? Every planned case of the
+    first runs, planned again with longer tests, or with one source of uncertainty removed after the test."""
+    from dataclasses import replace
+
+    from pricetrail.pricing import decision
+
+    days, shrunk = decision.TEST_DAYS, decision.shrunk
+    rows = []
+    try:
+        for label, lengths, known in CEILING:
+            decision.TEST_DAYS = lengths or days
+
+            def patched(uncertainty: Any, *args: Any, known_: str | None = known) -> Any:
+                after = shrunk(uncertainty, *args)
+                if known_ == "rate":
+                    return replace(after, rate_sd=1e-6)
+                return replace(after, covariance=after.covariance * 1e-9) if known_ == "weights" else after
+
+            decision.shrunk = patched
+            for seed in seeds:
+                table = score_decisions(base / f"seed{seed}", seed, PROJECT_ROOT)
+                for row in table[table["test_plan"].notna() & (table["band_width_pct"] > 0)].itertuples():
+                    rows.append({"scenario": label, "case": f"{seed} {row.stockcode} {row.group}",
+                                 "fall": 100 * (1 - 100 * row.plan_band_share_after / row.band_width_pct)})
+    finally:
+        decision.TEST_DAYS, decision.shrunk = days, shrunk
+    falls = pd.DataFrame(rows)
+    summary = falls.groupby("scenario", sort=False)["fall"].agg(
+        cases="count", median="median", least="min", at_least_40=lambda f: int((f >= 40).sum()))
+    print("\nThe band's predicted fall after a test, by the model's own uncertainty (planned cases of the first runs)")
+    print(summary.round(1).to_string())
+    flat = falls[(falls["scenario"] == "4 years a price") & (falls["fall"] < 40)]["case"].tolist()
+    print(f"  even 4 years a price leaves {len(flat)} cases under 40% (a flat revenue curve: the optimum's band "
+          f"spans the range whatever the data): {', '.join(flat) or '-'}")
+    return True
 
 
 REAL_EXTRA = {"20712": "JUMBO BAG WOODLAND ANIMALS", "20718": "RED RETROSPOT SHOPPER BAG",
@@ -444,6 +493,7 @@ def main() -> int:
                          if (loop := closed_loop(base, seed, table, reuse=bool(args.reuse))) is not None]
                 if loops:
                     ok &= report_loop(pd.concat(loops, ignore_index=True))
+                plan_ceiling(base, args.seeds)
         if args.part in ("real", "both"):
             from quality_benchmark import real_data_run, report_real_target
 
