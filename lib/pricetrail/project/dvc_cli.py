@@ -18,13 +18,12 @@ per stage. A plain ``dvc`` in the same project stays correct: the kept parse bel
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from pricetrail.project.dvc_lock import DVC_PARSED_LOCK, LOCK_FILE, splice_entries
+from pricetrail.project.dvc_lock import DVC_PARSED_LOCK, LOCK_FILE, read_kept, splice_entries, write_kept
 from pricetrail.project.files import atomic_path
 
 log = logging.getLogger("dvc.dvcfile")  # DVC's logger: "Updating lock file" is its line, as the CLI prints it
@@ -44,29 +43,11 @@ def _project_lock(lockfile: Any) -> tuple[Path, Path] | None:
 
 
 def _kept(root: Path, digest: str) -> dict[str, Any] | None:
-    path = root / DVC_PARSED_LOCK
-    if not path.is_file():
-        return None
-    try:
-        kept = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # damaged (an edit): parsed and kept again
-    if isinstance(kept, dict) and kept.get("sha256") == digest and isinstance(kept.get("data"), dict):
-        return kept["data"]
-    return None
+    return read_kept(root / DVC_PARSED_LOCK, digest, "data")
 
 
 def _keep(root: Path, digest: str, data: Any) -> None:
-    try:
-        text = json.dumps({"sha256": digest, "data": data})
-    except (TypeError, ValueError):  # a value JSON cannot hold: DVC parses this file each time
-        return
-    if json.loads(text)["data"] != data:  # JSON would change a value (a number key): not kept
-        return
-    path = root / DVC_PARSED_LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_kept(root / DVC_PARSED_LOCK, digest, "data", data)
 
 
 def carry_kept(root: Path, old_digest: str | None, new_digest: str, entries_text: str) -> None:

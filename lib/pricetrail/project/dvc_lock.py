@@ -58,51 +58,53 @@ def read_stages(root: Path) -> dict[str, dict[str, Any]]:
     return stages
 
 
-def kept_parsed(root: Path, digest: str) -> dict[str, dict[str, Any]] | None:
-    """The parsed copy kept for dvc.lock bytes with this sha256, if it is the one kept."""
-    parsed = root / PARSED_LOCK
-    if not parsed.is_file():
+def read_kept(path: Path, digest: str, key: str) -> Any | None:
+    """``key`` of a kept JSON copy at ``path`` if it was made from the bytes with this sha256 (else None: absent,
+    damaged or of other bytes, and the caller parses)."""
+    if not path.is_file():
         return None
     try:
-        kept = json.loads(parsed.read_text(encoding="utf-8"))
+        kept = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        log.warning("ignoring %s (%s): dvc.lock is parsed instead", parsed, error)
+        log.warning("ignoring %s (%s): dvc.lock is parsed instead", path, error)
         return None
-    if isinstance(kept, dict) and kept.get("sha256") == digest and isinstance(kept.get("stages"), dict):
-        return kept["stages"]
+    if isinstance(kept, dict) and kept.get("sha256") == digest and isinstance(kept.get(key), dict):
+        return kept[key]
     return None
+
+
+def write_kept(path: Path, digest: str, key: str, value: Any) -> None:
+    """Keep ``value`` under ``key`` as the copy made from the bytes with this sha256, in a project's .dvc/tmp, and
+    only when JSON holds it exactly."""
+    if not path.parent.parent.is_dir():  # a project's .dvc/tmp (not a bare folder holding a lockfile)
+        return
+    try:
+        text = json.dumps({"sha256": digest, key: value})
+    except (TypeError, ValueError):  # a value JSON cannot hold (a YAML date): parse it each time instead
+        return
+    if json.loads(text)[key] != value:  # JSON turned something into another value (a number key)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def kept_parsed(root: Path, digest: str) -> dict[str, dict[str, Any]] | None:
+    """The parsed copy kept for dvc.lock bytes with this sha256, if it is the one kept."""
+    return read_kept(root / PARSED_LOCK, digest, "stages")
 
 
 def kept_by_dvc(root: Path, digest: str) -> dict[str, dict[str, Any]] | None:
     """The ``stages`` of DVC's own reading of the dvc.lock bytes with this sha256, if kept (the same mapping as
     :func:`stages_of` gives, but for the few plain words YAML 1.1 and 1.2 read differently, where DVC is right)."""
-    path = root / DVC_PARSED_LOCK
-    if not path.is_file():
-        return None
-    try:
-        kept = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if isinstance(kept, dict) and kept.get("sha256") == digest and isinstance(kept.get("data"), dict) \
-            and isinstance(kept["data"].get("stages", {}), dict):
-        return kept["data"].get("stages", {})
-    return None
+    data = read_kept(root / DVC_PARSED_LOCK, digest, "data")
+    stages = None if data is None else data.get("stages", {})
+    return stages if isinstance(stages, dict) else None
 
 
 def keep_parsed(root: Path, digest: str, stages: dict[str, dict[str, Any]]) -> None:
     """Keep ``stages`` as the parsed copy of the dvc.lock bytes with this sha256 (when JSON holds it exactly)."""
-    parsed = root / PARSED_LOCK
-    if not parsed.parent.parent.is_dir():  # a project's .dvc/tmp (not a bare folder holding a lockfile)
-        return
-    try:
-        text = json.dumps({"sha256": digest, "stages": stages})
-    except (TypeError, ValueError):  # a value JSON cannot hold (a YAML date): parse it each time instead
-        return
-    if json.loads(text)["stages"] != stages:  # JSON turned something into another value (a number key)
-        return
-    parsed.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(parsed) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_kept(root / PARSED_LOCK, digest, "stages", stages)
 
 
 def stages_of(text: str, *, where: str = LOCK_FILE) -> dict[str, dict[str, Any]]:
