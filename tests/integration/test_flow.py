@@ -140,7 +140,7 @@ def recorded_plan_is_dvcs(root: Path) -> set[str]:
     """The plan the run recorded for the state it left (from its own results) agrees with DVC's own answer in that
     state; the products it names."""
     record = plan_record.read_record(root)
-    assert record is not None and record.fingerprint == plan_record.current(root)[1][0]
+    assert record is not None and record.fingerprint == plan_record.current(root)[1].fingerprint
     asked = planning.dvc_plan(root, list(record.codes))
     assert not record.shared and not asked.shared
     assert set(record.products) == set(asked.products), (record.products, asked.products)

@@ -169,3 +169,14 @@ def test_after_the_shared_stages_the_products_to_run_are_dvcs_own(settled: Path,
     undo(settled)
     assert planning.after_shared(settled, codes, {"85123A": ["preprocess@85123A"]}) == {
         "85123A": ["preprocess@85123A"]}  # what had changed before stays; nothing else changed
+
+
+def test_when_only_the_shared_stages_inputs_changed_dvc_is_not_asked(settled: Path, asked: list[int]) -> None:
+    path = settled / "data" / "raw" / "synthetic" / "transactions.parquet"  # read by the ingest alone
+    frame = pd.read_parquet(path)
+    path.unlink()  # the cached copy may be a link: write a new file, never through it
+    frame.iloc[:-1].to_parquet(path, index=False)
+    assert status_plan(settled) == (True, set())  # DVC: the shared stages have work, no product yet
+    result = planning.plan(settled, list(load_stockcodes(settled)))
+    assert result.shared == ["generate_synthetic", "ingest", "split_products"] and result.products == {}
+    assert asked == []

@@ -28,30 +28,40 @@ class Plan:
 
 def plan(root: Path, codes: list[str]) -> Plan:
     """DVC's answer for ``codes``: from the plan record when the workspace is as it was when DVC last answered
-    (:mod:`pricetrail.flow.plan_record`), else asked of DVC and recorded."""
-    record, (fingerprint, lock_digest, paths) = plan_record.current(root)
-    if record is not None and record.covers(codes):
+    (:mod:`pricetrail.flow.plan_record`), or only the shared stages' own inputs changed since; else asked of DVC and
+    recorded."""
+    record, state = plan_record.current(root)
+    wanted = set(codes)
+    if record is not None and record.covers(codes) and record.fingerprint == state.fingerprint:
         log.info("planning: the workspace is as DVC last saw it; its plan is reused")
-        wanted = set(codes)
         settled = record.decisions is not None and not record.shared and not record.products and wanted <= set(
             record.decisions)
         return Plan(shared=list(record.shared),
                     products={code: stages for code, stages in record.products.items() if code in wanted},
                     decisions={code: record.decisions[code] for code in codes} if settled else None)
+    if record is not None and record.covers(codes) and record.products_fingerprint == state.products_fingerprint:
+        log.info("planning: only the shared stages' own inputs changed; the products' plan is reused")
+        return Plan(shared=shared_stages(root),
+                    products={code: stages for code, stages in record.products.items() if code in wanted})
     answer = dvc_plan(root, codes)
-    plan_record.write_record(root, plan_record.PlanRecord(
-        fingerprint=fingerprint, codes=tuple(codes), shared=tuple(answer.shared), products=answer.products,
-        lock_digest=lock_digest, paths=paths))
+    plan_record.write_record(root, plan_record.record_of(state, codes, answer.shared, answer.products))
     return answer
+
+
+def shared_stages(root: Path) -> list[str]:
+    """The stages of dvc.yaml that are not per product (no foreach), in its order."""
+    import yaml
+
+    definition = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
+    return [name for name, stage in (definition.get("stages") or {}).items()
+            if isinstance(stage, dict) and "foreach" not in stage and "matrix" not in stage]
 
 
 def record_decisions(root: Path, codes: list[str], decisions: dict[str, dict[str, Any]]) -> None:
     """After the no-op path promoted (or kept) every product of a workspace DVC found settled: its decisions, so the
     next no-op in the same state needs neither DVC nor the registry's files hashed again."""
-    _, (fingerprint, lock_digest, paths) = plan_record.current(root)
-    plan_record.write_record(root, plan_record.PlanRecord(
-        fingerprint=fingerprint, codes=tuple(codes), shared=(), products={}, decisions=decisions,
-        lock_digest=lock_digest, paths=paths))
+    _, state = plan_record.current(root)
+    plan_record.write_record(root, plan_record.record_of(state, codes, (), {}, decisions))
 
 
 def record_after_run(root: Path, codes: list[str], unsettled: set[str], chain: tuple[str, ...]) -> None:
@@ -62,11 +72,9 @@ def record_after_run(root: Path, codes: list[str], unsettled: set[str], chain: t
     runs all finished without a failure is settled, as DVC found it in its workspace, and every other one
     (``unsettled``) is recorded with its whole ``chain`` to run: DVC, in its workspace, then skips what did not
     change. The flow tests compare this record with DVC's own plan after a run that settles and one that fails."""
-    _, (fingerprint, lock_digest, paths) = plan_record.current(root)
-    plan_record.write_record(root, plan_record.PlanRecord(
-        fingerprint=fingerprint, codes=tuple(codes), shared=(),
-        products={code: [f"{stage}@{code}" for stage in chain] for code in codes if code in unsettled},
-        lock_digest=lock_digest, paths=paths))
+    _, state = plan_record.current(root)
+    plan_record.write_record(root, plan_record.record_of(
+        state, codes, (), {code: [f"{stage}@{code}" for stage in chain] for code in codes if code in unsettled}))
 
 
 def after_shared(root: Path, codes: list[str], before: dict[str, list[str]]) -> dict[str, list[str]]:
