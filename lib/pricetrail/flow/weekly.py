@@ -1,14 +1,15 @@
 """The weekly job: a Prefect flow that fans the products' DVC chains out over a Dask cluster.
 
-1. Shared stages (synthetic data, ingest, the split by product) run once, in the main workspace.
+1. Shared stages (synthetic data, ingest, the split by product) run once, here, in a workspace of their own
+   (:func:`run_shared_stages`).
 2. DVC says which products have anything to do (:mod:`pricetrail.flow.planning`); each becomes one task that
    runs its chain in an isolated workspace (:mod:`pricetrail.flow.workspace`) on a Dask worker.
 3. Results come back as tasks finish, each batch in one dvc.lock write (:mod:`pricetrail.flow.lockmerge`), and
    are promoted in the main workspace while the workers run the rest; a promoted product's drift gate is then
    re-checked (one more task), so ``dvc status`` ends clean and the next run does nothing.
-4. A summary table is printed and published as a Prefect table artifact; with --push, everything (outputs and
-   run-cache) is then pushed to the default DVC remote, and a failed push fails the run
-   (:mod:`pricetrail.registry.remote`).
+4. A summary table is printed and published as a Prefect table artifact, and the plan of the state the run
+   leaves is recorded from its results; with --push, everything (outputs and run-cache) is then pushed to the
+   default DVC remote, and a failed push fails the run (:mod:`pricetrail.registry.remote`).
 
 A product's failure (a gate, an error) stops only that product. Retries are for transient errors only."""
 
