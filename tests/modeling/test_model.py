@@ -27,7 +27,7 @@ from pricetrail.modeling.network import (
     network_input_dim,
     pool_price_responses,
 )
-from pricetrail.modeling.refit import refit_output_layer, refit_price_response
+from pricetrail.modeling.refit import identifiable_price_columns, refit_output_layer, refit_price_response
 from pricetrail.modeling.training import TrainingDivergedError, predict, set_seed, train_network
 
 N_FEATURES = 6
@@ -581,6 +581,44 @@ def test_refit_fixes_a_rising_price_column_at_zero() -> None:
     assert fit.beta[1] == pytest.approx(0.0, abs=1e-9)
     assert fit.covariance[1] == [0.0, 0.0]
     assert fit.beta[0] > 0.3
+
+
+def test_refit_of_a_product_sold_at_one_price_fixes_its_price_weights_at_zero() -> None:
+    """A real product (22045) sold at 0.42 on every training row: the price columns are the level's twin, so least
+    squares had no solution and tuning ended in torch's "input matrix is singular". Now the model reads no price
+    response, and says so, and the risk gate's elasticity check refuses it."""
+    X, y = price_data()
+    for price, log_price in ((0.0, 0.0), (0.42, math.log(0.42))):  # as the fitted scaler gives it; as paid
+        X[:, 0], X[:, 2] = price, log_price
+        set_seed(0)
+        network = build_network(N_FEATURES, PRICE_CONFIG)
+        fit = refit_price_response(network, X, y)
+        assert fit.fixed_zero == [0, 1]
+        assert fit.beta == pytest.approx([0.0, 0.0], abs=1e-9)
+        assert np.all(np.isfinite(predict(network, X)))
+
+
+def test_refit_of_a_product_sold_at_two_prices_keeps_one_price_weight() -> None:
+    X, y = price_data(slopes=(0.6, 0.0))
+    two_prices = np.where(X[:, 0] > 0, 1.0, -1.0).astype(np.float32)
+    X[:, 0] = two_prices
+    X[:, 2] = np.log(two_prices + 3.0)  # the log price: at two prices, a line through the price column
+    y = (1.5 + 0.5 * X[:, 1] - 0.6 * two_prices
+         + np.random.default_rng(2).normal(scale=0.3, size=len(y))).astype(np.float32)
+    set_seed(0)
+    network = build_network(N_FEATURES, PRICE_CONFIG)
+    fit = refit_price_response(network, X, y)
+    assert fit.fixed_zero == [1]
+    assert fit.beta[0] == pytest.approx(0.6, abs=0.1)
+    assert 0 < fit.covariance[0][0] < 0.01
+
+
+def test_identifiable_price_columns() -> None:
+    price = torch.tensor([[1.0, 0.0, 5.0], [2.0, 0.69, 5.0], [3.0, 1.1, 5.0]], dtype=torch.float64)
+    assert identifiable_price_columns(price) == [0, 1]  # the constant third column adds nothing
+    assert identifiable_price_columns(price[:, [2]]) == []
+    assert identifiable_price_columns(torch.stack([price[:, 0], 2 * price[:, 0] + 1], dim=1)) == [0]
+    assert identifiable_price_columns(torch.zeros(4, 0, dtype=torch.float64)) == []
 
 
 def test_refitting_the_output_layer_moves_the_level_and_keeps_the_price_weights() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -10,6 +11,8 @@ from torch import nn
 
 from pricetrail.modeling.network import PriceResponseFit, PriceResponseNetwork, is_real_number
 from pricetrail.modeling.training import _as_features, _as_target, _check_finite
+
+log = logging.getLogger(__name__)
 
 
 def _inverse_softplus(value: torch.Tensor) -> torch.Tensor:
@@ -35,6 +38,21 @@ def _refit_inputs(network: nn.Module, X: np.ndarray, y: np.ndarray, ridge: float
         hidden = network.hidden(features).double()
         price = features.index_select(1, network.price_index).double()
     return hidden, price, target
+
+
+def identifiable_price_columns(price: torch.Tensor, rtol: float = 1e-9) -> list[int]:
+    """The price columns whose weights the rows can tell apart from the level and from each other: in order, each
+    column that adds a dimension to the ones kept (centred, so a constant column adds none). A product that sold at
+    one price in its training rows has none; at two prices, its price and log price columns are one line (both are
+    a function of which price was paid), so only the first is kept."""
+    centred = price - price.mean(dim=0, keepdim=True)
+    scale = float(centred.abs().max()) if centred.numel() else 0.0
+    kept: list[int] = []
+    for column in range(price.shape[1]):
+        candidate = centred[:, [*kept, column]]
+        if scale > 0 and int(torch.linalg.matrix_rank(candidate / scale, rtol=rtol)) == len(kept) + 1:
+            kept.append(column)
+    return kept
 
 
 def _write_output_layer(network: PriceResponseNetwork, coef: torch.Tensor, width: int) -> None:
@@ -71,15 +89,23 @@ def refit_price_response(network: PriceResponseNetwork, X: np.ndarray, y: np.nda
 
     The hidden layers stay as trained; on their output the model is linear, so the output layer, its bias and
     the price weights have a closed-form solution: a ridge penalty (``ridge`` x rows) on the hidden weights only,
-    and an active set for the sign (the most negative price weight is fixed at 0 and the rest refit). Writes
-    the solution into ``network`` and returns the price weights with their covariance.
+    and an active set for the sign (the most negative price weight is fixed at 0 and the rest refit). A price
+    column the rows cannot tell from the level or from the other price columns (one price, or two: see
+    :func:`identifiable_price_columns`) has no least-squares weight; it is fixed at 0 too, so a product that never
+    changed its price gets a model that reads no price response, which the risk gate's elasticity check refuses
+    with that reason. Writes the solution into ``network`` and returns the price weights with their covariance.
     """
     hidden, price, target = _refit_inputs(network, X, y, ridge, "refit_price_response")
     n, width = hidden.shape
     k = price.shape[1]
     if n <= width + 1 + k:
         raise ValueError(f"refit_price_response needs more than {width + 1 + k} rows, got {n}")
-    active = list(range(k))
+    active = identifiable_price_columns(price)
+    if len(active) < k:
+        distinct = int(torch.unique(price[:, 0]).numel()) if k else 0
+        log.warning("price columns %s do not vary apart from the others on these %d rows (%d distinct price%s): "
+                    "their weights are fixed at 0", [i for i in range(k) if i not in active], n, distinct,
+                    "" if distinct == 1 else "s")
     while True:
         design = torch.cat([hidden, torch.ones(n, 1, dtype=torch.float64), -price[:, active]], dim=1)
         gram = design.T @ design
