@@ -1,16 +1,23 @@
 """The shared stages in a workspace of their own (pricetrail.flow.weekly.run_shared_stages) leave the main
-workspace exactly as a plain `dvc repro` of them does there."""
+workspace exactly as a plain `dvc repro` of them does there, and a kill -9 at any step of their landing is
+completed by the next command."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pricetrail.flow import chains, weekly
+from pricetrail.flow import chains, lockmerge, weekly
+from pricetrail.flow.workspace import run_job
 from pricetrail.project.copies import clone_project, dvc, set_params
+from pricetrail.project.dvc_lock import read_stages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,3 +63,91 @@ def test_a_failing_shared_stage_stops_the_run_with_its_error_and_lands_nothing(
 def test_a_shared_stage_that_never_ran_runs_in_the_main_workspace(tmp_path: Path) -> None:
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"ingest": {"cmd": "true"}}}), encoding="utf-8")
     assert chains.shared_job(tmp_path, ["ingest"], {}, timeout=60) is None
+
+
+# Lands a finished shared-stages workspace in a copy of the project, SIGKILLing itself just before the rename of
+# argv[3] (every write of a landing is a rename); printing each rename first, so an uninterrupted run lists them.
+SHARED_LANDER = """
+import base64, json, os, signal, sys
+from pathlib import Path
+from pricetrail.flow import lockmerge
+from pricetrail.flow.workspace import JobResult
+
+root, result_file, kill_before = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+data = json.loads(result_file.read_text())
+data["files"] = {path: base64.b64decode(content) for path, content in data["files"].items()}
+real_replace, real_rename = os.replace, Path.rename
+
+def reached(target):
+    relpath = os.path.relpath(str(target), str(root))
+    print("rename", relpath, flush=True)
+    if kill_before and relpath == kill_before:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def replace(source, target, *args, **kwargs):
+    reached(target)
+    return real_replace(source, target, *args, **kwargs)
+
+def rename(self, target):
+    reached(target)
+    return real_rename(self, target)
+
+os.replace, Path.rename = replace, rename
+lockmerge.land(root, [JobResult(**data)], move_outputs=True, promote=lambda codes: None, promote_codes=[])
+print("landed", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def shared_result(smoke_week1, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:  # noqa: ANN001
+    """A project whose shared stages ran in their workspace, nothing landed; the result; an uninterrupted
+    landing's renames, in order."""
+    folder = tmp_path_factory.mktemp("shared-landing")
+    base = clone_project(smoke_week1.root, folder / "base")
+    set_params(base, {"synthetic.drift": {"22423": 2.0}})  # every shared stage has work
+    job = chains.shared_job(base, SHARED, read_stages(base), timeout=600)
+    assert job is not None
+    result = run_job(job, base / weekly.WORKSPACES / chains.SHARED_WORKSPACE)
+    assert result.ok and set(result.lock_entries) == set(SHARED), result.log[-3000:]
+    # The ingest's metrics are not in DVC's cache (cache: false): carried by value, so a recovery can write them.
+    assert set(result.files) == {"metrics/ingest.json"}
+    data = dataclasses.asdict(result)
+    data["files"] = {path: base64.b64encode(content).decode() for path, content in result.files.items()}
+    result_file = folder / "result.json"
+    result_file.write_text(json.dumps(data), encoding="utf-8")
+    whole = clone_project(base, folder / "uninterrupted")
+    landed = land_shared(whole, base, result_file)
+    assert landed.returncode == 0 and "landed" in landed.stdout, landed.stderr[-3000:]
+    renames = [line.split(" ", 1)[1] for line in landed.stdout.splitlines() if line.startswith("rename ")]
+    assert shared_entries(whole) == {name: result.lock_entries[name] for name in SHARED}
+    return base, result_file, renames
+
+
+def land_shared(root: Path, base: Path, result_file: Path, kill_before: str = "") -> subprocess.CompletedProcess:
+    """Land ``result_file`` (made in ``base``) in its copy ``root``: the workspace path is the copy's."""
+    data = json.loads(result_file.read_text(encoding="utf-8"))
+    data["workspace"] = data["workspace"].replace(str(base), str(root))
+    local = root.parent / f"{root.name}-result.json"
+    local.write_text(json.dumps(data), encoding="utf-8")
+    return subprocess.run([sys.executable, "-c", SHARED_LANDER, str(root), str(local), kill_before],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_kill_9_at_each_step_of_the_shared_stages_landing_is_completed_by_the_next_command(
+        shared_result: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    base, result_file, renames = shared_result
+    # The journal first (nothing has happened yet), each output moved in, the small files, dvc.lock last.
+    assert renames[0] == str(lockmerge.JOURNAL) and "dvc.lock" in renames, renames
+    for index, point in enumerate(renames):
+        root = clone_project(base, tmp_path / f"kill-{index}")
+        killed = land_shared(root, base, result_file, point)
+        assert killed.returncode == -9, (point, killed.stdout[-2000:], killed.stderr[-2000:])
+        lockmerge.recover(root)  # what the next `pricetrail run` does first, under the registry lock
+        assert not (root / lockmerge.JOURNAL).exists(), point
+        changed = json.loads(dvc("status", "--json", *SHARED, cwd=root).stdout or "{}")
+        if point == str(lockmerge.JOURNAL):  # killed before the journal: nothing landed, the stages still have work
+            assert "generate_synthetic" in changed and shared_entries(root) == shared_entries(base), point
+        else:  # landed whole: the shared stages are settled, their outputs what dvc.lock names
+            assert not changed, (point, changed)
+        assert not [path for path in root.rglob(".*.tmp") if ".dvc/tmp" not in path.as_posix()], point
+        assert not list(root.rglob(".*.replaced")), point

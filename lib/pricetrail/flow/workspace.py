@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,7 +262,8 @@ def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], No
     return JobResult(
         code=job.code, ok=exit_code == 0, ran=RUNNING.findall(output), restored=CACHED.findall(output),
         failed_stage=failed_stage, reason=reason, lock_entries=changed,
-        files={} if job.shared else _uncached_outputs(workspace, job.code, failed_stage), workspace=str(workspace),
+        files=_uncached_stage_outputs(workspace, changed) if job.shared else _uncached_outputs(
+            workspace, job.code, failed_stage), workspace=str(workspace),
         seconds=time.monotonic() - started, log="".join(log_lines), stage_seconds=timer.seconds)
 
 
@@ -316,6 +317,26 @@ def _failure(output: str) -> tuple[str | None, str | None]:
     if match:
         return match.group(1), last_error(output)
     return None, None
+
+
+def _uncached_stage_outputs(workspace: Path, stages: Iterable[str]) -> dict[str, bytes]:
+    """The outputs these stages declare ``cache: false`` in the workspace's dvc.yaml (the ingest's metrics), carried
+    back by value as a product's metrics are: a landing killed before it moved them in is completed from its
+    journal, and DVC's cache, which restores the other outputs, does not hold them."""
+    definition = yaml.safe_load((workspace / "dvc.yaml").read_text(encoding="utf-8"))
+    declared = definition.get("stages", {}) if isinstance(definition, dict) else {}
+    files: dict[str, bytes] = {}
+    for name in stages:
+        stage = declared.get(name)
+        for kind in ("outs", "metrics", "plots"):
+            for item in (stage or {}).get(kind) or []:
+                for relpath, options in (item.items() if isinstance(item, dict) else ()):
+                    if not (isinstance(options, dict) and options.get("cache") is False):
+                        continue
+                    path = workspace / relpath
+                    found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+                    files.update({file.relative_to(workspace).as_posix(): file.read_bytes() for file in found})
+    return files
 
 
 def _uncached_outputs(workspace: Path, code: str, failed_stage: str | None) -> dict[str, bytes]:
