@@ -71,4 +71,10 @@ bench-startup: $(STAMP)  ## each stage's start-up beside the import floor of wha
 bench-catalogue: $(STAMP)  ## every real product (~800): the no-op and one product's data changed; vs dfd4261 (needs ../shared)
 	$(BIN)/python bench/catalogue_benchmark.py --naive-rev dfd4261
 
-.PHONY: bench-catalogue bench-startup help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda
+bench-real-run: $(STAMP)  ## every real product through one pricetrail run, tiny budgets (~2 h, needs ../shared)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/real_catalogue_run.py --budget tiny
+
+bench-real-run-100: $(STAMP)  ## 100 real products drawn at random, default budgets: the bookkeeping share (needs ../shared)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/real_catalogue_run.py --budget default --products 100
+
+.PHONY: bench-real-run bench-real-run-100 bench-catalogue bench-startup help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda
