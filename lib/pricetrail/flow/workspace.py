@@ -162,7 +162,7 @@ def _dvc(workspace: Path, args: list[str], *, timeout: float, on_line: Callable[
         int, str]:
     """Run a DVC command in the workspace, streaming its output lines; at the deadline its whole process group is
     killed, whether or not it prints anything (a stage that hangs silently is ended too)."""
-    process = subprocess.Popen(dvc_command(args, project_lock=False), cwd=workspace, env=_environment(workspace),
+    process = subprocess.Popen(dvc_command(args), cwd=workspace, env=_environment(workspace),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     expired = threading.Event()
 

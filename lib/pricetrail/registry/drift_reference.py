@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pricetrail.project.files import ConfigError, write_json
 from pricetrail.registry.artifacts import (
@@ -26,6 +24,9 @@ from pricetrail.registry.records import (
     product_dir,
     registry_lock,
 )
+
+if TYPE_CHECKING:  # pandas only where the rows are read: the drift_reference stage runs in every chain without it
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def drift_reference(root: Path, code: str) -> tuple[pd.DataFrame, str] | None:
     reference = read_drift_reference(root, code)
     if reference.artifact is None:
         return None
+    import pandas as pd
+
     path = resolve(reference.artifact, local_sources(root), owner=f"{code} drift reference")
     frame = pd.read_parquet(path)
     if reference.window is not None:
