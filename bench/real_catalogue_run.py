@@ -43,8 +43,10 @@ TINY_BUDGET = {"tune_primary_model.n_trials": 1, "tune_primary_model.max_epochs"
                "inference_primary_model.shap_explain_rows": 10}
 STAGE_TIMES = re.compile(r"^INFO pricetrail\.project\.stage: (\S+): start-up ([\d.]+|unknown)(?: s)?, work ([\d.]+) s",
                          re.M)
-# What a contradiction between two settings looks like: the ETL admitted the product, a later size check refused it.
-CONTRADICTION = re.compile(r"min_split_rows|splits? .* of \d+ rows|too few rows", re.I)
+# What a contradiction between settings looks like: the ETL admitted the product, a later size threshold from params
+# refused it (a split, a drift window, a customer group below its minimum).
+CONTRADICTION = re.compile(r"fewer than \w+\.\w+=|min_split_rows|min_rows_per_window|splits? .* of \d+ rows|"
+                           r"too few (rows|lines)", re.I)
 
 
 def project(base: Path, shared: Path, budget: str, limit: int | None, seed: int) -> tuple[Path, list[str]]:

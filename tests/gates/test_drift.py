@@ -16,6 +16,7 @@ from pricetrail.gates.drift import (
     DriftSettings,
     bootstrap_windows,
     check_drift,
+    current_window,
     frame_key,
     kept_result,
     save_kept_result,
@@ -70,6 +71,56 @@ def test_bootstrap_windows_are_the_latest_days_and_the_days_before() -> None:
     assert current["invoice_date"].max() == pd.Timestamp("2011-07-19 10:00")
     assert reference["invoice_date"].min() == pd.Timestamp("2011-03-22 10:00")
     assert reference["invoice_date"].max() == pd.Timestamp("2011-05-20 10:00")
+
+
+def bursts(days: list[tuple[str, int]]) -> pd.DataFrame:
+    """``count`` lines on each listed day, at 10:00, 10:01, ..."""
+    stamps = [pd.Timestamp(f"{day} 10:00") + pd.Timedelta(minutes=i) for day, count in days for i in range(count)]
+    return window(1, len(stamps)).assign(invoice_date=stamps)
+
+
+def test_bootstrap_windows_widen_to_the_minimum_rows() -> None:
+    """The real 22241 had 7 lines in its reference window and failed the gate with an error although its year
+    held 200: each window is widened back to min_rows_per_window lines."""
+    frame = bursts([("2011-01-10", 100), ("2011-04-02", 3), ("2011-05-02", 4), ("2011-06-20", 10),
+                    ("2011-07-15", 10)])
+    settings = DriftSettings(numerical_columns=("unit_price",), categorical_columns=(), current_window_days=60,
+                             reference_window_days=60, min_rows_per_window=30)
+    reference, current = bootstrap_windows(frame, settings)
+    # 20 lines in the last 60 days: widened back to 30, which takes the 7 lines of April and May and 3 of the
+    # burst of 2011-01-10; the reference is the rest of that day (the 60 days before it hold nothing).
+    assert len(current) == 30 and len(reference) == 97
+    assert current["invoice_date"].is_monotonic_increasing and reference["invoice_date"].max() < current[
+        "invoice_date"].min()
+    assert current["invoice_date"].max() == frame["invoice_date"].max()
+    # The windows by days where they hold enough: nothing widened.
+    plenty = bursts([("2011-01-10", 100), ("2011-03-01", 40), ("2011-06-20", 40)])
+    reference, current = bootstrap_windows(plenty, settings)
+    assert len(current) == 40 and len(reference) == 40
+
+
+def test_bootstrap_windows_leave_the_reference_its_lines() -> None:
+    """Most lines in the last days: the current window gives back what the reference needs."""
+    frame = bursts([("2011-01-10", 20), ("2011-07-01", 180)])
+    settings = DriftSettings(numerical_columns=("unit_price",), categorical_columns=(), min_rows_per_window=30)
+    reference, current = bootstrap_windows(frame, settings)
+    assert len(current) == 170 and len(reference) == 30  # 180 lines in its days: 10 go to the reference
+    assert reference["invoice_date"].tolist() == frame["invoice_date"].iloc[:30].tolist()
+
+
+def test_bootstrap_windows_refuse_a_product_too_small_for_two_windows() -> None:
+    settings = DriftSettings(numerical_columns=("unit_price",), categorical_columns=(), min_rows_per_window=30)
+    with pytest.raises(DriftError, match=r"has 59 clean lines; .*min_rows_per_window=30 lines each, so it needs 60"):
+        bootstrap_windows(bursts([("2011-01-10", 59)]), settings)
+
+
+def test_the_current_window_against_a_served_model_widens_back_too() -> None:
+    frame = bursts([("2011-01-10", 100), ("2011-07-15", 10)])
+    settings = DriftSettings(numerical_columns=("unit_price",), categorical_columns=(), min_rows_per_window=30)
+    current = current_window(frame, settings)
+    assert len(current) == 30 and current["invoice_date"].max() == frame["invoice_date"].max()
+    unsorted = frame.iloc[::-1]
+    assert current_window(unsorted, settings)["invoice_date"].tolist() == current["invoice_date"].tolist()
 
 
 @pytest.mark.parametrize(

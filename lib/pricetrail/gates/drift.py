@@ -125,18 +125,47 @@ class DriftResult:
 
 
 def bootstrap_windows(features: pd.DataFrame, settings: DriftSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(reference, current) for a product with no promoted model: an older window against the latest one."""
-    dates = pd.to_datetime(features["invoice_date"])
+    """(reference, current) for a product with no promoted model: an older window against the latest one.
+
+    The windows are in days (the last ``current_window_days``, then the ``reference_window_days`` before them),
+    each widened to hold at least ``min_rows_per_window`` lines where the product's history has them: a product
+    sold in bursts can have 7 lines in its reference window and 200 in its year (the real 22241), and the ETL
+    admitted it for those 200. The current window is widened back first, but never into the lines the reference
+    needs; with fewer than twice the minimum in all, the check refuses the product, naming both numbers."""
+    ordered = _by_date(features)
+    dates = pd.to_datetime(ordered["invoice_date"])
+    total, least = len(ordered), settings.min_rows_per_window
+    if total < 2 * least:
+        raise DriftError(f"the product has {total} clean lines; the drift check compares two windows of at least "
+                         f"data_drift_check.min_rows_per_window={least} lines each, so it needs {2 * least}")
     end = dates.max().normalize() + pd.Timedelta(days=1)
     current_start = end - pd.Timedelta(days=settings.current_window_days)
-    reference_start = current_start - pd.Timedelta(days=settings.reference_window_days)
-    current = features[dates >= current_start]
-    reference = features[(dates >= reference_start) & (dates < current_start)]
-    return reference, current
+    current_rows = min(max(int((dates >= current_start).sum()), least), total - least)
+    boundary = total - current_rows
+    # The reference's days end where the current window's begin, or at its first line once widened back.
+    reference_start = min(current_start, dates.iloc[boundary].normalize()) - pd.Timedelta(
+        days=settings.reference_window_days)
+    reference_rows = min(max(int((dates.iloc[:boundary] >= reference_start).sum()), least), boundary)
+    return ordered.iloc[boundary - reference_rows:boundary], ordered.iloc[boundary:]
 
 
 def current_window(features: pd.DataFrame, settings: DriftSettings) -> pd.DataFrame:
-    return bootstrap_windows(features, settings)[1]
+    """The latest ``current_window_days``, widened back to ``min_rows_per_window`` lines where there are that
+    many (what is compared with a served model's training rows)."""
+    ordered = _by_date(features)
+    dates = pd.to_datetime(ordered["invoice_date"])
+    start = dates.max().normalize() + pd.Timedelta(days=1) - pd.Timedelta(days=settings.current_window_days)
+    rows = min(max(int((dates >= start).sum()), settings.min_rows_per_window), len(ordered))
+    return ordered.iloc[len(ordered) - rows:]
+
+
+def _by_date(features: pd.DataFrame) -> pd.DataFrame:
+    """The lines in time order (the ETL writes them so; a stable sort keeps them as they are)."""
+    if features.empty:
+        raise DriftError("the product has no lines to check for drift")
+    dates = pd.to_datetime(features["invoice_date"])
+    return features if dates.is_monotonic_increasing else features.iloc[
+        dates.argsort(kind="stable").to_numpy()]
 
 
 def _describe(frame: pd.DataFrame, source: str) -> dict[str, Any]:
