@@ -171,6 +171,15 @@ def test_a_drifted_product_fails_alone_and_is_named(local_project: Path, prefect
     drift = json.loads((local_project / "metrics" / THIRD / "drift.json").read_text())
     assert drift["drift_detected"]
     assert recorded_plan_is_dvcs(local_project) == {THIRD}
+    # Nothing changed: the gate's verdict stands and nothing runs, with or without a Prefect server (the flow).
+    for api in (None, prefect_server):
+        again = run_flow(local_project, "--workers", "2", api=api, check=False)
+        assert again.returncode == 1 and ran_stages(again.stdout) == set(), again.stdout
+        assert re.search(rf"^  {THIRD}: data_drift_check@{THIRD}: GATE FAILED: .* \(nothing it reads changed since: "
+                         r"not run again\)$", again.stdout, flags=re.M), again.stdout
+        assert recorded_plan_is_dvcs(local_project) == {THIRD}
+    assert "nothing to do: 2 of 3 products are up to date; 1 stopped by a gate before" in run_flow(
+        local_project, "--workers", "2", check=False).stdout
     set_params(local_project, {"synthetic.drift": {}})
 
 

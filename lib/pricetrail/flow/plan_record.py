@@ -20,6 +20,11 @@ When only it matches, just those changed: the products' answer is still the reco
 run (DVC, in their workspace, skips them if their inputs' bytes did not change) - a week's new data then costs no
 index of every stage (two minutes at 800 products) before the ingest.
 
+A product whose chain stopped at a gate (``GATE FAILED``: a verdict, not an error) is kept in the record with the
+signature of everything its failed stage reads (``held``): while the fingerprint matches and that signature too, its
+gate would give the same verdict, so it is not run again (a week with nothing new then runs nothing at all, however
+many products of a catalogue fail their drift gate); any change runs it as before.
+
 The record lives beside the locks (``.dvc/tmp/pricetrail/plan.json``, not in git): it is this workspace's, and a
 missing or unreadable record only means DVC is asked.
 """
@@ -43,7 +48,7 @@ from pricetrail.project.locking import LOCK_DIR
 log = logging.getLogger(__name__)
 
 RECORD = LOCK_DIR / "plan.json"
-FORMAT = 2
+FORMAT = 3
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stockcodes.yaml", LOCK_FILE)
 
 
@@ -59,6 +64,8 @@ class PlanRecord:
     paths: tuple[str, ...] = field(default=())
     shared_only: tuple[str, ...] = field(default=())  # those of the paths no product's stage names
     products_fingerprint: str = ""  # the fingerprint without the shared-only paths
+    # Products stopped by a gate: {code: {"stage": the failed stage, "reason": its line, "inputs": stage_inputs()}}.
+    held: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def covers(self, codes: Iterable[str]) -> bool:
         return set(codes) <= set(self.codes)
@@ -164,7 +171,9 @@ def read_record(root: Path) -> PlanRecord | None:
                           shared=tuple(data["shared"]), products={str(k): list(v) for k, v in data["products"].items()},
                           decisions=data.get("decisions"), lock_digest=str(data["lock_digest"]),
                           paths=tuple(data["paths"]), shared_only=tuple(data["shared_only"]),
-                          products_fingerprint=str(data["products_fingerprint"]))
+                          products_fingerprint=str(data["products_fingerprint"]),
+                          held={str(code): {key: str(value) for key, value in info.items()}
+                                for code, info in (data.get("held") or {}).items()})
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         log.warning("ignoring the plan record %s (%s): DVC is asked instead", path, error)
         return None
@@ -176,7 +185,7 @@ def write_record(root: Path, record: PlanRecord) -> None:
     payload = {"format": FORMAT, "fingerprint": record.fingerprint, "codes": list(record.codes),
                "shared": list(record.shared), "products": record.products, "decisions": record.decisions,
                "lock_digest": record.lock_digest, "paths": list(record.paths), "shared_only": list(record.shared_only),
-               "products_fingerprint": record.products_fingerprint}
+               "products_fingerprint": record.products_fingerprint, "held": record.held}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload), encoding="utf-8")
 
@@ -188,7 +197,44 @@ def current(root: Path) -> tuple[PlanRecord | None, State]:
 
 
 def record_of(state: State, codes: Iterable[str], shared: Iterable[str], products: dict[str, list[str]],
-              decisions: dict[str, dict[str, Any]] | None = None) -> PlanRecord:
+              decisions: dict[str, dict[str, Any]] | None = None,
+              held: dict[str, dict[str, str]] | None = None) -> PlanRecord:
     return PlanRecord(fingerprint=state.fingerprint, codes=tuple(codes), shared=tuple(shared), products=products,
                       decisions=decisions, lock_digest=state.lock_digest, paths=state.paths,
-                      shared_only=state.shared_only, products_fingerprint=state.products_fingerprint)
+                      shared_only=state.shared_only, products_fingerprint=state.products_fingerprint,
+                      held=held or {})
+
+
+def stage_inputs(root: Path, stage: str) -> str | None:
+    """A signature of what a product's stage (``name@code``) reads: its params' values and the files of its
+    declared deps, resolved from dvc.yaml as DVC's ``foreach`` does for ``${key}``. None when the stage is not
+    declared in that plain form (then it is never held). The fingerprint leaves these files out when no stage of
+    dvc.lock names them (a failed stage has no entry): a fix to the gate's own code must run it again."""
+    import yaml
+
+    name, _, code = stage.partition("@")
+    try:
+        definition = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
+        declared = definition["stages"][name]
+        body = declared["do"]
+        if declared.get("foreach") != "${stockcodes}" or not code:
+            return None
+        deps = [str(dep).replace("${key}", code) for dep in body.get("deps") or []]
+        params = [str(param) for param in body.get("params") or []]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    if any("${" in path for path in deps) or not all(isinstance(param, str) for param in params):
+        return None
+    from pricetrail.project.config import load_params
+
+    values = load_params(root)
+    chosen = {}
+    for dotted in params:
+        value: Any = values
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        chosen[dotted] = value
+    digest = hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode())
+    for line in _signatures(root, deps):
+        digest.update(line.encode())
+    return digest.hexdigest()

@@ -9,7 +9,7 @@ changed costs one planning pass, not one ``dvc repro`` per product.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ class Plan:
     products: dict[str, list[str]]  # product -> its changed stages, in pipeline order; only products with some
     # The promotion decisions recorded in this very state (a no-op after a no-op), for every product asked about.
     decisions: dict[str, dict[str, Any]] | None = None
+    # Products a gate stopped whose failed stage reads what it read then: not run again; {code: {stage, reason}}.
+    held: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def plan(root: Path, codes: list[str]) -> Plan:
@@ -34,11 +36,15 @@ def plan(root: Path, codes: list[str]) -> Plan:
     wanted = set(codes)
     if record is not None and record.covers(codes) and record.fingerprint == state.fingerprint:
         log.info("planning: the workspace is as DVC last saw it; its plan is reused")
-        settled = record.decisions is not None and not record.shared and not record.products and wanted <= set(
+        held = {code: info for code, info in record.held.items()
+                if code in wanted and code in record.products
+                and plan_record.stage_inputs(root, info["stage"]) == info["inputs"]}
+        products = {code: stages for code, stages in record.products.items() if code in wanted and code not in held}
+        settled = record.decisions is not None and not record.shared and not products and wanted <= set(
             record.decisions)
-        return Plan(shared=list(record.shared),
-                    products={code: stages for code, stages in record.products.items() if code in wanted},
-                    decisions={code: record.decisions[code] for code in codes} if settled else None)
+        return Plan(shared=list(record.shared), products=products,
+                    decisions={code: record.decisions[code] for code in codes} if settled else None,
+                    held={code: {"stage": info["stage"], "reason": info["reason"]} for code, info in held.items()})
     if record is not None and record.covers(codes) and record.products_fingerprint == state.products_fingerprint:
         log.info("planning: only the shared stages' own inputs changed; the products' plan is reused")
         return Plan(shared=shared_stages(root),
@@ -57,24 +63,43 @@ def shared_stages(root: Path) -> list[str]:
             if isinstance(stage, dict) and "foreach" not in stage and "matrix" not in stage]
 
 
-def record_decisions(root: Path, codes: list[str], decisions: dict[str, dict[str, Any]]) -> None:
-    """After the no-op path promoted (or kept) every product of a workspace DVC found settled: its decisions, so the
-    next no-op in the same state needs neither DVC nor the registry's files hashed again."""
+def record_decisions(root: Path, codes: list[str], decisions: dict[str, dict[str, Any]],
+                     held: dict[str, dict[str, str]] | None = None, chain: tuple[str, ...] = ()) -> None:
+    """After the no-op path promoted (or kept) every product of a workspace DVC found settled but the ``held`` ones
+    (stopped by a gate, their inputs as then): its decisions, so the next no-op in the same state needs neither
+    DVC nor the registry's files hashed again; the held products stay recorded with their whole ``chain``."""
     _, state = plan_record.current(root)
-    plan_record.write_record(root, plan_record.record_of(state, codes, (), {}, decisions))
+    held = held or {}
+    plan_record.write_record(root, plan_record.record_of(
+        state, codes, (), {code: [f"{stage}@{code}" for stage in chain] for code in held}, decisions,
+        _held_record(root, held)))
 
 
-def record_after_run(root: Path, codes: list[str], unsettled: set[str], chain: tuple[str, ...]) -> None:
+def _held_record(root: Path, held: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """``held`` ({code: {stage, reason}}) with the signature of what each failed stage reads now."""
+    record = {}
+    for code, info in held.items():
+        inputs = plan_record.stage_inputs(root, info["stage"])
+        if inputs is not None:
+            record[code] = {"stage": info["stage"], "reason": info["reason"], "inputs": inputs}
+    return record
+
+
+def record_after_run(root: Path, codes: list[str], unsettled: set[str], chain: tuple[str, ...],
+                     held: dict[str, dict[str, str]] | None = None) -> None:
     """Record the plan of the state a run leaves from the run's own results, instead of DVC's index (two minutes
     at 800 products). The flow ran the shared stages (or stopped), then every product with a changed stage, each a
     ``dvc repro`` in its workspace, and landed what DVC wrote there; a product it did not run was unchanged and
     nothing touched its files, except a promotion, which is re-checked by a run of its own. So a product whose
     runs all finished without a failure is settled, as DVC found it in its workspace, and every other one
     (``unsettled``) is recorded with its whole ``chain`` to run: DVC, in its workspace, then skips what did not
-    change. The flow tests compare this record with DVC's own plan after a run that settles and one that fails."""
+    change. The flow tests compare this record with DVC's own plan after a run that settles and one that fails.
+    ``held``: the unsettled products a gate stopped ({code: {stage, reason}}), not run again while what their
+    failed stage reads stays as it is now."""
     _, state = plan_record.current(root)
     plan_record.write_record(root, plan_record.record_of(
-        state, codes, (), {code: [f"{stage}@{code}" for stage in chain] for code in codes if code in unsettled}))
+        state, codes, (), {code: [f"{stage}@{code}" for stage in chain] for code in codes if code in unsettled},
+        held=_held_record(root, {code: info for code, info in (held or {}).items() if code in unsettled})))
 
 
 def after_shared(root: Path, codes: list[str], before: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -62,9 +62,19 @@ def run_shared_stages(project: Path, shared: list[str], timeout_seconds: float) 
     shutil.rmtree(workdir)
 
 
+HELD = "nothing it reads changed since: not run again"
+
+
+def held_summary(code: str, info: dict[str, str], **fields: Any) -> ProductSummary:
+    """The row of a product a gate stopped in an earlier run whose failed stage reads what it read then."""
+    return ProductSummary(code, failed_stage=info["stage"], reason=f"{info['reason']} ({HELD})", **fields)
+
+
 def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float,
-              shared: list[str], changed: dict[str, list[str]]) -> Any:
-    """The flow body (wrapped by :func:`make_flow`); ``shared`` and ``changed`` are the plan made before it."""
+              shared: list[str], changed: dict[str, list[str]],
+              held: dict[str, dict[str, str]] | None = None) -> Any:
+    """The flow body (wrapped by :func:`make_flow`); ``shared``, ``changed`` and ``held`` are the plan made before
+    it (``held``: products a gate stopped whose failed stage's inputs are as they were: reported, not run)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
     from prefect.states import Completed, Failed
 
@@ -74,6 +84,9 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
         run_shared_stages(project, shared, timeout_seconds)
         changed = after_shared(project, codes, changed)  # which products the shared outputs changed
     starts = {code: chain_targets(stages) for code, stages in changed.items()}
+    held = {code: info for code, info in (held or {}).items() if code not in starts}
+    for code, info in held.items():
+        summaries[code] = held_summary(code, info)
     if cluster and starts:
         # Workers share only the remote with us: the shared stages' outputs must be there before they start.
         shared_stages = [name for name in read_stages(project) if "@" not in name]
@@ -151,7 +164,11 @@ def weekly_fn(root: str, codes: list[str], cluster: bool, timeout_seconds: float
         ["# The fleet this week", "", *(f"    {line}" for line in fleet_report(rows))]),
         description="Counts by result, decision, failed stage and gate check; the slowest; every failure")
     # The plan of the state the run leaves, recorded now: a following week with nothing new does not ask DVC.
-    record_after_run(project, codes, {code for code in codes if summaries[code].failed_stage}, CHAIN)
+    # A gate's verdict (not an error) is kept with what its stage read: next time, nothing changed, not run again.
+    stopped = {code: {"stage": summary.failed_stage, "reason": summary.reason or ""} for code, summary in
+               summaries.items() if summary.failed_stage and (summary.reason or "").startswith("GATE FAILED")}
+    record_after_run(project, codes, {code for code in codes if summaries[code].failed_stage}, CHAIN,
+                     {**stopped, **held})
     failed = [row for row in rows if row["result"] == "failed"]
     if failed:
         names = ", ".join(f"{row['product']} ({row['failed stage']}: {row['reason']})" for row in failed)
@@ -211,10 +228,17 @@ def _run_flow(root: Path, options: RunOptions, codes: list[str],
                                        for d in promotion.promote_all(root, codes, dry_run=True, stages=stages)):
             settled = {d.stockcode: {"decision": f"{d.action}: {d.reason}", "served_version": d.served_version}
                        for d in promotion.promote_all(root, codes, stages=stages)}
-            record_decisions(root, codes, settled)
+            record_decisions(root, codes, settled, planned.held, CHAIN)
         if settled is not None:
-            rows = [ProductSummary(code, decision=settled[code]["decision"],
-                                   served_version=settled[code]["served_version"]).row() for code in codes]
+            held = planned.held
+            rows = [(held_summary(code, held[code], decision=settled[code]["decision"],
+                                  served_version=settled[code]["served_version"]) if code in held else
+                     ProductSummary(code, decision=settled[code]["decision"],
+                                    served_version=settled[code]["served_version"])).row() for code in codes]
+            if held:
+                names = ", ".join(f"{code} ({info['stage']}: {info['reason']})" for code, info in held.items())
+                return False, rows, (f"nothing to do: {len(codes) - len(held)} of {len(codes)} products are up to "
+                                     f"date; {len(held)} stopped by a gate before, and {HELD}: {names}")
             return True, rows, f"nothing to do: all {len(codes)} products are up to date (dvc status is clean)"
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -225,7 +249,7 @@ def _run_flow(root: Path, options: RunOptions, codes: list[str],
         weekly = make_flow(DaskTaskRunner(address=services.address))
         state = weekly(root=str(root), codes=codes, cluster=bool(options.dask_address),
                        timeout_seconds=options.timeout_seconds, shared=planned.shared, changed=planned.products,
-                       return_state=True)
+                       held=planned.held, return_state=True)
     rows = state.result(raise_on_failure=False)
     if isinstance(rows, BaseException):
         raise FlowError(f"the flow crashed: {rows!r}") from rows
