@@ -9,15 +9,13 @@ way the next `pricetrail run` or `pricetrail promote` does.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import killed_landing
 import pytest
 
 from pricetrail.flow import lockmerge
@@ -31,39 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CODE = "85123A"
 RETRAINED = [f"{stage}@{CODE}" for stage in ("tune_primary_model", "inference_primary_model", "assess_model_risk")]
-
-LANDER = """
-import base64, json, os, signal, sys
-from pathlib import Path
-from pricetrail.flow import lockmerge
-from pricetrail.flow.workspace import JobResult
-from pricetrail.registry import promotion
-
-root, result_file, kill_before = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-data = json.loads(result_file.read_text())
-data["files"] = {path: base64.b64decode(content) for path, content in data["files"].items()}
-result = JobResult(**data)
-real_replace, real_rename = os.replace, Path.rename
-
-def reached(target):
-    print("rename", os.path.relpath(str(target), str(root)), flush=True)
-    if kill_before and os.path.relpath(str(target), str(root)) == kill_before:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-def replace(source, target, *args, **kwargs):
-    reached(target)
-    return real_replace(source, target, *args, **kwargs)
-
-def rename(self, target):
-    reached(target)
-    return real_rename(self, target)
-
-os.replace, Path.rename = replace, rename
-lockmerge.land(root, [result], move_outputs=True, promote=lambda codes: promotion.promote_all(root, codes),
-               promote_codes=[result.code])
-print("landed", flush=True)
-"""
-
 
 @dataclasses.dataclass(frozen=True)
 class Retrained:
@@ -88,12 +53,7 @@ def trial_copy(base: Path, target: Path) -> Path:
 
 
 def land(root: Path, result_file: Path, kill_before: str = "") -> subprocess.CompletedProcess:
-    moved = json.loads(result_file.read_text())
-    moved["workspace"] = str(root / WORKSPACES / CODE)
-    local = root.parent / f"{root.name}-result.json"
-    local.write_text(json.dumps(moved))
-    return subprocess.run([sys.executable, "-c", LANDER, str(root), str(local), kill_before], capture_output=True,
-                          text=True, timeout=300, check=False)
+    return killed_landing.land(root, result_file, root / WORKSPACES / CODE, kill_before, promote=True)
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +66,11 @@ def retrained(tmp_path_factory: pytest.TempPathFactory, smoke_week1) -> Retraine
     job = product_jobs(base, [CODE], {CODE: ("tune_primary_model@" + CODE,)}, cluster=False, timeout=600)[0]
     result = run_job(job, base / WORKSPACES)
     assert result.ok and set(result.lock_entries) == set(RETRAINED), result.log[-3000:]
-    result_file = folder / "result.json"
-    data = dataclasses.asdict(result)
-    data["files"] = {path: base64.b64encode(content).decode() for path, content in result.files.items()}
-    result_file.write_text(json.dumps(data))
+    result_file = killed_landing.save_result(result, folder / "result.json")
     whole = trial_copy(base, folder / "uninterrupted")
     landed = land(whole, result_file)
     assert landed.returncode == 0 and "landed" in landed.stdout, landed.stderr[-3000:]
-    renames = [line.split(" ", 1)[1] for line in landed.stdout.splitlines() if line.startswith("rename ")]
+    renames = killed_landing.renames(landed.stdout)
     after = records.served_model(whole, CODE).version  # type: ignore[union-attr]
     assert after != before
     return Retrained(base=base, result_file=result_file, before=before, renames=renames, after=after)

@@ -4,13 +4,11 @@ completed by the next command."""
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 import subprocess
-import sys
 from pathlib import Path
 
+import killed_landing
 import pytest
 import yaml
 
@@ -65,39 +63,6 @@ def test_a_shared_stage_that_never_ran_runs_in_the_main_workspace(tmp_path: Path
     assert chains.shared_job(tmp_path, ["ingest"], {}, timeout=60) is None
 
 
-# Lands a finished shared-stages workspace in a copy of the project, SIGKILLing itself just before the rename of
-# argv[3] (every write of a landing is a rename); printing each rename first, so an uninterrupted run lists them.
-SHARED_LANDER = """
-import base64, json, os, signal, sys
-from pathlib import Path
-from pricetrail.flow import lockmerge
-from pricetrail.flow.workspace import JobResult
-
-root, result_file, kill_before = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-data = json.loads(result_file.read_text())
-data["files"] = {path: base64.b64decode(content) for path, content in data["files"].items()}
-real_replace, real_rename = os.replace, Path.rename
-
-def reached(target):
-    relpath = os.path.relpath(str(target), str(root))
-    print("rename", relpath, flush=True)
-    if kill_before and relpath == kill_before:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-def replace(source, target, *args, **kwargs):
-    reached(target)
-    return real_replace(source, target, *args, **kwargs)
-
-def rename(self, target):
-    reached(target)
-    return real_rename(self, target)
-
-os.replace, Path.rename = replace, rename
-lockmerge.land(root, [JobResult(**data)], move_outputs=True, promote=lambda codes: None, promote_codes=[])
-print("landed", flush=True)
-"""
-
-
 @pytest.fixture(scope="module")
 def shared_result(smoke_week1, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:  # noqa: ANN001
     """A project whose shared stages ran in their workspace, nothing landed; the result; an uninterrupted
@@ -111,26 +76,19 @@ def shared_result(smoke_week1, tmp_path_factory: pytest.TempPathFactory) -> tupl
     assert result.ok and set(result.lock_entries) == set(SHARED), result.log[-3000:]
     # The ingest's metrics are not in DVC's cache (cache: false): carried by value, so a recovery can write them.
     assert set(result.files) == {"metrics/ingest.json"}
-    data = dataclasses.asdict(result)
-    data["files"] = {path: base64.b64encode(content).decode() for path, content in result.files.items()}
-    result_file = folder / "result.json"
-    result_file.write_text(json.dumps(data), encoding="utf-8")
+    result_file = killed_landing.save_result(result, folder / "result.json")
     whole = clone_project(base, folder / "uninterrupted")
     landed = land_shared(whole, base, result_file)
     assert landed.returncode == 0 and "landed" in landed.stdout, landed.stderr[-3000:]
-    renames = [line.split(" ", 1)[1] for line in landed.stdout.splitlines() if line.startswith("rename ")]
+    renames = killed_landing.renames(landed.stdout)
     assert shared_entries(whole) == {name: result.lock_entries[name] for name in SHARED}
     return base, result_file, renames
 
 
 def land_shared(root: Path, base: Path, result_file: Path, kill_before: str = "") -> subprocess.CompletedProcess:
     """Land ``result_file`` (made in ``base``) in its copy ``root``: the workspace path is the copy's."""
-    data = json.loads(result_file.read_text(encoding="utf-8"))
-    data["workspace"] = data["workspace"].replace(str(base), str(root))
-    local = root.parent / f"{root.name}-result.json"
-    local.write_text(json.dumps(data), encoding="utf-8")
-    return subprocess.run([sys.executable, "-c", SHARED_LANDER, str(root), str(local), kill_before],
-                          capture_output=True, text=True, timeout=300, check=False)
+    workspace = json.loads(result_file.read_text(encoding="utf-8"))["workspace"].replace(str(base), str(root))
+    return killed_landing.land(root, result_file, Path(workspace), kill_before, promote=False)
 
 
 def test_kill_9_at_each_step_of_the_shared_stages_landing_is_completed_by_the_next_command(
