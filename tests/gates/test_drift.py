@@ -218,3 +218,34 @@ def test_a_missing_damaged_or_empty_kept_result_means_the_check_runs(tmp_path: P
     folder.mkdir()
     (folder / "result.json").write_text(content)
     assert kept_result(folder, "k", "c", "x") is None
+
+
+def test_the_result_checked_ahead_is_for_the_current_window_the_re_check_compares(tmp_path: Path) -> None:
+    """A first product with few lines: its bootstrap current window gave lines back to the reference (40 of 50
+    recent lines), while the re-check after promotion compares the served model's training rows with all 50. The
+    result kept ahead is for those frames, so the re-check finds it (before, it found none and ran Evidently)."""
+    from pricetrail.data.preprocess import PreprocessSettings, chronological_split
+    from pricetrail.steps.drift import _check_ahead
+
+    settings = DriftSettings(numerical_columns=("unit_price", "log_quantity"), categorical_columns=("country",),
+                             current_window_days=60, reference_window_days=120, min_rows_per_window=30)
+    splitting = PreprocessSettings(numerical_features=("unit_price",), categorical_features=("country",),
+                                   min_split_rows=5)
+    older = window(1, 20, start="2011-01-01")
+    recent = window(2, 50, start="2011-10-01").assign(invoice_date=lambda f: pd.Timestamp("2011-10-01")
+                                                      + pd.to_timedelta(np.arange(50), unit="D"))
+    features = pd.concat([older, recent]).sort_values("invoice_date", kind="stable").reset_index(drop=True)
+    reference, current = bootstrap_windows(features, settings)
+    assert len(current) == 40 and len(current_window(features, settings)) == 50  # the two windows differ
+    result = check_drift(reference, current, settings, reference_source="older window")
+    _check_ahead(tmp_path, features, frame_key(current, settings, "current"), settings, splitting,
+                 frame_key(reference, settings), result)
+    candidate = chronological_split(features, splitting)["train"]
+    recheck_current = current_window(features, settings)
+    kept = kept_result(tmp_path, frame_key(candidate, settings), frame_key(recheck_current, settings, "current"),
+                       "served")
+    assert kept is not None
+    fresh = check_drift(candidate, recheck_current, settings, reference_source="served")
+    assert kept.drifted_columns == fresh.drifted_columns
+    assert kept_result(tmp_path, frame_key(candidate, settings), frame_key(current, settings, "current"),
+                       "served") is None

@@ -66,8 +66,8 @@ def data_drift_check(root: Path, code: str) -> None:
     else:
         result = check_drift(reference, current, settings, reference_source=source)
     save_report(result, root / paths.drift_report)
-    _check_ahead(kept, features, current, current_key, settings,
-                 PreprocessSettings.from_params(section(params, "preprocess")), reference_key, result)
+    _check_ahead(kept, features, current_key, settings, PreprocessSettings.from_params(section(params, "preprocess")),
+                 reference_key, result)
     write_json(root / paths.drift_metrics, {**result.to_metrics(settings), "on_drift": settings.on_drift,
                                             "features_md5": features_md5})
     if result.drift_detected:
@@ -80,16 +80,19 @@ def data_drift_check(root: Path, code: str) -> None:
     write_json(root / paths.drift_gate, {"stockcode": code, "passed": True, "features_md5": features_md5})
 
 
-def _check_ahead(folder: Path, features: pd.DataFrame, current: pd.DataFrame, current_key: str,
-                 settings: DriftSettings, splitting: PreprocessSettings, reference_key: str,
-                 result: DriftResult) -> None:
-    """Keep the gate's result against the training rows this week's model will have (see the module doc)."""
+def _check_ahead(folder: Path, features: pd.DataFrame, current_key: str, settings: DriftSettings,
+                 splitting: PreprocessSettings, reference_key: str, result: DriftResult) -> None:
+    """Keep the gate's result against the training rows this week's model will have (see the module doc), for the
+    current window the re-check will compare with them: the one a served model's gate uses, which differs from a
+    first product's while its bootstrap windows share out few lines."""
     try:
         candidate = chronological_split(features, splitting)["train"]
         candidate_key = frame_key(candidate, settings)
+        recheck_current = current_window(features, settings)
+        recheck_current_key = frame_key(recheck_current, settings, "current")
     except (PreprocessError, DriftError) as error:  # preprocess refuses it too: no model, no re-check
         clear_kept_result(folder, str(error))
         return
-    if candidate_key != reference_key:
-        result = check_drift(candidate, current, settings, reference_source=CANDIDATE_SOURCE)
-    save_kept_result(folder, candidate_key, current_key, result, settings)
+    if (candidate_key, recheck_current_key) != (reference_key, current_key):
+        result = check_drift(candidate, recheck_current, settings, reference_source=CANDIDATE_SOURCE)
+    save_kept_result(folder, candidate_key, recheck_current_key, result, settings)
