@@ -68,6 +68,9 @@ bench-lambda: $(STAMP)  ## the Lambda handler as its image runs it: install size
 bench-startup: $(STAMP)  ## each stage's start-up beside the import floor of what it runs; vs 4465042
 	$(BIN)/python bench/stage_startup.py --against 4465042
 
+bench-dvc-launch: $(STAMP)  ## a product job's DVC command in a new interpreter vs forked from the launcher
+	$(BIN)/python bench/dvc_launch.py
+
 bench-catalogue: $(STAMP)  ## every real product (~800): the no-op and one product's data changed; vs dfd4261 (needs ../shared)
 	$(BIN)/python bench/catalogue_benchmark.py --naive-rev dfd4261
 
@@ -77,4 +80,4 @@ bench-real-run: $(STAMP)  ## every real product through one pricetrail run, tiny
 bench-real-run-100: $(STAMP)  ## 100 real products drawn at random, default budgets: the bookkeeping share (needs ../shared)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python bench/real_catalogue_run.py --budget default --products 100
 
-.PHONY: bench-real-run bench-real-run-100 bench-catalogue bench-startup help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda
+.PHONY: bench-dvc-launch bench-real-run bench-real-run-100 bench-catalogue bench-startup help install run test lint bench-etl bench-pricing bench-quality bench-pipeline bench-registry bench-flow bench-lineage bench-router bench-remote bench-lambda
