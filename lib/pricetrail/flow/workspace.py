@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -185,7 +184,7 @@ def _dvc(workspace: Path, args: list[str], *, timeout: float, on_line: Callable[
 
     def kill_at_deadline() -> None:
         expired_event.set()
-        _kill_group(process)
+        dvc_launcher.kill_group(process.pid)
 
     watchdog = threading.Timer(timeout, kill_at_deadline)
     watchdog.daemon = True
@@ -199,7 +198,7 @@ def _dvc(workspace: Path, args: list[str], *, timeout: float, on_line: Callable[
                 on_line(line.rstrip("\n"))
         process.wait()
     except BaseException:  # KeyboardInterrupt, or the caller's own error: never leave the chain running
-        _kill_group(process)
+        dvc_launcher.kill_group(process.pid)
         process.wait()
         raise
     finally:
@@ -207,13 +206,6 @@ def _dvc(workspace: Path, args: list[str], *, timeout: float, on_line: Callable[
     if expired_event.is_set():
         raise ChainTimedOut(timeout, "".join(lines))
     return process.returncode, "".join(lines)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:  # already gone
-        pass
 
 
 def run_job(job: ProductJob, workdir: Path, *, on_stage: Callable[[str, str], None] | None = None) -> JobResult:

@@ -228,16 +228,17 @@ class Launcher:
                     return int(ended["exit"]), follower.text(), expired
                 if not expired and time.monotonic() >= deadline:
                     expired = True
-                    _kill_group(pid)
+                    kill_group(pid)
         except BaseException:  # the launcher ended, KeyboardInterrupt, the caller's error: never leave it running
-            _kill_group(pid)
+            kill_group(pid)
             self.close()
             raise
         finally:
             follower.close()
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group led by ``pid`` (a command started in a session of its own), if any is left."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:  # already gone
