@@ -122,12 +122,12 @@ def decision_settings(root: Path) -> Any:
     return DecisionSettings.from_params(section(load_params(root), "decision"))
 
 
-def score_decisions(root: Path, seed: int, settings_from: Path | None = None) -> pd.DataFrame:
+def score_decisions(root: Path, seed: int, settings_from: Path | None = None, settings: Any = None) -> pd.DataFrame:
     """Every product x customer group of a finished synthetic run: the router's decision scored against the truth
-    (revenue per day, the truth's order rate included), beside the naive policies. The decision settings are the
-    run's own, or ``settings_from``'s (another project's params.yaml)."""
+    (revenue per day, the truth's order rate included), beside the naive policies. The decision settings are
+    ``settings``, else the run's own, or ``settings_from``'s (another project's params.yaml)."""
     truth = json.loads((root / "data/raw/synthetic/ground_truth.json").read_text())
-    settings = decision_settings(settings_from or root)
+    settings = settings or decision_settings(settings_from or root)
     sources = local_sources(root)
     registry_dir = root / "registry"
     rows: list[dict[str, Any]] = []
@@ -192,7 +192,7 @@ def score_decisions(root: Path, seed: int, settings_from: Path | None = None) ->
                 "band": f"{band[0]:.2f}-{band[1]:.2f}", "band_width_pct": round(100 * (band[1] - band[0]) / quo, 1),
                 "optimum_in_band": band[0] - 1e-9 <= optimum <= band[1] + 1e-9,
                 "test_plan": plan.get("prices"), "test_days_each": plan.get("days_each"),
-                "plan_band_share_after": plan.get("band_share_after"),
+                "plan_band_share_after": plan.get("band_share_after"), "plan_settles": plan.get("settles"),
             })
     return pd.DataFrame(rows)
 
@@ -260,22 +260,32 @@ def show(table: pd.DataFrame, columns: list[str], title: str) -> None:
 # --------------------------------------------------------------------------------------------- the closed loop
 
 
-def plans_of(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """The price test to run per product: the registered customers' plan (the list price), else the guests' scaled
-    to the list price by the two groups' status quo."""
-    plans: dict[str, dict[str, Any]] = {}
+def planning_rows(table: pd.DataFrame) -> dict[str, Any]:
+    """Per product, the answer whose price test runs: the registered customers' (their price is the list price),
+    else the guests' (scaled to the list price in :func:`plans_of`)."""
+    chosen: dict[str, Any] = {}
     scored = table[table["group"] != "-"]
     for code, rows in scored.groupby("stockcode"):
         by_group = {row.group: row for row in rows.itertuples()}
-        registered = by_group.get("registered")
-        guest = by_group.get("guest")
+        registered, guest = by_group.get("registered"), by_group.get("guest")
         if registered is not None and isinstance(registered.test_plan, list):
-            plans[code] = {"prices": [round(p, 2) for p in registered.test_plan],
-                           "days_each": int(registered.test_days_each), "block_days": BLOCK_DAYS}
+            chosen[code] = registered
         elif guest is not None and isinstance(guest.test_plan, list) and registered is not None:
-            ratio = registered.status_quo / guest.status_quo
-            plans[code] = {"prices": [round(p * ratio, 2) for p in guest.test_plan],
-                           "days_each": int(guest.test_days_each), "block_days": BLOCK_DAYS}
+            chosen[code] = guest
+    return chosen
+
+
+def plans_of(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The price test to run per product (see :func:`planning_rows`), in list prices."""
+    plans: dict[str, dict[str, Any]] = {}
+    scored = table[table["group"] != "-"]
+    for code, row in planning_rows(table).items():
+        ratio = 1.0
+        if row.group == "guest":
+            registered = scored[(scored["stockcode"] == code) & (scored["group"] == "registered")].iloc[0]
+            ratio = registered["status_quo"] / row.status_quo
+        plans[code] = {"prices": [round(p * ratio, 2) for p in row.test_plan],
+                       "days_each": int(row.test_days_each), "block_days": BLOCK_DAYS}
     return plans
 
 
@@ -316,6 +326,9 @@ def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = Fa
             print(f"  seed {seed}, {name}: {days} more days{f', tests {tests}' if tests else ''}", flush=True)
             run_pipeline(root)
         tables[name] = score_decisions(root, seed, settings_from)
+    # Whether the plan that ran was expected to settle its question (its own prediction, before the test).
+    settles = {code: getattr(row, "plan_settles", None) for code, row in
+               planning_rows(before[before["seed"] == seed]).items()}
     rows = []
     for code in plans:
         for group, _ in GROUPS:
@@ -330,7 +343,8 @@ def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = Fa
                 continue
             rows.append({
                 "seed": seed, "stockcode": code, "group": group, "test": plans[code]["prices"],
-                "days_each": plans[code]["days_each"], "band_before_pct": first["band_width_pct"],
+                "days_each": plans[code]["days_each"], "settles": settles.get(code),
+                "band_before_pct": first["band_width_pct"],
                 "band_predicted_pct": None if first["plan_band_share_after"] is None else round(
                     100 * first["plan_band_share_after"], 1),
                 "band_after_pct": after["band_width_pct"],
@@ -353,6 +367,22 @@ def report_loop(loop: pd.DataFrame) -> bool:
           f"predicted by the plans; regret after the test against the control (the same period, no test): "
           f"{int(((loop['regret_after'] - loop['regret_control']) > 0.3).sum())} of {len(loop)} cases higher by "
           f"> 0.3 points, {int(((loop['regret_control'] - loop['regret_after']) > 0.3).sum())} lower")
+    paired = pd.DataFrame({"predicted": predicted, "measured": tested["band_fall_pct"]}).dropna()
+    if len(paired) > 2:
+        print(f"  per case ({len(paired)} with a band), the measured fall against the predicted: correlation "
+              f"{paired['predicted'].corr(paired['measured']):.2f}, median difference "
+              f"{(paired['measured'] - paired['predicted']).abs().median():.0f} points")
+    for expected, cases in loop.groupby(loop["settles"].map({True: "yes", False: "no"}).fillna("-"), sort=False):
+        narrowed = cases[cases["band_before_pct"] > 0]
+        rise = cases["regret_after"] - cases["regret_before"]
+        print(f"  tests their plan expected to settle the question: {expected}: {cases['stockcode'].nunique()} "
+              f"products, {len(cases)} cases; band fall median "
+              f"{narrowed['band_fall_pct'].median() if len(narrowed) else float('nan'):.0f}%, least "
+              f"{narrowed['band_fall_pct'].min() if len(narrowed) else float('nan'):.0f}%; regret rose by > 0.3 "
+              f"points in {int((rise > 0.3).sum())} (against the control: "
+              f"{int(((cases['regret_after'] - cases['regret_control']) > 0.3).sum())}), fell in "
+              f"{int((rise < -0.3).sum())}; mean regret {cases['regret_before'].mean():.2f}% before, "
+              f"{cases['regret_after'].mean():.2f}% after, {cases['regret_control'].mean():.2f}% control")
     falls = bool((tested["band_fall_pct"] >= 40).all()) if len(tested) else None
     no_rise = bool(((loop["regret_after"] - loop["regret_before"]) <= 0.3).all()) if len(loop) else None
     print(f"  {'PASS' if falls else 'FAIL' if falls is not None else 'n/a '}  the tested products' band width falls "
@@ -364,6 +394,56 @@ def report_loop(loop: pd.DataFrame) -> bool:
           f"than 0.3 points): largest change {(loop['regret_after'] - loop['regret_before']).max():+.2f} points"
           if len(loop) else "  n/a   nothing tested")
     return falls is not False and no_rise is not False
+
+
+FRONTIER_DELTAS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.45)
+
+
+def frontier(base: Path, seeds: list[int], settings: Any, settings_from: Path | None) -> pd.DataFrame:
+    """The same kept runs decided again at other ``delta`` (how sure a change must be), beside the model's own
+    optimum with no rule: does any setting capture half the uplift in every status-quo-wrong case and stay no worse
+    than the status quo? The decision is the router's, so no pipeline runs again."""
+    from dataclasses import replace
+
+    rows = []
+    for delta in FRONTIER_DELTAS:
+        chosen = replace(settings, delta=delta)
+        table = pd.concat([score_decisions(base / f"seed{seed}", seed, settings_from, chosen) for seed in seeds],
+                          ignore_index=True)
+        scored = table[table["group"] != "-"].dropna(subset=["regret_decided"])
+        mispriced = scored[scored["mispriced"].notna() & scored["uplift_captured_pct"].notna()
+                           & (scored["regret_status_quo"] > 100 * settings.min_gain)]
+        changes = scored[scored["action"] == "change"]
+        rows.append({"rule": f"delta {delta:g}",
+                     "worse_than_status_quo": int(((scored["regret_decided"] - scored["regret_status_quo"]) > 0.3)
+                                                  .sum()),
+                     "uplift_median_pct": mispriced["uplift_captured_pct"].median(),
+                     "uplift_lowest_pct": mispriced["uplift_captured_pct"].min(),
+                     "below_50": int((mispriced["uplift_captured_pct"] < 50).sum()),
+                     "changes_that_gain": f"{int(changes['truly_gains'].sum())}/{len(changes)}",
+                     "regret_median_pct": scored["regret_decided"].median(), "cases": len(scored)})
+    rows.append({"rule": "the model's own optimum",
+                 "worse_than_status_quo": int(((scored["regret_model_price"] - scored["regret_status_quo"]) > 0.3)
+                                              .sum()),
+                 "uplift_median_pct": mispriced["uplift_model_price_pct"].median(),
+                 "uplift_lowest_pct": mispriced["uplift_model_price_pct"].min(),
+                 "below_50": int((mispriced["uplift_model_price_pct"] < 50).sum()), "changes_that_gain": "-",
+                 "regret_median_pct": scored["regret_model_price"].median(), "cases": len(scored)})
+    rows.append({"rule": "a plain regression's optimum",
+                 "worse_than_status_quo": int(((scored["regret_regression"] - scored["regret_status_quo"]) > 0.3)
+                                              .sum()),
+                 "uplift_median_pct": mispriced["uplift_regression_pct"].median(),
+                 "uplift_lowest_pct": mispriced["uplift_regression_pct"].min(),
+                 "below_50": int((mispriced["uplift_regression_pct"] < 50).sum()), "changes_that_gain": "-",
+                 "regret_median_pct": scored["regret_regression"].median(), "cases": len(scored)})
+    result = pd.DataFrame(rows)
+    print(f"\nSafety against uplift: the decision at other delta, and no rule ({len(mispriced)} status-quo-wrong "
+          f"cases; 'worse' = more than 0.3 points of regret above the status quo, at most {0.05 * len(scored):.1f} "
+          "allowed)")
+    print(result.round(2).to_string(index=False))
+    both = result[(result["worse_than_status_quo"] <= 0.05 * result["cases"]) & (result["below_50"] == 0)]
+    print(f"  meets both 'at most 5% worse' and 'none below 50%': {', '.join(both['rule']) or 'none'}")
+    return result
 
 
 CEILING = (("the plans (<= 56 days a price)", None, None), ("56 days a price", (56,), None),
@@ -488,6 +568,7 @@ def main() -> int:
             if args.json:
                 table.to_json(args.json, orient="records", indent=1)
             ok &= report(table, settings.delta, settings.min_gain, elapsed, args.seeds)
+            frontier(base, args.seeds, settings, PROJECT_ROOT if args.reuse else None)
             if not args.no_loop:
                 loops = [loop for seed in args.seeds
                          if (loop := closed_loop(base, seed, table, reuse=bool(args.reuse))) is not None]
