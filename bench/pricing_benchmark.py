@@ -405,37 +405,28 @@ def frontier(base: Path, seeds: list[int], settings: Any, settings_from: Path | 
     than the status quo? The decision is the router's, so no pipeline runs again."""
     from dataclasses import replace
 
+    def policy(rule: str, scored: pd.DataFrame, mispriced: pd.DataFrame, price: str, gains: str) -> dict[str, Any]:
+        uplift = mispriced[f"uplift_{price}_pct"]
+        return {"rule": rule,
+                "worse_than_status_quo": int(((scored[f"regret_{price}"] - scored["regret_status_quo"]) > 0.3).sum()),
+                "uplift_median_pct": uplift.median(), "uplift_lowest_pct": uplift.min(),
+                "below_50": int((uplift < 50).sum()), "changes_that_gain": gains,
+                "regret_median_pct": scored[f"regret_{price}"].median(), "cases": len(scored)}
+
     rows = []
     for delta in FRONTIER_DELTAS:
         chosen = replace(settings, delta=delta)
         table = pd.concat([score_decisions(base / f"seed{seed}", seed, settings_from, chosen) for seed in seeds],
-                          ignore_index=True)
+                          ignore_index=True).rename(columns={"uplift_captured_pct": "uplift_decided_pct"})
         scored = table[table["group"] != "-"].dropna(subset=["regret_decided"])
-        mispriced = scored[scored["mispriced"].notna() & scored["uplift_captured_pct"].notna()
+        mispriced = scored[scored["mispriced"].notna() & scored["uplift_decided_pct"].notna()
                            & (scored["regret_status_quo"] > 100 * settings.min_gain)]
         changes = scored[scored["action"] == "change"]
-        rows.append({"rule": f"delta {delta:g}",
-                     "worse_than_status_quo": int(((scored["regret_decided"] - scored["regret_status_quo"]) > 0.3)
-                                                  .sum()),
-                     "uplift_median_pct": mispriced["uplift_captured_pct"].median(),
-                     "uplift_lowest_pct": mispriced["uplift_captured_pct"].min(),
-                     "below_50": int((mispriced["uplift_captured_pct"] < 50).sum()),
-                     "changes_that_gain": f"{int(changes['truly_gains'].sum())}/{len(changes)}",
-                     "regret_median_pct": scored["regret_decided"].median(), "cases": len(scored)})
-    rows.append({"rule": "the model's own optimum",
-                 "worse_than_status_quo": int(((scored["regret_model_price"] - scored["regret_status_quo"]) > 0.3)
-                                              .sum()),
-                 "uplift_median_pct": mispriced["uplift_model_price_pct"].median(),
-                 "uplift_lowest_pct": mispriced["uplift_model_price_pct"].min(),
-                 "below_50": int((mispriced["uplift_model_price_pct"] < 50).sum()), "changes_that_gain": "-",
-                 "regret_median_pct": scored["regret_model_price"].median(), "cases": len(scored)})
-    rows.append({"rule": "a plain regression's optimum",
-                 "worse_than_status_quo": int(((scored["regret_regression"] - scored["regret_status_quo"]) > 0.3)
-                                              .sum()),
-                 "uplift_median_pct": mispriced["uplift_regression_pct"].median(),
-                 "uplift_lowest_pct": mispriced["uplift_regression_pct"].min(),
-                 "below_50": int((mispriced["uplift_regression_pct"] < 50).sum()), "changes_that_gain": "-",
-                 "regret_median_pct": scored["regret_regression"].median(), "cases": len(scored)})
+        rows.append(policy(f"delta {delta:g}", scored, mispriced, "decided",
+                           f"{int(changes['truly_gains'].sum())}/{len(changes)}"))
+    rows += [policy(rule, scored, mispriced, price, "-")
+             for rule, price in (("the model's own optimum", "model_price"), ("a plain regression's optimum",
+                                                                             "regression"))]
     result = pd.DataFrame(rows)
     print(f"\nSafety against uplift: the decision at other delta, and no rule ({len(mispriced)} status-quo-wrong "
           f"cases; 'worse' = more than 0.3 points of regret above the status quo, at most {0.05 * len(scored):.1f} "
