@@ -73,7 +73,7 @@ class CleaningRules:
     # Volume-tier lines: their price is set by their quantity (big orders get a lower price), so they say nothing
     # about how demand responds to price and would teach the model that a small discount brings 10x orders.
     # None keeps them.
-    volume_tier_min_quantity: int | None = 24
+    volume_tier_min_quantity: int | None = 12
     volume_tier_min_discount: float = 0.08
 
     def __post_init__(self) -> None:
