@@ -283,7 +283,7 @@ def plans_of(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
         ratio = 1.0
         if row.group == "guest":
             registered = scored[(scored["stockcode"] == code) & (scored["group"] == "registered")].iloc[0]
-            ratio = registered["status_quo"] / row.status_quo
+            ratio = float(registered["status_quo"]) / float(row.status_quo)  # plain floats: the plan goes to YAML
         plans[code] = {"prices": [round(p * ratio, 2) for p in row.test_plan],
                        "days_each": int(row.test_days_each), "block_days": BLOCK_DAYS}
     return plans

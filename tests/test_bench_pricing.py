@@ -39,6 +39,8 @@ def test_the_registered_plan_runs_else_the_guests_scaled_to_the_list_price() -> 
     plans = pricing_benchmark.plans_of(table)
     assert plans == {"A": {"prices": [3.0, 4.0], "days_each": 28, "block_days": 7},
                      "B": {"prices": [1.6, 2.0], "days_each": 14, "block_days": 7}}
+    # The plans are written into params.yaml, whose YAML writer refuses numpy scalars.
+    assert all(type(price) is float for plan in plans.values() for price in plan["prices"])
 
 
 def test_the_loop_report_splits_by_whether_the_plan_expected_to_settle(capsys: pytest.CaptureFixture[str]) -> None:
