@@ -11,12 +11,14 @@ group, the router's own answer (service.recommend with the project's `decision` 
   and what truly happens: the true change of revenue per day, and whether the change gains;
 - the regret of the decided price beside the naive policies: keeping the status quo, moving to the model's own
   optimum (what the router served before the decision), a per-product regression's optimum;
-- for the status-quo-wrong products, the share of the achievable uplift captured;
+- for the status-quo-wrong products, the share of the achievable uplift captured, and the same runs decided again
+  at other ``delta`` and with no rule (safety against uplift: does any policy meet both targets?);
 - the true optimum inside the reported 90% band;
 - the closed loop: every proposed price test is run in a follow-on period (`synthetic.follow_on`), long enough for
   the test to fall inside the next run's training split, and the pipeline run again; beside it the same period
-  without the tests (the control). The tested products' band and decision before and after, and the ceiling: the
-  band's fall the model itself predicts for longer tests, or with the order rate or the price weights known.
+  without the tests (the control). The tested products' band and decision before and after, split by whether the
+  plan expected to settle its question, and the ceiling: the band's fall the model itself predicts for longer
+  tests, or with the order rate or the price weights known.
 
 With `--time-against REV` the default run of the project at git revision REV is timed first (the time budget);
 `--part real` runs the real data (../shared): the five default products and four more, every answer's decision.
