@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,13 @@ def decision_settings(root: Path) -> Any:
     return DecisionSettings.from_params(section(load_params(root), "decision"))
 
 
-def score_decisions(root: Path, seed: int, settings_from: Path | None = None, settings: Any = None) -> pd.DataFrame:
+def score_decisions(root: Path, seed: int, settings_from: Path | None = None, settings: Any = None,
+                    earlier: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """Every product x customer group of a finished synthetic run: the router's decision scored against the truth
     (revenue per day, the truth's order rate included), beside the naive policies. The decision settings are
-    ``settings``, else the run's own, or ``settings_from``'s (another project's params.yaml)."""
+    ``settings``, else the run's own, or ``settings_from``'s (another project's params.yaml). ``earlier``: per
+    product, the replaced model's decisions, as promotion would record them in the served record (a follow-on run
+    is a new copy, so its registry never served the first run's model)."""
     truth = json.loads((root / "data/raw/synthetic/ground_truth.json").read_text())
     settings = settings or decision_settings(settings_from or root)
     sources = local_sources(root)
@@ -140,6 +144,8 @@ def score_decisions(root: Path, seed: int, settings_from: Path | None = None, se
             rows.append({"seed": seed, "stockcode": code, "group": "-", "note": "no promoted model"})
             continue
         served = loading.load_served(registry_dir, record, sources)
+        if earlier and code in earlier:
+            served.product = replace(record, record={**record.record, "earlier_decisions": earlier[code]})
         train = pd.read_parquet(root / f"data/preprocessed/{code}/train.parquet")
         daily = pd.read_parquet(root / f"data/features/{code}/daily.parquet")
         last_day = pd.to_datetime(daily["day"]).max()
@@ -193,6 +199,7 @@ def score_decisions(root: Path, seed: int, settings_from: Path | None = None, se
                     / achievable, 1),
                 "band": f"{band[0]:.2f}-{band[1]:.2f}", "band_width_pct": round(100 * (band[1] - band[0]) / quo, 1),
                 "optimum_in_band": band[0] - 1e-9 <= optimum <= band[1] + 1e-9,
+                "earlier_outcome": (decision.get("earlier_change") or {}).get("outcome"),
                 "test_plan": plan.get("prices"), "test_days_each": plan.get("days_each"),
                 "plan_band_share_after": plan.get("band_share_after"), "plan_settles": plan.get("settles"),
             })
@@ -301,6 +308,29 @@ def follow_on_days(root: Path, plans: dict[str, dict[str, Any]]) -> int:
     return int(math.ceil((base + test) / 0.68)) - base + 7
 
 
+def earlier_decisions(root: Path, settings: Any) -> dict[str, dict[str, Any]]:
+    """What promotion carries into the record of the model that replaces each served one: the served model's
+    decisions as its gate made them (its verdict's; a run made before verdicts recorded them is priced again the
+    gate's way)."""
+    from pricetrail.gates.assessment import day_after_history, price_decisions, priced_groups
+    from pricetrail.project.paths import ProductPaths
+
+    decisions = {}
+    for code in load_stockcodes(root):
+        record = product_record.read_product_record(root / "registry", code)
+        if record.record is None:
+            continue
+        recorded = (record.record.get("verdict") or {}).get("price_decisions")
+        if recorded is None:
+            served = loading.load_served(root / "registry", record, local_sources(root))
+            seen = pd.concat([pd.read_parquet(root / ProductPaths(code).split(name),
+                                              columns=["unit_price", "is_registered"])
+                              for name in ("train", "validation", "test")], ignore_index=True)
+            recorded = price_decisions(priced_groups(served, seen, day_after_history(served.daily), settings))
+        decisions[code] = {"version": record.version, "decisions": recorded}
+    return decisions
+
+
 def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = False) -> pd.DataFrame | None:
     """Run each proposed test in a follow-on period (and the same period without tests, as the control), run the
     pipeline again, and score the tested products' bands and decisions against their first run. ``reuse``: score
@@ -316,6 +346,8 @@ def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = Fa
         plans = plans_of(before[before["seed"] == seed])
     if not plans:
         return None
+    settings = decision_settings(settings_from or base / f"seed{seed}")
+    earlier = earlier_decisions(base / f"seed{seed}", settings)
     tables = {}
     for name, tests in (("after", plans), ("control", {})):
         root = base / f"seed{seed}-{name}"
@@ -327,7 +359,9 @@ def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = Fa
             run(["git", "commit", "-qam", f"follow-on {name}"], root)
             print(f"  seed {seed}, {name}: {days} more days{f', tests {tests}' if tests else ''}", flush=True)
             run_pipeline(root)
-        tables[name] = score_decisions(root, seed, settings_from)
+        tables[name] = score_decisions(root, seed, settings_from, earlier=earlier)
+        if name == "after":  # the naive choice beside ours: the same refit deciding afresh, with no memory
+            tables["after_no_memory"] = score_decisions(root, seed, settings_from)
     # Whether the plan that ran was expected to settle its question (its own prediction, before the test).
     settles = {code: getattr(row, "plan_settles", None) for code, row in
                planning_rows(before[before["seed"] == seed]).items()}
@@ -341,7 +375,8 @@ def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = Fa
 
             first, after, control = pick(before[before["seed"] == seed]), pick(tables["after"]), pick(
                 tables["control"])
-            if first is None or after is None:
+            afresh = pick(tables["after_no_memory"])
+            if first is None or after is None or afresh is None:
                 continue
             rows.append({
                 "seed": seed, "stockcode": code, "group": group, "test": plans[code]["prices"],
@@ -354,8 +389,11 @@ def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = Fa
                 "band_fall_pct": round(100 * (1 - after["band_width_pct"] / first["band_width_pct"]), 1)
                 if first["band_width_pct"] else None,
                 "decision_before": f"{first['action']} {first['decided']}",
-                "decision_after": f"{after['action']} {after['decided']}",
+                "decision_after": f"{after['action']} {after['decided']}", "earlier": after["earlier_outcome"],
+                "decision_afresh": f"{afresh['action']} {afresh['decided']}",
                 "regret_before": first["regret_decided"], "regret_after": after["regret_decided"],
+                "regret_afresh": afresh["regret_decided"],
+                "change_after_gains": bool(after["truly_gains"]) if after["action"] == "change" else None,
                 "regret_control": None if control is None else control["regret_decided"]})
     return pd.DataFrame(rows)
 
@@ -385,6 +423,19 @@ def report_loop(loop: pd.DataFrame) -> bool:
               f"{int(((cases['regret_after'] - cases['regret_control']) > 0.3).sum())}), fell in "
               f"{int((rise < -0.3).sum())}; mean regret {cases['regret_before'].mean():.2f}% before, "
               f"{cases['regret_after'].mean():.2f}% after, {cases['regret_control'].mean():.2f}% control")
+    for label, column in (("deciding afresh (the refit alone, no memory)", "regret_afresh"),
+                          ("with the earlier change kept while the refit does not doubt it (served)", "regret_after")):
+        rise, first = loop[column] - loop["regret_before"], loop["regret_before"]
+        print(f"  regret after the test, {label}: rose by > 0.3 points in {int((rise > 0.3).sum())} of {len(loop)}, "
+              f"fell in {int((rise < -0.3).sum())}; largest rise {rise.max():+.2f}; mean {first.mean():.2f}% "
+              f"before, {loop[column].mean():.2f}% after; median {first.median():.2f}% before, "
+              f"{loop[column].median():.2f}% after")
+    held = loop[loop["earlier"] == "kept"]
+    gain = held["regret_afresh"] - held["regret_after"]
+    changes = loop["change_after_gains"].dropna()
+    print(f"  earlier changes kept: {len(held)} cases ({int((gain > 0.3).sum())} better than deciding afresh, "
+          f"{int((gain < -0.3).sum())} worse); changes after the test that truly gain: {int(changes.sum())} of "
+          f"{len(changes)}")
     falls = bool((tested["band_fall_pct"] >= 40).all()) if len(tested) else None
     no_rise = bool(((loop["regret_after"] - loop["regret_before"]) <= 0.3).all()) if len(loop) else None
     print(f"  {'PASS' if falls else 'FAIL' if falls is not None else 'n/a '}  the tested products' band width falls "
@@ -405,8 +456,6 @@ def frontier(base: Path, seeds: list[int], settings: Any, settings_from: Path | 
     """The same kept runs decided again at other ``delta`` (how sure a change must be), beside the model's own
     optimum with no rule: does any setting capture half the uplift in every status-quo-wrong case and stay no worse
     than the status quo? The decision is the router's, so no pipeline runs again."""
-    from dataclasses import replace
-
     def policy(rule: str, scored: pd.DataFrame, mispriced: pd.DataFrame, price: str, gains: str) -> dict[str, Any]:
         uplift = mispriced[f"uplift_{price}_pct"]
         return {"rule": rule,
@@ -447,8 +496,6 @@ CEILING = (("the plans (<= 56 days a price)", None, None), ("56 days a price", (
 def plan_ceiling(base: Path, seeds: list[int]) -> bool:
     """How far could any price test narrow the band, by the model's own uncertainty? Every planned case of the
     first runs, planned again with longer tests, or with one source of uncertainty removed after the test."""
-    from dataclasses import replace
-
     from pricetrail.pricing import decision
 
     days, shrunk = decision.TEST_DAYS, decision.shrunk

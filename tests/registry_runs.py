@@ -49,7 +49,8 @@ def cache_listing(root: Path, folder: Path) -> str:
 
 
 def make_run(root: Path, code: str = CODE, *, version: str = "aaaa0000", marker: float = 1.0,
-             failed: tuple[str, ...] = (), drift: str = "passed") -> None:
+             failed: tuple[str, ...] = (), drift: str = "passed",
+             price_decisions: dict | None = None) -> None:
     """The outputs of one product's chain as the stages and DVC leave them: files, cache objects, dvc.lock."""
     paths = ProductPaths(code)
     (root / ".dvc").mkdir(exist_ok=True)
@@ -91,7 +92,8 @@ def make_run(root: Path, code: str = CODE, *, version: str = "aaaa0000", marker:
                     "checkpoint_md5": file_md5(root / paths.checkpoint),
                     "serving_md5": file_md5(root / paths.serving_model),
                     "preprocessor_md5": file_md5(root / paths.preprocessor),
-                    "train_md5": file_md5(root / paths.split("train"))}})
+                    "train_md5": file_md5(root / paths.split("train"))},
+        **({} if price_decisions is None else {"price_decisions": price_decisions})})
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

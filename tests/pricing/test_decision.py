@@ -9,6 +9,7 @@ import pytest
 from pricetrail.pricing.decision import (
     DecisionError,
     DecisionSettings,
+    Earlier,
     StatusQuo,
     Uncertainty,
     best_change,
@@ -88,6 +89,63 @@ def test_keep_when_the_sure_gain_is_below_the_minimum() -> None:
                                           or "expected to gain more than" in decision.reason)
 
 
+def earlier_at(price: float, status_quo: float = QUO.price) -> Earlier:
+    return Earlier(version="abc123", day="2011-12-10", price=price, status_quo=status_quo, probability_of_gain=0.95)
+
+
+def at_price(slopes: np.ndarray, price: float) -> np.ndarray:
+    return price * (price / QUO.price) ** slopes
+
+
+def test_an_earlier_change_stays_while_the_new_curves_do_not_doubt_it() -> None:
+    # The new curves: a rise gains in about 80% of them; not sure enough to change afresh at delta 0.1.
+    rng = np.random.default_rng(2)
+    slopes = rng.normal(-0.75, 0.3, 400)
+    values, at_quo = curves(slopes)
+    fresh = decide(PRICES, values, at_quo, QUO, SETTINGS)
+    assert fresh.action == "keep"
+    earlier = earlier_at(11.0)
+    decision = decide(PRICES, values, at_quo, QUO, SETTINGS, earlier=earlier, at_earlier=at_price(slopes, 11.0))
+    assert decision.action == "change" and decision.price == 11.0
+    assert decision.candidate is not None and 0.5 <= decision.candidate.probability_of_gain < 0.9
+    assert "stands" in decision.reason and "abc123" in decision.reason
+    assert decision.to_dict()["earlier_change"]["outcome"] == "kept"
+    assert decision.to_dict()["probability_of_gain"] == decision.candidate.probability_of_gain
+
+
+def test_an_earlier_change_the_new_curves_doubt_is_dropped() -> None:
+    rng = np.random.default_rng(3)
+    slopes = rng.normal(-1.3, 0.3, 400)  # a rise now loses in most curves
+    values, at_quo = curves(slopes)
+    decision = decide(PRICES, values, at_quo, QUO, SETTINGS, earlier=earlier_at(11.0),
+                      at_earlier=at_price(slopes, 11.0))
+    assert decision.action == "keep" and decision.price == QUO.price
+    assert decision.earlier is not None and decision.earlier["outcome"] == "dropped"
+    assert any("is dropped" in note for note in decision.notes)
+
+
+def test_a_fresh_change_replaces_an_earlier_one_only_when_it_beats_it_surely() -> None:
+    slopes = np.random.default_rng(4).normal(-0.5, 0.05, 200)  # every curve: the higher the better
+    values, at_quo = curves(slopes)
+    # 10.5 gains surely, but 12.0 beats it in every curve: replaced.
+    replaced = decide(PRICES, values, at_quo, QUO, SETTINGS, earlier=earlier_at(10.5),
+                      at_earlier=at_price(slopes, 10.5))
+    assert replaced.price == pytest.approx(12.0) and replaced.earlier["outcome"] == "replaced"  # type: ignore
+    # 11.95 is as good as 12.0 within the gain's minimum: the earlier change stands.
+    kept = decide(PRICES, values, at_quo, QUO, SETTINGS, earlier=earlier_at(11.95),
+                  at_earlier=at_price(slopes, 11.95))
+    assert kept.price == 11.95 and kept.earlier["outcome"] == "kept"  # type: ignore
+
+
+def test_an_earlier_change_is_forgotten_once_the_price_moved() -> None:
+    slopes = np.random.default_rng(5).normal(-0.75, 0.3, 400)
+    values, at_quo = curves(slopes)
+    # Decided against another price (the retailer moved since), or the change was made (it is the status quo now).
+    for earlier in (earlier_at(11.0, status_quo=9.0), earlier_at(10.0)):
+        decision = decide(PRICES, values, at_quo, QUO, SETTINGS, earlier=earlier, at_earlier=at_price(slopes, 11.0))
+        assert decision.action == "keep" and decision.earlier is None
+
+
 def test_no_status_quo_or_no_uncertainty_keeps() -> None:
     values, at_quo = curves(np.full(10, -0.5))
     assert decide(PRICES, values, at_quo, None, SETTINGS).price is None
@@ -124,6 +182,8 @@ def test_test_prices_span_the_band_inside_the_range() -> None:
     ({"min_gain": -0.1}, "decision.min_gain=-0.1"),
     ({"status_quo_days": 0}, "decision.status_quo_days=0"),
     ({"max_step": True}, "decision.max_step=True"),
+    ({"hold_probability": 0}, "decision.hold_probability=0"),
+    ({"hold_probability": 1.5}, "decision.hold_probability=1.5"),
     ({"typo": 1}, "unknown keys ['typo']"),
 ])
 def test_bad_settings_are_refused_by_name(values: dict, message: str) -> None:

@@ -262,3 +262,38 @@ def test_an_uncertain_order_rate_widens_the_band_around_the_robust_price() -> No
     assert unsure["band"][0] <= unsure["model_price"] <= unsure["band"][1]
     low, high = unsure["elasticity"]["order_rate"]["interval_90"]
     assert low < -0.3 < high
+
+
+def test_an_earlier_change_in_the_record_stays_while_the_curves_do_not_doubt_it() -> None:
+    """The served record carries the replaced model's decisions (promotion writes them): a change among them is the
+    answer while this model's curves find it gains in at least hold_probability of them, priced at exactly that
+    price; forgotten for a profit question or a range that leaves it out."""
+    plain, _ = known_curve_bundle()
+    bundle = with_order_rate(plain, 0.0, sd=0.1)
+    served = served_from_bundle(bundle, observed_price_ranges(bundle.reference))
+    afresh = recommend(served, PriceRequest(date="2011-06-15"))
+    decision = afresh["decision"]
+    assert decision["action"] == "keep" and decision["earlier_change"] is None
+    candidate, quo = decision["candidate"], decision["status_quo"]["price"]
+    assert 0.5 <= candidate["probability_of_gain"] < 0.9  # the data cannot tell: a fresh change is not sure enough
+    earlier = {"version": "0123abcd", "decisions": {"registered": {
+        "day": "2011-05-01", "action": "change", "price": candidate["price"], "status_quo": quo,
+        "probability_of_gain": 0.93}}}
+    served.product = dataclasses.replace(served.product, record={**served.product.record,
+                                                                 "earlier_decisions": earlier})
+    held = recommend(served, PriceRequest(date="2011-06-15"))
+    assert held["decision"]["action"] == "change" and held["price"] == pytest.approx(candidate["price"])
+    assert held["decision"]["earlier_change"] == {
+        "version": "0123abcd", "day": "2011-05-01", "price": pytest.approx(candidate["price"]),
+        "probability_of_gain_then": 0.93, "probability_of_gain_now": pytest.approx(candidate["probability_of_gain"]),
+        "outcome": "kept"}
+    assert held["decision"]["probability_of_gain"] == pytest.approx(candidate["probability_of_gain"])
+    assert "0123abcd" in held["decision"]["reason"] and "stands" in held["decision"]["reason"]
+    # The figures are at the kept price; the curve and the band are the model's, unchanged by the memory.
+    assert held["curve"] == afresh["curve"] and held["band"] == afresh["band"]
+    assert held["expected_quantity"] == pytest.approx(at(afresh, candidate["price"])["expected_quantity"], rel=1e-6)
+    # Another group, a profit question, or a range without the earlier price: decided afresh.
+    assert recommend(served, PriceRequest(date="2011-06-15", customer="guest"))["decision"]["earlier_change"] is None
+    assert recommend(served, PriceRequest(date="2011-06-15", unit_cost=0.5))["decision"]["earlier_change"] is None
+    outside = recommend(served, PriceRequest(date="2011-06-15", max_price=candidate["price"] - 0.01))
+    assert outside["decision"]["earlier_change"] is None

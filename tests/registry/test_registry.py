@@ -92,6 +92,25 @@ def test_failed_gate_keeps_the_earlier_model_records_why_once(tmp_path: Path) ->
     assert records.history(tmp_path, CODE)[-1]["git_commit"] is None  # not a git repository here
 
 
+def test_the_replaced_models_decisions_ride_with_the_next_promotion(tmp_path: Path) -> None:
+    first = {"registered": {"day": "2011-02-10", "action": "change", "price": 3.25, "status_quo": 2.95,
+                            "probability_of_gain": 0.97},
+             "guest": {"day": "2011-02-10", "action": "keep", "price": 5.79, "status_quo": 5.79,
+                       "probability_of_gain": None}}
+    make_run(tmp_path, price_decisions=first)
+    promotion.promote(tmp_path, CODE)
+    served = records.served_model(tmp_path, CODE)
+    assert served is not None and "earlier_decisions" not in served.record  # nothing was served before it
+    assert served.record["verdict"]["price_decisions"] == first
+    make_run(tmp_path, version="bbbb0000", marker=2.0, price_decisions={})
+    promotion.promote(tmp_path, CODE)
+    served = records.served_model(tmp_path, CODE)
+    assert served is not None and served.version == "bbbb0000"
+    assert served.record["earlier_decisions"] == {"version": "aaaa0000", "decisions": first}
+    # The version record is the served one: a rollback to it brings back what it carried.
+    assert records.version_record(tmp_path, CODE, "bbbb0000")["earlier_decisions"]["version"] == "aaaa0000"
+
+
 def test_drift_blocks_promotion_and_retrain_policy_lets_the_risk_gate_decide(tmp_path: Path) -> None:
     make_run(tmp_path)
     promotion.promote(tmp_path, CODE)
@@ -307,6 +326,12 @@ def test_a_state_pointer_naming_another_products_history_is_refused(tmp_path: Pa
     ("training_data", {"first_date": "2011-01-01", "last_date": 3, "rows": 1}, "training_data.last_date is int"),
     ("price_range", {"registered": [0, 1e300]}, "price_range.registered is '[0, 1e+300]'"),
     ("served_since", 17, "served_since is int 17; expected str"),
+    ("earlier_decisions", {"decisions": {}}, "earlier_decisions is {'decisions': {}}; expected {version:"),
+    ("earlier_decisions", {"version": "aaaa0000", "decisions": {"registered": {"action": "change", "price": 3}}},
+     "earlier_decisions.decisions.registered is {'action': 'change', 'price': 3}; expected {group: {day: date"),
+    ("verdict", {"promoted": True, "checks": [], "price_decisions": {"guest": {
+        "day": "2011-02-10", "action": "change", "price": -1, "status_quo": 5.79, "probability_of_gain": 0.95}}},
+     "verdict.price_decisions.guest is"),
 ])
 def test_a_wrong_typed_field_in_a_record_is_one_clear_error(tmp_path: Path, field: str, value: object,
                                                             message: str) -> None:

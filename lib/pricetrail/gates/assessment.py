@@ -139,6 +139,20 @@ def decision_curves(answers: Mapping[str, dict[str, Any]], groups: Mapping[str, 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=DECISION_PLOT_COLUMNS)
 
 
+def price_decisions(answers: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each priced group's decision, as the verdict records it: once this model is replaced, the next one's record
+    carries these, and a change among them stays while the next model's curves do not doubt it."""
+    decisions = {}
+    for group, answer in answers.items():
+        decision = answer["decision"]
+        quo = decision.get("status_quo")
+        if quo is None or decision.get("price") is None:
+            continue
+        decisions[group] = {"day": answer["date"], "action": decision["action"], "price": decision["price"],
+                            "status_quo": quo["price"], "probability_of_gain": decision["probability_of_gain"]}
+    return decisions
+
+
 def day_after_history(daily: pd.DataFrame) -> str:
     return str((pd.to_datetime(daily["day"]).max() + pd.Timedelta(days=1)).date())
 
@@ -155,6 +169,9 @@ class Assessment:
 
     def decision_plot(self) -> pd.DataFrame:
         return decision_curves(self.answers, self.outcome.get("groups", {}))
+
+    def price_decisions(self) -> dict[str, dict[str, Any]]:
+        return price_decisions(self.answers)
 
 
 def assess(predictions: pd.DataFrame, train_quantity: np.ndarray, model: ServingModel, daily: pd.DataFrame,

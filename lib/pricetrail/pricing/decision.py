@@ -10,6 +10,12 @@ price changes only when the change gains with probability at least ``1 - delta``
 expectation. Otherwise the answer is ``keep``, with the reason and, when the data cannot tell, a **test plan**:
 two or three prices for some days each, chosen so that the curves' own uncertainty (the price weights'
 covariance and the order rate's spread, shrunk by the information the test adds) would settle the question.
+
+A decision has a memory of one step: a change the previously served model decided (its registry record carries
+it, :class:`Earlier`) stays the answer while the new curves find it gains in at least ``hold_probability`` of
+them, unless a price that beats it in ``1 - delta`` of them replaces it. Without it, a refit that is merely less
+sure (a test's lines, a new period) would take back a change it cannot show loses, and the answer would flip
+between change and keep from one week to the next.
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ class DecisionSettings:
     status_quo_days: int = 28  # the status quo is the group's typical price over this many days before the date
     max_band_share: float = 0.15  # a band wider than this share of the price asks for a test too
     max_step: float = 0.4  # a change moves the price at most this share from the status quo
+    # A change the previously served model decided stays while the new curves find it gains in this share of them.
+    hold_probability: float = 0.5
 
     def __post_init__(self) -> None:
         for name, low, high in (("delta", 0.0, 0.5), ("min_gain", 0.0, 1.0), ("max_band_share", 0.0, 10.0),
-                                ("max_step", 0.0, 1.0)):
+                                ("max_step", 0.0, 1.0), ("hold_probability", 0.0, 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not (
                     math.isfinite(value) and low < value <= high if name != "min_gain" else
@@ -167,6 +175,23 @@ class PriceTest:
 
 
 @dataclass(frozen=True)
+class Earlier:
+    """A change the previously served model decided for a customer group (at its assessment, the day after its
+    history), as the registry record of the model that replaced it carries it."""
+
+    version: str
+    day: str
+    price: float
+    status_quo: float  # the price it was decided against
+    probability_of_gain: float  # as that model's curves saw it
+
+    def applies_to(self, quo: StatusQuo) -> bool:
+        """Only while the group still pays the price the change was decided against: once the change is made (or
+        the price moved elsewhere), the status quo itself carries what the retailer did."""
+        return abs(self.status_quo / quo.price - 1) <= 0.005 and abs(self.price / quo.price - 1) > 0.005
+
+
+@dataclass(frozen=True)
 class Decision:
     action: str  # "change" or "keep"
     price: float | None  # what to charge: the candidate on change, the status quo on keep (None: unknown)
@@ -177,6 +202,7 @@ class Decision:
     min_gain: float
     test_plan: PriceTest | None = None
     notes: list[str] = field(default_factory=list)
+    earlier: dict[str, Any] | None = None  # the previously served model's change and what became of it
 
     def to_dict(self) -> dict[str, Any]:
         changed = self.action == "change" and self.candidate is not None
@@ -188,7 +214,8 @@ class Decision:
                 "probability_of_gain": round(self.candidate.probability_of_gain, 4) if changed else None,
                 "candidate": None if self.candidate is None else self.candidate.to_dict(),
                 "delta": self.delta, "min_gain": self.min_gain,
-                "test_plan": None if self.test_plan is None else self.test_plan.to_dict()}
+                "test_plan": None if self.test_plan is None else self.test_plan.to_dict(),
+                "earlier_change": self.earlier}
 
 
 def relative_changes(values: np.ndarray, at_status_quo: np.ndarray) -> np.ndarray:
@@ -236,9 +263,58 @@ def _pct(value: float) -> str:
 
 
 def decide(prices: np.ndarray, values: np.ndarray | None, at_status_quo: np.ndarray | None,
-           quo: StatusQuo | None, settings: DecisionSettings, *, objective: str = "revenue") -> Decision:
+           quo: StatusQuo | None, settings: DecisionSettings, *, objective: str = "revenue",
+           earlier: Earlier | None = None, at_earlier: np.ndarray | None = None) -> Decision:
     """Change or keep (see the module doc). ``values``: (members, grid) revenue or profit per day of each plausible
-    curve on ``prices``; ``at_status_quo``: (members,) the same at the status quo price."""
+    curve on ``prices``; ``at_status_quo``: (members,) the same at the status quo price; ``earlier``: the previously
+    served model's change for this group, with ``at_earlier`` (members,) the curves' values at its price."""
+    fresh = _decide_afresh(prices, values, at_status_quo, quo, settings, objective)
+    if earlier is None or at_earlier is None or values is None or at_status_quo is None or quo is None or (
+            not earlier.applies_to(quo)):
+        return fresh
+    return _with_memory(fresh, prices, values, at_status_quo, earlier, at_earlier, settings, objective)
+
+
+def _with_memory(fresh: Decision, prices: np.ndarray, values: np.ndarray, at_status_quo: np.ndarray,
+                 earlier: Earlier, at_earlier: np.ndarray, settings: DecisionSettings, objective: str) -> Decision:
+    """Keep the earlier change unless the new curves doubt it (gains in fewer than ``hold_probability`` of them) or a
+    fresh change beats it in ``1 - delta`` of them by ``min_gain``: the safe-improvement rule, with the earlier
+    change as the policy to improve on."""
+    quo = fresh.status_quo
+    assert quo is not None
+    changes = relative_changes(at_earlier[:, None], at_status_quo)[:, 0]
+    held = Change(price=earlier.price, expected=float(changes.mean()),
+                  interval_90=(float(np.quantile(changes, 0.05)), float(np.quantile(changes, 0.95))),
+                  probability_of_gain=float(np.mean(changes > 0)))
+    record = {"version": earlier.version, "day": earlier.day, "price": round(earlier.price, 6),
+              "probability_of_gain_then": round(earlier.probability_of_gain, 4),
+              "probability_of_gain_now": round(held.probability_of_gain, 4)}
+    then = (f"the change from {quo.price:g} to {earlier.price:g} that the previously served model "
+            f"({earlier.version}) decided on {earlier.day} (it gained in {earlier.probability_of_gain:.0%} of that "
+            "model's curves)")
+    if held.probability_of_gain < settings.hold_probability or held.expected <= 0:
+        return replace(fresh, earlier={**record, "outcome": "dropped"},
+                       notes=[*fresh.notes, f"{then} is dropped: this model finds it gains in only "
+                                            f"{held.probability_of_gain:.0%} of its curves"])
+    if fresh.action == "change" and fresh.candidate is not None:
+        if np.isclose(fresh.candidate.price, earlier.price, rtol=1e-9, atol=1e-12):
+            return replace(fresh, earlier={**record, "outcome": "confirmed"})
+        index = int(np.argmin(np.abs(prices - fresh.candidate.price)))
+        against = relative_changes(values[:, [index]], at_earlier)[:, 0]
+        if np.mean(against > 0) >= 1 - settings.delta and against.mean() >= settings.min_gain:
+            return replace(fresh, earlier={**record, "outcome": "replaced"},
+                           notes=[*fresh.notes, f"{then} is replaced: {fresh.candidate.price:g} beats it in "
+                                                f"{np.mean(against > 0):.0%} of this model's curves"])
+    spread = f"90%: {_pct(held.interval_90[0])} to {_pct(held.interval_90[1])}"
+    return Decision("change", earlier.price, f"{then} stands: this model finds it gains {_pct(held.expected)} of "
+                    f"{objective} per day ({spread}) in {held.probability_of_gain:.0%} of its curves, not sure enough "
+                    "to make the change afresh but no sign that it loses", status_quo=quo, candidate=held,
+                    delta=fresh.delta, min_gain=fresh.min_gain, notes=list(fresh.notes),
+                    earlier={**record, "outcome": "kept"})
+
+
+def _decide_afresh(prices: np.ndarray, values: np.ndarray | None, at_status_quo: np.ndarray | None,
+                   quo: StatusQuo | None, settings: DecisionSettings, objective: str) -> Decision:
     base = {"status_quo": quo, "delta": settings.delta, "min_gain": settings.min_gain}
     if quo is None:
         return Decision("keep", None, "the product's history holds no recent price for this customer group, so "

@@ -32,6 +32,7 @@ from pricetrail.modeling.price_response import (
 from pricetrail.pricing.decision import (
     Decision,
     DecisionSettings,
+    Earlier,
     PriceTest,
     Uncertainty,
     decide,
@@ -70,6 +71,20 @@ def calendar_constants(day: pd.Timestamp, hour: int) -> tuple[dict[str, float], 
     return {column: float(calendar[column]) for column in calendar.index}, str(int(calendar["day_of_week"]))
 
 
+def earlier_change(record: dict[str, Any], request: PriceRequest, price_range: tuple[float, float]) -> Earlier | None:
+    """The change the previously served model decided for the request's group, as promotion recorded it, where it
+    answers the same question: revenue (no unit cost) and a price inside the request's range."""
+    earlier = record.get("earlier_decisions")
+    if not earlier or request.unit_cost is not None:
+        return None
+    entry = (earlier.get("decisions") or {}).get(request.customer)
+    if not entry or entry.get("action") != "change" or not (
+            price_range[0] - 1e-9 <= entry["price"] <= price_range[1] + 1e-9):
+        return None
+    return Earlier(version=str(earlier["version"]), day=str(entry["day"]), price=float(entry["price"]),
+                   status_quo=float(entry["status_quo"]), probability_of_gain=float(entry["probability_of_gain"]))
+
+
 def recommend(served: ServedProduct, request: PriceRequest, sources: Iterable[ArtifactSource] = (),
               settings: DecisionSettings | None = None) -> dict[str, Any]:
     """The price decision for one product and customer group, with the model's curve and provenance.
@@ -101,9 +116,13 @@ def recommend(served: ServedProduct, request: PriceRequest, sources: Iterable[Ar
     refusal = group_refusal(record, request.customer)
     if refusal is not None:
         return refused_group_answer(served, request, quo, refusal, settings, (low, high), observed)
-    # The status quo is priced by the same curves, appended to the grid (it may lie between or outside its points).
+    earlier = earlier_change(record, request, (low, high))
+    # The status quo (and an earlier change's price) are priced by the same curves, appended to the grid (they may lie
+    # between or outside its points).
     evaluated = prices if quo is None else np.append(prices, quo.price)
     n = len(prices)
+    if earlier is not None and quo is not None:
+        evaluated = np.append(evaluated, earlier.price)
     numerical, categorical, state_as_of = grid_inputs(served, request, evaluated)
     matrix = served.encoder.matrix(numerical, categorical, len(evaluated))
     metadata = served.model.metadata
@@ -122,11 +141,15 @@ def recommend(served: ServedProduct, request: PriceRequest, sources: Iterable[Ar
     members = whole.daily_members
     values = None if members is None else members * margin[None, :]
     objective = "revenue" if request.unit_cost is None else "profit"
+    at_earlier = None if values is None or len(evaluated) < n + 2 else values[:, n + 1]
     decision = decide(prices, None if values is None else values[:, :n],
-                      None if values is None or quo is None else values[:, n], quo, settings, objective=objective)
+                      None if values is None or quo is None else values[:, n], quo, settings, objective=objective,
+                      earlier=earlier, at_earlier=at_earlier)
     if needs_test(decision, band, settings):
-        decision = with_plan(decision, _test_plan(served, request, decision, band, settings, evaluated, matrix,
-                                                  pivot_matrix, median, whole, (low, high)))
+        # The plan prices the grid and the status quo only (its last evaluated price).
+        decision = with_plan(decision, _test_plan(served, request, decision, band, settings, evaluated[:n + 1],
+                                                  matrix[:n + 1], pivot_matrix, median, whole.take(slice(0, n + 1)),
+                                                  (low, high)))
     quantity = whole.point
     revenue = evaluated * quantity
     profit = None if request.unit_cost is None else margin * quantity
@@ -136,6 +159,8 @@ def recommend(served: ServedProduct, request: PriceRequest, sources: Iterable[Ar
         chosen = best
     elif decision.action == "keep":
         chosen = n
+    elif decision.earlier is not None and decision.earlier["outcome"] == "kept":
+        chosen = n + 1
     else:
         chosen = int(np.argmin(np.abs(prices - decision.price)))
     within = observed[0] - 1e-9 <= low and high <= observed[1] + 1e-9

@@ -142,7 +142,8 @@ def _candidate(root: Path, code: str, stages: Mapping[str, Any] | None = None, *
         "price_range": observed_price_ranges(seen),
         "verdict": {"promoted": True, "checks": verdict.get("checks", []), "params": verdict.get("params", {}),
                     "lineage": lineage, **({"customer_groups": verdict["customer_groups"]}
-                                           if verdict.get("customer_groups") else {})},
+                                           if verdict.get("customer_groups") else {}),
+                    **({"price_decisions": verdict["price_decisions"]} if verdict.get("price_decisions") else {})},
         "metrics": {"test_rmsle": test_metrics.get("rmsle"), "test_mae": test_metrics.get("mae"),
                     "baseline_rmsle": verdict.get("risk", {}).get("baseline_rmsle")},
         "drift": drift_note or "the drift gate passed on the current data",
@@ -221,6 +222,9 @@ def _promote(root: Path, code: str, *, now: datetime | None, stages: Mapping[str
             record_if_new(root, code, decision, stamp)
         return decision
     record["promoted_at"] = stamp
+    earlier = (served.record.get("verdict") or {}).get("price_decisions") if served else None
+    if earlier:  # what the replaced model told the buyer: a change stays while this model does not doubt it
+        record["earlier_decisions"] = {"version": served_version, "decisions": earlier}
     note = f"; {record['drift']}" if record["drift"].startswith("drift detected") else ""
     refused = {name: entry for name, entry in (record["verdict"].get("customer_groups") or {}).items()
                if not entry.get("servable")}

@@ -205,6 +205,14 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
             problem = _field_problem(check, key, accepted, required=True, label=f"verdict.checks[{index}].{key}")
             if problem:
                 return problem
+    earlier = record.get("earlier_decisions")
+    if earlier is not None and not (isinstance(earlier, dict) and isinstance(earlier.get("version"), str)):
+        return f"earlier_decisions is {repr(earlier)[:60]}; expected {{version: <replaced model>, decisions: {{...}}}}"
+    for where, decisions in (("verdict.price_decisions", verdict.get("price_decisions")),
+                             ("earlier_decisions.decisions", (earlier or {}).get("decisions"))):
+        problem = _decisions_problem(decisions, where)
+        if problem:
+            return problem
     for key, value in (record.get("metrics") or {}).items():
         if value is not None and not _number(value):
             return f"metrics.{key} is {kind_of(value)} {repr(value)[:40]}; expected a finite number or null"
@@ -218,6 +226,26 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
         if not (isinstance(bounds, list) and len(bounds) == 2 and all(_number(b) and b > 0 for b in bounds)
                 and bounds[0] <= bounds[1]):
             return f"price_range.{group} is {str(bounds)[:60]!r}; expected [lowest, highest], prices > 0"
+    return None
+
+
+def _decisions_problem(decisions: Any, where: str) -> str | None:
+    """A verdict's (or a replaced model's) price decisions: {group: {day, action, price, status_quo,
+    probability_of_gain}}, prices > 0."""
+    if decisions is None:
+        return None
+    expected = ("expected {group: {day: date, action: change|keep, price: > 0, status_quo: > 0, "
+                "probability_of_gain: 0-1 or null}}")
+    if not isinstance(decisions, dict):
+        return f"{where} is {kind_of(decisions)}; {expected}"
+    for group, entry in decisions.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("day"), str)
+                and entry.get("action") in ("change", "keep")
+                and all(_number(entry.get(key)) and entry[key] > 0 for key in ("price", "status_quo"))
+                and (entry.get("probability_of_gain") is None or (_number(entry["probability_of_gain"])
+                                                                   and 0 <= entry["probability_of_gain"] <= 1))
+                and (entry["action"] == "keep" or entry.get("probability_of_gain") is not None)):
+            return f"{where}.{group} is {repr(entry)[:80]}; {expected}"
     return None
 
 

@@ -97,14 +97,14 @@ def _bounded(name: str, value: object, low: float, high: float) -> None:
 
 
 # Keys of the JSON file; each is also PRICETRAIL_<KEY> in the environment (the environment wins).
-_DECISION_KEYS = {"delta", "min_gain", "status_quo_days", "max_band_share", "max_step"}
+_DECISION_KEYS = {"delta", "min_gain", "status_quo_days", "max_band_share", "max_step", "hold_probability"}
 _KEYS = {"registry_dir", "stockcodes", "stockcodes_file", "cache_dirs", "s3_url", "s3_endpoint_url", "s3_region",
          "s3_cache_dir", "s3_deadline_seconds", "max_models", "max_memory_mb", "default_points", "max_points",
          "range_widening", "failure_retry_seconds", "registry_refresh_seconds", "max_request_bytes",
          *_DECISION_KEYS}
 _INTS = {"max_models", "default_points", "max_points", "max_request_bytes", "status_quo_days"}
 _FLOATS = {"max_memory_mb", "s3_deadline_seconds", "range_widening", "failure_retry_seconds",
-           "registry_refresh_seconds", "delta", "min_gain", "max_band_share", "max_step"}
+           "registry_refresh_seconds", "delta", "min_gain", "max_band_share", "max_step", "hold_probability"}
 
 
 def from_mapping(values: Mapping[str, Any], *, base: Path | None = None) -> ServeConfig:

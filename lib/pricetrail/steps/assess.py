@@ -50,6 +50,7 @@ def assess_model_risk(root: Path, code: str) -> None:
         "baseline_quantity": result.baseline_quantity,
         "groups": result.groups.to_dict(orient="records"),
         "sensitive_feature": settings.sensitive_feature,
+        "price_decisions": result.price_decisions(),
         "lineage": {
             "features_md5": file_md5(root / paths.lines),
             "daily_md5": file_md5(root / paths.daily),
