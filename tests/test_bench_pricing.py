@@ -47,16 +47,20 @@ def test_the_loop_report_splits_by_whether_the_plan_expected_to_settle(capsys: p
     loop = pd.DataFrame([
         {"seed": 1, "stockcode": "A", "group": "registered", "test": [3.0, 4.0], "days_each": 28, "settles": True,
          "band_before_pct": 20.0, "band_predicted_pct": 10.0, "band_after_pct": 8.0, "band_control_pct": 20.0,
-         "band_fall_pct": 60.0, "decision_before": "keep 4", "decision_after": "change 3.5", "regret_before": 2.0,
-         "regret_after": 0.1, "regret_control": 2.0},
+         "band_fall_pct": 60.0, "decision_before": "keep 4", "decision_after": "change 3.5", "earlier": None,
+         "decision_afresh": "change 3.5", "regret_before": 2.0, "regret_after": 0.1, "regret_afresh": 0.1,
+         "change_after_gains": True, "regret_control": 2.0},
+        # the refit alone takes back a change it cannot show loses; carried, the change stands
         {"seed": 1, "stockcode": "B", "group": "registered", "test": [1.6, 2.0], "days_each": 56, "settles": False,
          "band_before_pct": 30.0, "band_predicted_pct": 29.0, "band_after_pct": 30.0, "band_control_pct": 30.0,
-         "band_fall_pct": 0.0, "decision_before": "change 1.8", "decision_after": "keep 2", "regret_before": 0.0,
-         "regret_after": 1.0, "regret_control": 0.0},
+         "band_fall_pct": 0.0, "decision_before": "change 1.8", "decision_after": "change 1.8", "earlier": "kept",
+         "decision_afresh": "keep 2", "regret_before": 0.0, "regret_after": 0.0, "regret_afresh": 1.0,
+         "change_after_gains": True, "regret_control": 0.0},
         {"seed": 1, "stockcode": "B", "group": "guest", "test": [1.6, 2.0], "days_each": 56, "settles": False,
          "band_before_pct": 25.0, "band_predicted_pct": 24.0, "band_after_pct": 20.0, "band_control_pct": 25.0,
-         "band_fall_pct": 20.0, "decision_before": "keep 5", "decision_after": "keep 5", "regret_before": 0.5,
-         "regret_after": 0.5, "regret_control": 0.5},
+         "band_fall_pct": 20.0, "decision_before": "keep 5", "decision_after": "keep 5", "earlier": None,
+         "decision_afresh": "keep 5", "regret_before": 0.5, "regret_after": 1.5, "regret_afresh": 1.5,
+         "change_after_gains": None, "regret_control": 0.5},
     ])
     assert pricing_benchmark.report_loop(loop) is False  # a band fell by less than 40%, and a regret rose
     printed = capsys.readouterr().out
@@ -64,4 +68,8 @@ def test_the_loop_report_splits_by_whether_the_plan_expected_to_settle(capsys: p
     assert "regret rose by > 0.3 points in 0 (against the control: 0), fell in 1" in printed
     assert "expected to settle the question: no: 1 products, 2 cases; band fall median 10%" in printed
     assert "regret rose by > 0.3 points in 1 (against the control: 1), fell in 0" in printed
+    assert "deciding afresh (the refit alone, no memory): rose by > 0.3 points in 2 of 3" in printed
+    assert "(served): rose by > 0.3 points in 1 of 3, fell in 1; largest rise +1.00" in printed
+    assert "earlier changes kept: 1 cases (1 better than deciding afresh, 0 worse); changes after the test that " \
+           "truly gain: 2 of 2" in printed
     assert "FAIL  their regret does not rise" in printed
