@@ -135,6 +135,7 @@ def test_a_fresh_change_replaces_an_earlier_one_only_when_it_beats_it_surely() -
     kept = decide(PRICES, values, at_quo, QUO, SETTINGS, earlier=earlier_at(11.95),
                   at_earlier=at_price(slopes, 11.95))
     assert kept.price == 11.95 and kept.earlier["outcome"] == "kept"  # type: ignore
+    assert "12 beats it in 100% of this model's curves" in kept.reason and "not surely enough" in kept.reason
 
 
 def test_an_earlier_change_is_forgotten_once_the_price_moved() -> None:

@@ -296,19 +296,21 @@ def _with_memory(fresh: Decision, prices: np.ndarray, values: np.ndarray, at_sta
         return replace(fresh, earlier={**record, "outcome": "dropped"},
                        notes=[*fresh.notes, f"{then} is dropped: this model finds it gains in only "
                                             f"{held.probability_of_gain:.0%} of its curves"])
+    why = "not sure enough to make the change afresh, but no sign that it loses"
     if fresh.action == "change" and fresh.candidate is not None:
         if np.isclose(fresh.candidate.price, earlier.price, rtol=1e-9, atol=1e-12):
             return replace(fresh, earlier={**record, "outcome": "confirmed"})
         index = int(np.argmin(np.abs(prices - fresh.candidate.price)))
         against = relative_changes(values[:, [index]], at_earlier)[:, 0]
+        beats = f"{fresh.candidate.price:g} beats it in {np.mean(against > 0):.0%} of this model's curves"
         if np.mean(against > 0) >= 1 - settings.delta and against.mean() >= settings.min_gain:
             return replace(fresh, earlier={**record, "outcome": "replaced"},
-                           notes=[*fresh.notes, f"{then} is replaced: {fresh.candidate.price:g} beats it in "
-                                                f"{np.mean(against > 0):.0%} of this model's curves"])
+                           notes=[*fresh.notes, f"{then} is replaced: {beats}"])
+        why = f"{beats} ({_pct(float(against.mean()))} expected), not surely enough to move again"
     spread = f"90%: {_pct(held.interval_90[0])} to {_pct(held.interval_90[1])}"
     return Decision("change", earlier.price, f"{then} stands: this model finds it gains {_pct(held.expected)} of "
-                    f"{objective} per day ({spread}) in {held.probability_of_gain:.0%} of its curves, not sure enough "
-                    "to make the change afresh but no sign that it loses", status_quo=quo, candidate=held,
+                    f"{objective} per day ({spread}) in {held.probability_of_gain:.0%} of its curves; {why}",
+                    status_quo=quo, candidate=held,
                     delta=fresh.delta, min_gain=fresh.min_gain, notes=list(fresh.notes),
                     earlier={**record, "outcome": "kept"})
 
