@@ -391,6 +391,7 @@ def closed_loop(base: Path, seed: int, before: pd.DataFrame, *, reuse: bool = Fa
                 "decision_before": f"{first['action']} {first['decided']}",
                 "decision_after": f"{after['action']} {after['decided']}", "earlier": after["earlier_outcome"],
                 "decision_afresh": f"{afresh['action']} {afresh['decided']}",
+                "quo_before": first["status_quo"], "quo_after": after["status_quo"],
                 "regret_before": first["regret_decided"], "regret_after": after["regret_decided"],
                 "regret_afresh": afresh["regret_decided"],
                 "change_after_gains": bool(after["truly_gains"]) if after["action"] == "change" else None,
@@ -430,6 +431,16 @@ def report_loop(loop: pd.DataFrame) -> bool:
               f"fell in {int((rise < -0.3).sum())}; largest rise {rise.max():+.2f}; mean {first.mean():.2f}% "
               f"before, {loop[column].mean():.2f}% after; median {first.median():.2f}% before, "
               f"{loop[column].median():.2f}% after")
+    control = loop["regret_control"] - loop["regret_before"]
+    print(f"  the control (the same period, no test, the same rule): regret rose by > 0.3 points against the first run "
+          f"in {int((control > 0.3).sum())}, fell in {int((control < -0.3).sum())}: a refit on more data moves single "
+          "decisions either way")
+    moved = loop[(loop["quo_after"] / loop["quo_before"] - 1).abs() > 0.005]
+    if len(moved):
+        print(f"  the status quo moved between the periods in {len(moved)} cases (the shop's price at the first run's "
+              f"end was not its price after the test): " + "; ".join(
+                  f"{r.seed} {r.stockcode} {r.group} {r.quo_before:g} -> {r.quo_after:g}, regret {r.regret_before:.2f} "
+                  f"-> {r.regret_after:.2f} (control {r.regret_control:.2f})" for r in moved.itertuples()))
     held = loop[loop["earlier"] == "kept"]
     gain = held["regret_afresh"] - held["regret_after"]
     changes = loop["change_after_gains"].dropna()

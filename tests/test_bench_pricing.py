@@ -48,18 +48,21 @@ def test_the_loop_report_splits_by_whether_the_plan_expected_to_settle(capsys: p
         {"seed": 1, "stockcode": "A", "group": "registered", "test": [3.0, 4.0], "days_each": 28, "settles": True,
          "band_before_pct": 20.0, "band_predicted_pct": 10.0, "band_after_pct": 8.0, "band_control_pct": 20.0,
          "band_fall_pct": 60.0, "decision_before": "keep 4", "decision_after": "change 3.5", "earlier": None,
-         "decision_afresh": "change 3.5", "regret_before": 2.0, "regret_after": 0.1, "regret_afresh": 0.1,
+         "decision_afresh": "change 3.5", "quo_before": 4.0, "quo_after": 4.0,
+         "regret_before": 2.0, "regret_after": 0.1, "regret_afresh": 0.1,
          "change_after_gains": True, "regret_control": 2.0},
         # the refit alone takes back a change it cannot show loses; carried, the change stands
         {"seed": 1, "stockcode": "B", "group": "registered", "test": [1.6, 2.0], "days_each": 56, "settles": False,
          "band_before_pct": 30.0, "band_predicted_pct": 29.0, "band_after_pct": 30.0, "band_control_pct": 30.0,
          "band_fall_pct": 0.0, "decision_before": "change 1.8", "decision_after": "change 1.8", "earlier": "kept",
-         "decision_afresh": "keep 2", "regret_before": 0.0, "regret_after": 0.0, "regret_afresh": 1.0,
+         "decision_afresh": "keep 2", "quo_before": 2.0, "quo_after": 2.0,
+         "regret_before": 0.0, "regret_after": 0.0, "regret_afresh": 1.0,
          "change_after_gains": True, "regret_control": 0.0},
         {"seed": 1, "stockcode": "B", "group": "guest", "test": [1.6, 2.0], "days_each": 56, "settles": False,
          "band_before_pct": 25.0, "band_predicted_pct": 24.0, "band_after_pct": 20.0, "band_control_pct": 25.0,
          "band_fall_pct": 20.0, "decision_before": "keep 5", "decision_after": "keep 5", "earlier": None,
-         "decision_afresh": "keep 5", "regret_before": 0.5, "regret_after": 1.5, "regret_afresh": 1.5,
+         "decision_afresh": "keep 5", "quo_before": 5.0, "quo_after": 4.0,
+         "regret_before": 0.5, "regret_after": 1.5, "regret_afresh": 1.5,
          "change_after_gains": None, "regret_control": 0.5},
     ])
     assert pricing_benchmark.report_loop(loop) is False  # a band fell by less than 40%, and a regret rose
@@ -72,4 +75,8 @@ def test_the_loop_report_splits_by_whether_the_plan_expected_to_settle(capsys: p
     assert "(served): rose by > 0.3 points in 1 of 3, fell in 1; largest rise +1.00" in printed
     assert "earlier changes kept: 1 cases (1 better than deciding afresh, 0 worse); changes after the test that " \
            "truly gain: 2 of 2" in printed
+    assert "the control (the same period, no test, the same rule): regret rose by > 0.3 points against the first " \
+           "run in 0, fell in 0" in printed
+    assert "the status quo moved between the periods in 1 cases" in printed and "1 B guest 5 -> 4, regret 0.50 -> " \
+           "1.50 (control 0.50)" in printed
     assert "FAIL  their regret does not rise" in printed
