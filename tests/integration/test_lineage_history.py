@@ -167,3 +167,17 @@ def test_the_reports_on_the_real_history(project: Path) -> None:
                 and "data_drift_check" not in row["item"]]
     history = pricetrail("lineage", "query", METRIC_HISTORY, "--revisions", "HEAD~3..HEAD", cwd=project).stdout
     assert "week 4" in history and "week 1" not in history  # a range excludes its base
+
+
+def test_the_retrained_models_record_carries_the_decisions_of_the_model_it_replaced(project: Path) -> None:
+    from pricetrail.registry import records
+
+    versions = records.promoted_versions(project, RETRAINED)
+    assert len(versions) == 2  # week 1's, replaced in week 3
+    served = records.served_model(project, RETRAINED)
+    assert served is not None and served.version == versions[1]
+    first = records.version_record(project, RETRAINED, versions[0])
+    assert served.record["earlier_decisions"] == {"version": versions[0],
+                                                  "decisions": first["verdict"]["price_decisions"]}
+    answer = json.loads(pricetrail("recommend", RETRAINED, "--date", "2011-12-12", cwd=project).stdout)
+    assert answer["model_version"] == versions[1] and "earlier_change" in answer["decision"]

@@ -108,6 +108,9 @@ def test_git_holds_only_small_registry_records_that_resolve_by_hash(project: Pat
         assert record["stages"][f"data_drift_check@{code}"]["deps"] == {
             dep["path"]: dep["md5"] for dep in lock["stages"][f"data_drift_check@{code}"]["deps"]}
         assert record["git_commit"] and record["verdict"]["params"]["assess_model_risk"]["min_group_size"] == 10
+        # The gate's decisions travel with the version: the promotion that replaces it carries them on.
+        assert record["verdict"].get("price_decisions", {}) == verdict["price_decisions"]
+        assert set(verdict["price_decisions"]) <= {"registered", "guest"}
         drift = json.loads((project / "metrics" / code / "drift.json").read_text())
         assert drift["reference"]["source"] == f"training data of served model {served.version}"
 
