@@ -17,8 +17,9 @@ group, the router's own answer (service.recommend with the project's `decision` 
 - the closed loop: every proposed price test is run in a follow-on period (`synthetic.follow_on`), long enough for
   the test to fall inside the next run's training split, and the pipeline run again; beside it the same period
   without the tests (the control). The tested products' band and decision before and after, split by whether the
-  plan expected to settle its question, and the ceiling: the band's fall the model itself predicts for longer
-  tests, or with the order rate or the price weights known.
+  plan expected to settle its question; the refit's decision as served (the first run's decisions carried into its
+  record, as promotion does) beside the same refit deciding afresh; and the ceiling: the band's fall the model
+  itself predicts for longer tests, or with the order rate or the price weights known.
 
 With `--time-against REV` the default run of the project at git revision REV is timed first (the time budget);
 `--part real` runs the real data (../shared): the five default products and four more, every answer's decision.
