@@ -282,10 +282,7 @@ def _with_memory(fresh: Decision, prices: np.ndarray, values: np.ndarray, at_sta
     change as the policy to improve on."""
     quo = fresh.status_quo
     assert quo is not None
-    changes = relative_changes(at_earlier[:, None], at_status_quo)[:, 0]
-    held = Change(price=earlier.price, expected=float(changes.mean()),
-                  interval_90=(float(np.quantile(changes, 0.05)), float(np.quantile(changes, 0.95))),
-                  probability_of_gain=float(np.mean(changes > 0)))
+    held = _change(np.array([earlier.price]), relative_changes(at_earlier[:, None], at_status_quo), 0)
     record = {"version": earlier.version, "day": earlier.day, "price": round(earlier.price, 6),
               "probability_of_gain_then": round(earlier.probability_of_gain, 4),
               "probability_of_gain_now": round(held.probability_of_gain, 4)}
